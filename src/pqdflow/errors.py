@@ -1,0 +1,122 @@
+"""Typed errors of pqdflow.
+
+Every error the package raises on purpose derives from :class:`PqdflowError`, so a script
+can catch them all at once. Errors about bad user input derive from :class:`InputError`
+(also a ``ValueError``) and are raised *before* anything is written to disk. Messages name
+the offending value and what is allowed instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "BackendError",
+    "BackendNotInstalledError",
+    "CalculationFailed",
+    "ClashError",
+    "CompositionError",
+    "ConvergenceError",
+    "EndpointError",
+    "GeometryError",
+    "InputError",
+    "InputSetError",
+    "LaunchpadLockedError",
+    "OverwriteError",
+    "ParseError",
+    "PqdflowError",
+    "StudyError",
+    "UnknownLigandError",
+    "UnknownSiteError",
+    "UnknownTerminationError",
+    "VibrationalError",
+]
+
+
+class PqdflowError(Exception):
+    """Base class of every error raised by pqdflow."""
+
+
+class InputError(PqdflowError, ValueError):
+    """Invalid user input; raised before any file is written."""
+
+
+class CompositionError(InputError):
+    """A halide composition x that is outside [0, 3] or not realisable on the cell."""
+
+
+class UnknownLigandError(InputError):
+    """A ligand name that is not in the ligand library."""
+
+
+class UnknownSiteError(InputError):
+    """An adsorption site name that the slab does not offer."""
+
+
+class UnknownTerminationError(InputError):
+    """A slab termination other than the supported ones."""
+
+
+class GeometryError(InputError):
+    """Impossible cell geometry: too little vacuum, too few layers, bad supercell."""
+
+
+class ClashError(InputError):
+    """A placement puts atoms closer than the allowed minimum distance."""
+
+
+class EndpointError(InputError):
+    """NEB endpoints whose atoms do not correspond one to one."""
+
+
+class StudyError(InputError):
+    """A study file that does not validate (unknown key, wrong type, empty study)."""
+
+
+class InputSetError(InputError):
+    """A VASP input-set override or preset that is invalid."""
+
+
+class OverwriteError(PqdflowError, FileExistsError):
+    """Refusing to overwrite a folder that already holds calculation outputs."""
+
+
+class ParseError(PqdflowError):
+    """A calculation output that cannot be parsed.
+
+    Parameters
+    ----------
+    path
+        The file or folder that failed to parse.
+    reason
+        Why it failed, in words.
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class BackendError(PqdflowError):
+    """An unknown or misconfigured calculation backend."""
+
+
+class BackendNotInstalledError(BackendError, ImportError):
+    """An optional backend whose package is not installed."""
+
+
+class CalculationFailed(PqdflowError):
+    """A calculation that ran but failed."""
+
+
+class ConvergenceError(CalculationFailed):
+    """A calculation that did not converge where convergence is required."""
+
+
+class LaunchpadLockedError(PqdflowError):
+    """The embedded launchpad file is held by another launcher."""
+
+
+class VibrationalError(PqdflowError):
+    """Vibrational analysis that cannot be performed on the given input."""
