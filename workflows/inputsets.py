@@ -109,7 +109,8 @@ def _tag_type(tag: str) -> str | None:
         return _TYPE_FIXES[tag]
     if tag in _VTST_TAGS:
         return _VTST_TAGS[tag]
-    entry = Incar.INCAR_PARAMS.get(tag)
+    params: Mapping[Any, Any] = Incar.INCAR_PARAMS
+    entry = params.get(tag)
     return None if entry is None else str(entry.get("type", "str"))
 
 
@@ -851,7 +852,7 @@ def prepare_neb_inputs(images: Sequence[Atoms], input_set: VaspInputSet) -> Prep
             raise EndpointError(f"NEB image {i:02d} fixes different atoms from image 00")
         poscar = input_set.poscar(image, comment=f"NEB image {i:0{width}d}")
         if flags is not None:
-            poscar.selective_dynamics = flags
+            poscar.selective_dynamics = np.array(flags, dtype=bool)
         files[f"{i:0{width}d}/POSCAR"] = poscar.get_str().encode()
     symbols_potcar = input_set.potcar_symbols(first)
     record = {
