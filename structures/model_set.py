@@ -1,0 +1,230 @@
+"""The paper's model set: every structure the binding and migration study needs.
+
+For each composition x: the bulk cell, the clean (001) slabs of both terminations, each
+ligand adsorbed on the CsX-terminated slab, the control (OAc + OAm) and treated
+(AnHI + TMSBr) surfaces, and NEB endpoint pairs for a bulk V_Br hop (2x2x2 supercell) and
+a surface V_Br hop (a top-layer Br vacancy filled by a subsurface Br moving up along the
+octahedron edge) on the clean, control and treated surfaces. Independent of x: each
+ligand's neutral reference molecule in vacuum and the released reference species (CsBr,
+CsI, HBr, HI, Br2, I2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ase import Atoms
+
+from pqdflow.errors import CompositionError, InputError
+from pqdflow.structures.adsorption import SURFACE_PRESETS, build_passivated_surface, place_ligand
+from pqdflow.structures.bulk import allowed_x, build_bulk, build_mixed_halide, check_x
+from pqdflow.structures.defects import (
+    build_neb_endpoints,
+    default_n_images,
+    enumerate_halide_hops,
+)
+from pqdflow.structures.ligands import (
+    REFERENCE_SPECIES,
+    build_ligand_reference,
+    get_ligand,
+)
+from pqdflow.structures.slabs import TERMINATIONS, build_slab
+
+__all__ = ["MODEL_KINDS", "ModelEntry", "ModelKind", "build_model_set", "x_label"]
+
+ModelKind = Literal["bulk", "slab", "molecule", "adsorbed", "neb_initial", "neb_final"]
+#: Kinds of model-set entries (the manifest's ``kind`` values).
+MODEL_KINDS: tuple[str, ...] = ("bulk", "slab", "molecule", "adsorbed", "neb_initial", "neb_final")
+_BUILTIN_LIGANDS: tuple[str, ...] = ("OAc", "OAm", "AnHI", "TMSBr")
+
+
+@dataclass
+class ModelEntry:
+    """One structure of the model set.
+
+    Attributes
+    ----------
+    name
+        Unique, filesystem-safe name, e.g. ``"slab-CsX-x3"``.
+    kind
+        One of :data:`MODEL_KINDS`.
+    atoms
+        The structure (fixed atoms carry ``FixAtoms``; builder metadata in ``info``).
+    ligands
+        Names of the ligands on it (adsorbed) or that it is the reference of (molecule).
+    termination
+        Slab termination, None for bulk and molecules.
+    x
+        Composition (Br per formula unit), None where it does not apply.
+    meta
+        JSON-ready extras: role (model / reference), formula_units, NEB hop data.
+    """
+
+    name: str
+    kind: ModelKind
+    atoms: Atoms
+    ligands: list[str] = field(default_factory=list)
+    termination: str | None = None
+    x: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def x_label(x: float) -> str:
+    """Filesystem-safe label of a composition: ``x3``, ``x1.5``."""
+    return f"x{x:g}"
+
+
+def _bulk_for(x: float) -> Atoms:
+    if x in (0.0, 3.0):
+        return build_bulk("Br" if x == 3.0 else "I")
+    for n in (2, 3, 4):
+        if x in allowed_x((n, n, n)) or any(abs(x - v) < 1e-9 for v in allowed_x((n, n, n))):
+            return build_mixed_halide(x, (n, n, n))
+    raise CompositionError(
+        f"x={x:g} is not realisable on a cubic supercell up to 4x4x4; allowed x on 2x2x2: "
+        + ", ".join(f"{v:g}" for v in allowed_x((2, 2, 2)))
+    )
+
+
+def _surface_hop(host: Atoms) -> tuple[int, int]:
+    hops = [h for h in enumerate_halide_hops(host) if h.vacancy_layer == 0 and h.hop_layer == 1]
+    if not hops:
+        raise InputError("no surface halide hop (top-layer Br vacancy, subsurface Br) on this slab")
+    return hops[0].vacancy_index, hops[0].hop_index
+
+
+def build_model_set(
+    x_values: Sequence[float] = (3.0,),
+    *,
+    chain_length: int | None = None,
+    seed: int = 0,
+    size: Sequence[int] = (2, 2),
+    layers: int = 5,
+    vacuum: float = 15.0,
+    fixed_layers: int = 2,
+    rattle: int | None = 0,
+    ligands: Sequence[str] = _BUILTIN_LIGANDS,
+) -> list[ModelEntry]:
+    """Build the paper's model set in memory (nothing is written).
+
+    Parameters
+    ----------
+    x_values
+        Compositions (Br per formula unit) to build; each must be realisable on the slab's
+        bulk supercell (see :func:`~pqdflow.structures.bulk.allowed_x`).
+    chain_length
+        OAm / OAc chain carbons (default 4; 18 = full oleyl).
+    seed
+        Seed of mixed-halide arrangements.
+    size, layers, vacuum, fixed_layers
+        Slab settings, see :func:`~pqdflow.structures.slabs.build_slab`.
+    rattle
+        Seed of the rattle (0.03 Å) applied to NEB endpoint hosts; None for ideal hosts.
+    ligands
+        Ligands to build references and single-ligand adsorbates for.
+
+    Returns
+    -------
+    list of ModelEntry
+        In a fixed order; names are unique.
+    """
+    if not x_values:
+        raise InputError("x_values is empty; give at least one composition x in [0, 3]")
+    xs = [check_x(x) for x in x_values]
+    if len({round(x, 9) for x in xs}) != len(xs):
+        raise InputError(f"x_values {list(x_values)} contains duplicates")
+    for name in ligands:
+        get_ligand(name)
+    entries: list[ModelEntry] = []
+    for name in ligands:
+        ref = build_ligand_reference(name, chain_length=chain_length)
+        entries.append(
+            ModelEntry(f"mol-{name}", "molecule", ref, [name], meta={"role": "reference"})
+        )
+    for species in REFERENCE_SPECIES:
+        from pqdflow.structures.ligands import build_reference_species
+
+        atoms = build_reference_species(species)
+        kind: ModelKind = "bulk" if atoms.info["kind"] == "bulk" else "molecule"
+        entries.append(ModelEntry(f"ref-{species}", kind, atoms, meta={"role": "released"}))
+    for x in xs:
+        entries.extend(
+            _entries_for_x(
+                x,
+                chain_length=chain_length,
+                seed=seed,
+                size=size,
+                layers=layers,
+                vacuum=vacuum,
+                fixed_layers=fixed_layers,
+                rattle=rattle,
+                ligands=ligands,
+            )
+        )
+    for entry in entries:
+        entry.meta.setdefault("role", "model")
+        entry.meta["formula_units"] = int(entry.atoms.info.get("formula_units", 1))
+    return entries
+
+
+def _entries_for_x(
+    x: float,
+    *,
+    chain_length: int | None,
+    seed: int,
+    size: Sequence[int],
+    layers: int,
+    vacuum: float,
+    fixed_layers: int,
+    rattle: int | None,
+    ligands: Sequence[str],
+) -> list[ModelEntry]:
+    tag = x_label(x)
+    out: list[ModelEntry] = [ModelEntry(f"bulk-{tag}", "bulk", _bulk_for(x), x=x)]
+    slabs: dict[str, Atoms] = {}
+    for term in TERMINATIONS:
+        slabs[term] = build_slab(
+            x=x,
+            termination=term,
+            size=size,
+            layers=layers,
+            vacuum=vacuum,
+            fixed_layers=fixed_layers,
+            seed=seed,
+        )
+        out.append(ModelEntry(f"slab-{term}-{tag}", "slab", slabs[term], [], term, x))
+    clean = slabs["CsX"]
+    for name in ligands:
+        ads = place_ligand(clean, name, chain_length=chain_length)
+        out.append(ModelEntry(f"ads-{name}-CsX-{tag}", "adsorbed", ads, [name], "CsX", x))
+    surfaces: dict[str, Atoms] = {"clean": clean}
+    for preset, pair in SURFACE_PRESETS.items():
+        surf = build_passivated_surface(clean, preset, chain_length=chain_length)
+        surfaces[preset] = surf
+        out.append(ModelEntry(f"surf-{preset}-CsX-{tag}", "adsorbed", surf, list(pair), "CsX", x))
+    hosts: list[tuple[str, Atoms, tuple[int, int], str | None]] = []
+    bulk_host = build_mixed_halide(x, (2, 2, 2), seed=seed)
+    bulk_hop = enumerate_halide_hops(bulk_host)[0]
+    hosts.append(("bulk", bulk_host, (bulk_hop.vacancy_index, bulk_hop.hop_index), None))
+    for label, surf in surfaces.items():
+        hosts.append((label, surf, _surface_hop(surf), "CsX"))
+    for label, host, (v, h), term in hosts:
+        initial, final = build_neb_endpoints(host, vacancy_index=v, hop_index=h, rattle=rattle)
+        lig_names = [r["name"] for r in host.info.get("ligands", [])]
+        meta = dict(initial.info["neb"], label=label, n_images=default_n_images(initial, final))
+        meta.pop("role")
+        for role, atoms in (("initial", initial), ("final", final)):
+            out.append(
+                ModelEntry(
+                    f"neb-{label}-{tag}-{role}",
+                    "neb_initial" if role == "initial" else "neb_final",
+                    atoms,
+                    lig_names,
+                    term,
+                    x,
+                    meta=dict(meta),
+                )
+            )
+    return out
