@@ -276,14 +276,17 @@ def vasp_job(vasp_cmd: str | Sequence[str]) -> VaspJob:
     )
 
 
-def vasp_neb_job(vasp_cmd: str | Sequence[str]) -> VaspNEBJob:
+def vasp_neb_job(vasp_cmd: str | Sequence[str], *, backup: bool = True) -> VaspNEBJob:
     """Build an NEB job: stdout in ``vasp.out`` (where ``VaspErrorHandler`` looks), NPAR as set."""
+    # custodian's NEB backup copies INCAR, KPOINTS and POTCAR unconditionally, so it needs a
+    # POTCAR; run_vasp_custodian turns it off for folders without one (POTCAR.spec only).
     return VaspNEBJob(
         parse_command(vasp_cmd),
         output_file=STDOUT_FILE,
         stderr_file=STDERR_FILE,
         auto_npar=False,
         auto_gamma=False,
+        backup=backup,
     )
 
 
@@ -317,7 +320,10 @@ def run_vasp_custodian(
     directory = Path(directory).resolve()
     if not (directory / "INCAR").is_file():
         raise InputError(f"{directory} holds no INCAR; write the inputs before running VASP")
-    job = vasp_neb_job(vasp_cmd) if neb else vasp_job(vasp_cmd)
+    if neb:
+        job: VaspJob = vasp_neb_job(vasp_cmd, backup=(directory / "POTCAR").is_file())
+    else:
+        job = vasp_job(vasp_cmd)
     handlers = neb_handlers(settings) if neb else relax_handlers(settings)
     validators = neb_validators() if neb else relax_validators()
     custodian = Custodian(
