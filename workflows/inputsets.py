@@ -39,7 +39,7 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.vasp.inputs import POTCAR_FUNCTIONAL_MAP, Incar, Kpoints, Poscar
 
 from pqdflow.errors import EndpointError, InputSetError, OverwriteError
-from pqdflow.fileio import atomic_directory, atomic_write_json, find_outputs
+from pqdflow.fileio import atomic_directory, find_outputs
 from pqdflow.provenance import provenance
 
 __all__ = [
@@ -664,7 +664,9 @@ class PreparedInputs:
                 potcar="POTCAR" if "POTCAR" in {Path(r).name for r in files} else "POTCAR.spec",
                 **self.record,
             )
-            atomic_write_json(tmp / INPUT_PROVENANCE_FILE, record)
+            # inside the temporary folder, which is renamed into place as a whole
+            text = json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
+            (tmp / INPUT_PROVENANCE_FILE).write_text(text)
         return True
 
 

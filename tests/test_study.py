@@ -1,0 +1,248 @@
+"""Study schema (unknown keys, types, ligands, x, INCAR overrides) and the study plan."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pqdflow.errors import (
+    CompositionError,
+    InputSetError,
+    StudyError,
+    UnknownLigandError,
+)
+from pqdflow.workflows.plan import StudyPlan
+from pqdflow.workflows.study import (
+    Study,
+    balance_released,
+    example_study,
+    example_study_yaml,
+    load_study,
+    plan_study,
+    study_from_dict,
+)
+
+
+@pytest.fixture(scope="module")
+def plan() -> StudyPlan:
+    return plan_study(example_study())
+
+
+def write_yaml(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_example_yaml_is_the_example_study(tmp_path: Path) -> None:
+    text = example_study_yaml()
+    assert "#" in text  # commented
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    assert load_study(path) == example_study()
+
+
+def test_example_study_is_the_paper_default() -> None:
+    study = example_study()
+    assert study.compositions == [3.0]
+    assert study.ligands.names == ["OAm", "OAc", "AnHI", "TMSBr"]
+    assert study.ligands.surfaces == ["control", "treated"]
+    assert [p.host for p in study.neb.paths] == ["bulk", "control", "treated"]
+    assert study.neb.x == 2.0
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"nmae": "x"}, ["'nmae'", "the top level", "name"]),
+        ({"slab": {"layer": 5}}, ["'layer'", "slab", "layers"]),
+        ({"ligands": {"name": ["OAm"]}}, ["'name'", "ligands", "names"]),
+        ({"inputs": {"incar": {"slob": {}}}}, ["'slob'", "inputs.incar", "slab"]),
+        ({"neb": {"paths": [{"host": "bulk", "images": 3}]}}, ["'images'", "neb.paths"]),
+    ],
+)
+def test_unknown_keys_are_errors_naming_the_key(
+    tmp_path: Path, data: dict[str, object], words: list[str]
+) -> None:
+    with pytest.raises(StudyError) as info:
+        load_study(write_yaml(tmp_path, data))
+    for word in words:
+        assert word in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"slab": {"layers": "five"}}, "slab.layers"),
+        ({"compositions": "3.0"}, "compositions"),
+        ({"inputs": {"vtst": "sometimes"}}, "inputs.vtst"),
+        ({"neb": {"paths": [{"host": "moon"}]}}, "neb.paths.0.host"),
+        ({"slab": {"vacuum": 5.0}}, "slab.vacuum"),
+        ({"name": "my study/1"}, "name"),
+    ],
+)
+def test_wrong_types_name_the_field(data: dict[str, object], field: str) -> None:
+    with pytest.raises(StudyError, match=field.replace(".", r"\.")):
+        study_from_dict(data)
+
+
+def test_unknown_ligand() -> None:
+    with pytest.raises(UnknownLigandError, match=r"ligands\.names.*'DDAB'"):
+        study_from_dict({"ligands": {"names": ["OAm", "DDAB"]}})
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"compositions": [4.0]}, r"compositions\[0\]"),
+        ({"compositions": [3.0, 2.9]}, r"compositions\[1\]"),  # 2.9 * 12 f.u. is not whole
+        ({"neb": {"x": 2.1}}, r"neb\.x"),
+        ({"compositions": [-0.5]}, r"compositions\[0\]"),
+    ],
+)
+def test_impossible_x(data: dict[str, object], field: str) -> None:
+    with pytest.raises(CompositionError, match=field):
+        study_from_dict(data)
+
+
+def test_realisable_mixed_x_accepted() -> None:
+    # 2x2x3 slab host: 12 formula units, x = 3 - k/12
+    assert study_from_dict({"compositions": [2.75]}).compositions == [2.75]
+
+
+@pytest.mark.parametrize(
+    ("incar", "tag"),
+    [
+        ({"slab": {"ENCUT": "abc"}}, "ENCUT"),
+        ({"bulk": {"ISIF": 3.5}}, "ISIF"),
+        ({"neb": {"LCLIMB": "yes"}}, "LCLIMB"),
+        ({"molecule": {"ENCTU": 500}}, "ENCTU"),
+    ],
+)
+def test_bad_incar_overrides(incar: dict[str, object], tag: str) -> None:
+    with pytest.raises(InputSetError, match=rf"inputs\.incar\.\w+: .*{tag}"):
+        study_from_dict({"inputs": {"incar": incar}})
+
+
+def test_incar_overrides_accepted_and_none_removes() -> None:
+    study = study_from_dict({"inputs": {"incar": {"slab": {"ENCUT": 450, "LASPH": None}}}})
+    assert study.inputs.incar.slab == {"ENCUT": 450.0, "LASPH": None}
+
+
+def test_load_study_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(StudyError, match="does not exist"):
+        load_study(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(StudyError, match="YAML"):
+        load_study(bad)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(StudyError, match="mapping"):
+        load_study(listing)
+
+
+def test_balance_released() -> None:
+    species = {
+        "CsBr": {"Cs": 1, "Br": 1},
+        "HBr": {"H": 1, "Br": 1},
+        "Br2": {"Br": 2},
+    }
+    assert balance_released({"Cs": 5, "Br": 6}, {"Cs": 4, "Br": 5}, species) == {"CsBr": 1.0}
+    assert balance_released({"H": 2, "Br": 3}, {"H": 1, "Br": 1}, species) == {
+        "HBr": 1.0,
+        "Br2": 0.5,
+    }
+    assert balance_released({"Br": 1}, {"Br": 1}, species) == {}
+    with pytest.raises(StudyError, match="Fe"):
+        balance_released({"Fe": 1}, {}, species)
+    with pytest.raises(StudyError):  # atoms would have to be created
+        balance_released({}, {"Br": 1}, species)
+
+
+def test_default_plan_contents(plan: StudyPlan) -> None:
+    names = [c.name for c in plan.calculations]
+    assert len(names) == len(set(names)) == 22
+    kinds = Counter(c.kind for c in plan.calculations)
+    # 2 bulk (x=3, x=2) + CsBr; 4 ligand refs + HBr + Br2; 4 single + 2 passivated + 4 NEB
+    assert kinds == {"bulk": 5, "slab": 1, "molecule": 6, "adsorbed": 10}
+    assert plan.get("bulk-x3").relax_cell
+    assert not plan.get("neb-bulk-x2-initial").relax_cell
+    assert len(plan.bindings) == 6
+    assert {b.ligand for b in plan.bindings} == {
+        "OAm",
+        "OAc",
+        "AnHI",
+        "TMSBr",
+        "control",
+        "treated",
+    }
+    assert [n.label for n in plan.nebs] == ["bulk", "control", "treated"]
+    assert max(len(c.atoms) for c in plan.calculations) <= 80  # CHGNet-sized
+
+
+def test_binding_reactions_are_atom_balanced(plan: StudyPlan) -> None:
+    for binding in plan.bindings:
+        left: Counter[str] = Counter(plan.get(binding.slab).atoms.get_chemical_symbols())
+        right: Counter[str] = Counter(plan.get(binding.adsorbed).atoms.get_chemical_symbols())
+        for name, coeff in binding.ligands.items():
+            for el, n in Counter(plan.get(name).atoms.get_chemical_symbols()).items():
+                left[el] += coeff * n
+        for name, coeff in binding.released.items():
+            calc = plan.get(name)
+            for el, n in Counter(calc.atoms.get_chemical_symbols()).items():
+                right[el] += coeff * n / calc.formula_units
+        assert {k: v for k, v in left.items() if v} == {k: v for k, v in right.items() if v}, (
+            binding.name
+        )
+
+
+def test_ligand_counts_match_placed_ligands(plan: StudyPlan) -> None:
+    single = plan.get("ads-OAm-CsX-x3")
+    assert [r["name"] for r in single.atoms.info["ligands"]] == ["OAm"]
+    binding = next(b for b in plan.bindings if b.ligand == "treated")
+    assert binding.ligands == {"ligand-AnHI": 1.0, "ligand-TMSBr": 1.0}
+
+
+def test_neb_endpoints(plan: StudyPlan) -> None:
+    for neb in plan.nebs:
+        initial, final = plan.get(neb.initial), plan.get(neb.final)
+        assert (initial.role, final.role) == ("neb_initial", "neb_final")
+        assert initial.kind == final.kind == ("bulk" if neb.label == "bulk" else "adsorbed")
+        assert initial.atoms.get_chemical_symbols() == final.atoms.get_chemical_symbols()
+        moved = (abs(initial.atoms.positions - final.atoms.positions) > 1e-6).any(axis=1)
+        assert moved.nonzero()[0].tolist() == [neb.hopping_index]
+        assert initial.atoms[neb.hopping_index].symbol in ("Br", "I")
+        assert 3 <= neb.n_images <= 7
+        assert initial.meta["x"] == 2.0
+
+
+def test_n_images_option_and_small_study() -> None:
+    study = study_from_dict(
+        {
+            "ligands": {"names": ["TMSBr"], "surfaces": []},
+            "neb": {"paths": [{"host": "bulk", "n_images": 3}]},
+        }
+    )
+    small = plan_study(study)
+    assert [n.n_images for n in small.nebs] == [3]
+    assert {c.name for c in small.calculations} == {
+        "bulk-x3",
+        "bulk-x2",
+        "slab-CsX-x3",
+        "ads-TMSBr-CsX-x3",
+        "ligand-TMSBr",
+        "ref-Br2",
+        "neb-bulk-x2-initial",
+        "neb-bulk-x2-final",
+    }
+
+
+def test_study_is_frozen() -> None:
+    study = example_study()
+    with pytest.raises(ValueError, match="frozen"):
+        study.name = "other"  # type: ignore[misc]
+    assert isinstance(study, Study)
