@@ -202,6 +202,9 @@ def parse_neb(
             for d in relaxed:
                 if d.status != "ok":
                     notes.append(f"endpoint relaxation {d.path} has status {d.status}")
+            if None in ends:
+                ends, source = [None, None], "missing"
+                notes.append("an endpoint relaxation has no energy: the endpoint energy is missing")
         elif endpoint_energies is not None:
             ends, source = [float(e) for e in endpoint_energies], "given"
         else:
