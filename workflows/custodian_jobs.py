@@ -173,7 +173,7 @@ def _outcar_text(image: Path) -> str | None:
     return outcar.read_text(encoding="utf-8", errors="replace")
 
 
-class NebImagesValidator(Validator):  # type: ignore[misc]
+class NebImagesValidator(Validator):
     """Fails an NEB run unless every intermediate image finished with an energy.
 
     An image passes when its OUTCAR exists, holds at least one completed ionic step
@@ -192,7 +192,7 @@ class NebImagesValidator(Validator):  # type: ignore[misc]
         return False
 
 
-class NebImagesUnconvergedHandler(ErrorHandler):  # type: ignore[misc]
+class NebImagesUnconvergedHandler(ErrorHandler):
     """Restart a band that finished without every image reaching the force criterion.
 
     ``check`` is True when every image finished but at least one OUTCAR lacks VASP's

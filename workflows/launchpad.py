@@ -207,7 +207,7 @@ def _durable(method: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-class EmbeddedLaunchPad(LaunchPad):  # type: ignore[misc]
+class EmbeddedLaunchPad(LaunchPad):
     """A FireWorks LaunchPad on a single-file mongomock store, saved after every change.
 
     Use :func:`open_embedded_launchpad` rather than this constructor: it takes the file lock
@@ -243,11 +243,12 @@ class EmbeddedLaunchPad(LaunchPad):  # type: ignore[misc]
         # Build the store directly: the patched ServerStore.__init__ would read the
         # process-wide MONGOMOCK_SERVERSTORE_FILE and register a save-at-exit finalizer.
         store = ServerStore.__new__(ServerStore)
-        store._filename = None
-        databases = {}
+        store._filename = None  # type: ignore[attr-defined]  # set by mongomock_persistence
+        databases: dict[str, Any] = {}
         if not fresh:
             raw = bson.json_util.loads(self.store_file.read_text(encoding="utf-8"))
-            databases = {k: DatabaseStore.from_dict(v) for k, v in raw.items()}
+            from_dict = DatabaseStore.from_dict  # type: ignore[attr-defined]
+            databases = {k: from_dict(v) for k, v in raw.items()}
         store._databases = databases
 
         # The attributes LaunchPad.__init__ sets, with a mongomock connection instead of pymongo.

@@ -61,14 +61,14 @@ _STDOUT_NAMES = ("stdout", "vasp.out", "vasp_output")
 def write_mock_script(path: str | Path, runs: Sequence[Mapping[str, Any]]) -> Path:
     """Write a mock script (one mapping per expected VASP call) and return its path."""
     path = Path(path)
-    runs = [dict(r) for r in runs]
-    for i, run in enumerate(runs):
+    entries: list[dict[str, Any]] = [dict(r) for r in runs]
+    for i, run in enumerate(entries):
         if "reference" not in run:
             raise InputError(
                 f"mock run {i} has no 'reference' folder; give the real outputs to copy"
             )
         run["reference"] = str(Path(run["reference"]).resolve())
-    atomic_write_json(path, {"runs": runs})
+    atomic_write_json(path, {"runs": entries})
     return path
 
 

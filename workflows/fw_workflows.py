@@ -1,0 +1,189 @@
+"""A study plan as one FireWorks Workflow.
+
+One Firework per relaxation (clean slabs, molecules, adsorbed surfaces, bulk, released
+reference species, NEB endpoints); one binding-energy Firework after all the relaxations its
+reaction needs; one NEB Firework after its two endpoint relaxations (the band is built from
+the relaxed endpoints); one NEB-analysis Firework after its NEB. Every spec is plain JSON
+(structures as ASE's JSON dict), so ``Workflow.to_dict`` / ``from_dict`` round-trip and the
+workflow can go to any MongoDB launchpad.
+
+Routing: each Firework carries a ``_category`` (``relax``, ``neb``, ``analysis`` by default)
+so a worker can take only the jobs it suits (``category: [neb]`` in its my_fworker.yaml);
+a worker without a category takes everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fireworks import Firework, Workflow
+
+from pqdflow.errors import BackendError, InputError
+from pqdflow.workflows.fw_tasks import (
+    BindingTask,
+    NebAnalysisTask,
+    NebTask,
+    RelaxTask,
+    atoms_from_dict,
+    atoms_to_dict,
+    binding_from_dict,
+    binding_to_dict,
+    calc_from_dict,
+    calc_to_dict,
+    neb_from_dict,
+    neb_to_dict,
+)
+from pqdflow.workflows.plan import StudyPlan
+
+__all__ = [
+    "BACKEND_NAMES",
+    "DEFAULT_CATEGORIES",
+    "atoms_from_dict",
+    "atoms_to_dict",
+    "binding_from_dict",
+    "binding_to_dict",
+    "build_workflow",
+    "calc_from_dict",
+    "calc_to_dict",
+    "firework_name",
+    "neb_from_dict",
+    "neb_to_dict",
+    "plan_fingerprint",
+]
+
+#: Backends a workflow can run with.
+BACKEND_NAMES: tuple[str, ...] = ("vasp", "mock", "chgnet")
+
+#: Worker categories (FireWorks ``_category``) per Firework kind.
+DEFAULT_CATEGORIES: dict[str, str | None] = {"relax": "relax", "neb": "neb", "analysis": "analysis"}
+
+
+def firework_name(kind: str, name: str, calc_kind: str | None = None) -> str:
+    """Return a Firework name: ``relax/slab: slab-CsX-x3``, ``binding: ...``, ``neb: ...``."""
+    return f"{kind}/{calc_kind}: {name}" if calc_kind else f"{kind}: {name}"
+
+
+def plan_fingerprint(plan: StudyPlan, backend: str) -> str:
+    """SHA-256 of the plan's content and the backend: the same study gives the same value."""
+    payload = {
+        "name": plan.name,
+        "backend": backend,
+        "calculations": [calc_to_dict(c) for c in plan.calculations],
+        "bindings": [binding_to_dict(b) for b in plan.bindings],
+        "nebs": [neb_to_dict(n) for n in plan.nebs],
+        "incar_overrides": plan.incar_overrides,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _spec(kind: str, name: str, categories: Mapping[str, str | None], study: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"_pqdflow": {"study": study, "kind": kind, "name": name}}
+    category = categories.get(kind)
+    if category:
+        spec["_category"] = category
+    return spec
+
+
+def build_workflow(
+    plan: StudyPlan,
+    backend: str = "mock",
+    *,
+    root: str | Path | None = None,
+    categories: Mapping[str, str | None] | None = None,
+    backend_options: Mapping[str, Any] | None = None,
+) -> Workflow:
+    """Turn a study plan into one FireWorks Workflow.
+
+    Parameters
+    ----------
+    plan
+        The study plan.
+    backend
+        ``"vasp"`` (VASP under custodian; commands from the worker's ``vasp_cmd`` /
+        ``gamma_vasp_cmd`` env), ``"mock"`` (engine's mock pair potential) or ``"chgnet"``.
+    root
+        Folder the calculation folders go in (``root/<name>``). ``None``: the launch
+        directory FireWorks gives each job (usual on a cluster).
+    categories
+        ``_category`` per Firework kind (``relax``, ``neb``, ``analysis``); a missing or
+        ``None`` entry leaves that kind unrouted. Defaults to :data:`DEFAULT_CATEGORIES`.
+    backend_options
+        JSON options of the backend. ASE backends: ``{"settings": {...}}`` (keyword
+        arguments of ``get_backend``, e.g. ``fmax``). ``vasp``: ``"custodian"`` (fields of
+        :class:`~pqdflow.workflows.custodian_jobs.CustodianSettings`), ``"vasp_cmd"`` /
+        ``"gamma_vasp_cmd"`` (default: the worker env's ``>>vasp_cmd<<`` /
+        ``>>gamma_vasp_cmd<<``); the plan's INCAR overrides and input options are added.
+
+    Raises
+    ------
+    BackendError
+        If ``backend`` is not one of :data:`BACKEND_NAMES`.
+    """
+    if backend not in BACKEND_NAMES:
+        raise BackendError(f"unknown backend {backend!r}; choose one of {list(BACKEND_NAMES)}")
+    cats = dict(DEFAULT_CATEGORIES if categories is None else categories)
+    unknown = sorted(set(cats) - set(DEFAULT_CATEGORIES))
+    if unknown:
+        raise InputError(
+            f"unknown Firework kinds in categories: {unknown}; "
+            f"allowed: {sorted(DEFAULT_CATEGORIES)}"
+        )
+    root_str = str(Path(root).resolve()) if root is not None else None
+    options = dict(json.loads(json.dumps(dict(backend_options or {}))))
+    if backend == "vasp":
+        options.setdefault("incar_overrides", json.loads(json.dumps(plan.incar_overrides)))
+        options.setdefault(
+            "inputs", json.loads(json.dumps(plan.meta.get("inputs", {}), default=str))
+        )
+    common: dict[str, Any] = {"backend": backend, "root": root_str, "backend_options": options}
+
+    relax_fws: dict[str, Firework] = {}
+    for calc in plan.calculations:
+        relax_fws[calc.name] = Firework(
+            [RelaxTask(calc=calc_to_dict(calc), **common)],
+            spec=_spec("relax", calc.name, cats, plan.name),
+            name=firework_name("relax", calc.name, calc.kind),
+        )
+    analysis_fws: list[Firework] = []
+    for binding in plan.bindings:
+        parents = [relax_fws[n] for n in dict.fromkeys(binding.parents())]
+        analysis_fws.append(
+            Firework(
+                [BindingTask(binding=binding_to_dict(binding), root=root_str)],
+                spec=_spec("analysis", binding.name, cats, plan.name),
+                name=firework_name("binding", binding.name),
+                parents=parents,
+            )
+        )
+    neb_fws: list[Firework] = []
+    for neb in plan.nebs:
+        neb_fw = Firework(
+            [NebTask(neb=neb_to_dict(neb), **common)],
+            spec=_spec("neb", neb.name, cats, plan.name),
+            name=firework_name("neb", neb.name),
+            parents=[relax_fws[neb.initial], relax_fws[neb.final]],
+        )
+        neb_fws.append(neb_fw)
+        analysis_fws.append(
+            Firework(
+                [NebAnalysisTask(neb=neb_to_dict(neb), root=root_str)],
+                spec=_spec("analysis", f"{neb.name}-analysis", cats, plan.name),
+                name=firework_name("neb-analysis", neb.name),
+                parents=[neb_fw],
+            )
+        )
+    metadata = {
+        "pqdflow_study": plan.name,
+        "pqdflow_backend": backend,
+        "pqdflow_fingerprint": plan_fingerprint(plan, backend),
+        "pqdflow_root": root_str,
+    }
+    return Workflow(
+        [*relax_fws.values(), *neb_fws, *analysis_fws],
+        name=f"pqdflow: {plan.name} ({backend})",
+        metadata=metadata,
+    )
