@@ -71,9 +71,9 @@ class SlabOptions(_Strict):
     """
 
     size: tuple[int, int] = (2, 2)
-    layers: int = Field(5, ge=2, le=15)
-    vacuum: float = Field(15.0, ge=10.0, le=60.0)
-    fixed_layers: int = Field(2, ge=0)
+    layers: int = Field(default=5, ge=2, le=15)
+    vacuum: float = Field(default=15.0, ge=10.0, le=60.0)
+    fixed_layers: int = Field(default=2, ge=0)
 
     @model_validator(mode="after")
     def _fixed_below_top(self) -> SlabOptions:
@@ -90,6 +90,13 @@ class SlabOptions(_Strict):
         return (self.size[0], self.size[1], math.ceil(self.layers / 2))
 
 
+SurfacePreset = Literal["control", "treated"]
+
+
+def _default_surfaces() -> list[SurfacePreset]:
+    return ["control", "treated"]
+
+
 class LigandOptions(_Strict):
     """Ligands bound one at a time, and the two passivated surface presets.
 
@@ -104,10 +111,8 @@ class LigandOptions(_Strict):
     """
 
     names: list[str] = Field(default_factory=lambda: ["OAm", "OAc", "AnHI", "TMSBr"])
-    surfaces: list[Literal["control", "treated"]] = Field(
-        default_factory=lambda: ["control", "treated"]
-    )
-    chain_length: int | None = Field(None, ge=1, le=18)
+    surfaces: list[SurfacePreset] = Field(default_factory=_default_surfaces)
+    chain_length: int | None = Field(default=None, ge=1, le=18)
 
     @field_validator("names")
     @classmethod
@@ -140,9 +145,9 @@ class NebPath(_Strict):
     """
 
     host: Literal["bulk", "clean", "control", "treated"]
-    n_images: int | None = Field(None, ge=1, le=15)
-    vacancy: int = Field(0, ge=0)
-    hop: int = Field(0, ge=0)
+    n_images: int | None = Field(default=None, ge=1, le=15)
+    vacancy: int = Field(default=0, ge=0)
+    hop: int = Field(default=0, ge=0)
 
 
 class NebOptions(_Strict):
@@ -167,7 +172,7 @@ class NebOptions(_Strict):
     x: float = 2.0
     termination: Literal["CsX", "PbX2"] = "CsX"
     bulk_supercell: tuple[int, int, int] = (2, 2, 2)
-    rattle: float = Field(0.03, ge=0.0, le=0.2)
+    rattle: float = Field(default=0.03, ge=0.0, le=0.2)
     paths: list[NebPath] = Field(
         default_factory=lambda: [
             NebPath(host="bulk"),
@@ -211,11 +216,18 @@ class InputOptions(_Strict):
         Per-kind INCAR overrides.
     """
 
-    kpoint_density: float = Field(25.0, gt=0.0, le=200.0)
+    kpoint_density: float = Field(default=25.0, gt=0.0, le=200.0)
     vtst: bool = True
     dispersion: Literal["none", "d3bj"] = "none"
-    neb_endpoint_ediffg: float = Field(-0.01, lt=0.0)
+    neb_endpoint_ediffg: float = Field(default=-0.01, lt=0.0)
     incar: IncarOverrides = Field(default_factory=IncarOverrides)
+
+
+Termination = Literal["CsX", "PbX2"]
+
+
+def _default_terminations() -> list[Termination]:
+    return ["CsX"]
 
 
 class Study(_Strict):
@@ -239,14 +251,12 @@ class Study(_Strict):
 
     name: str = "paper"
     compositions: list[float] = Field(default_factory=lambda: [3.0], min_length=1)
-    terminations: list[Literal["CsX", "PbX2"]] = Field(
-        default_factory=lambda: ["CsX"], min_length=1
-    )
+    terminations: list[Termination] = Field(default_factory=_default_terminations, min_length=1)
     slab: SlabOptions = Field(default_factory=SlabOptions)
     ligands: LigandOptions = Field(default_factory=LigandOptions)
     neb: NebOptions = Field(default_factory=NebOptions)
     inputs: InputOptions = Field(default_factory=InputOptions)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(default=0, ge=0)
 
     @field_validator("name")
     @classmethod
