@@ -197,8 +197,11 @@ def parse_neb(
     source: EndpointSource = "endpoint_folders"
     if None in ends:
         if endpoint_dirs is not None:
-            relaxed = [parse_calculation(d) for d in endpoint_dirs]
-            ends, source = [_endpoint_energy(d, energy_key) for d in relaxed], "relaxations"
+            relaxed = [parse_calculation(d) for d in endpoint_dirs if Path(d).exists()]
+            if len(relaxed) < 2:
+                notes.append(f"endpoint relaxation folders {list(map(str, endpoint_dirs))} missing")
+            ends = [_endpoint_energy(d, energy_key) for d in relaxed] + [None] * (2 - len(relaxed))
+            source = "relaxations"
             for d in relaxed:
                 if d.status != "ok":
                     notes.append(f"endpoint relaxation {d.path} has status {d.status}")
