@@ -34,13 +34,13 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 from ase import Atoms
-from ase.constraints import FixAtoms, FixCartesian
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.vasp.inputs import POTCAR_FUNCTIONAL_MAP, Incar, Kpoints, Poscar
 
 from pqdflow.errors import EndpointError, InputSetError, OverwriteError
 from pqdflow.fileio import atomic_directory, find_outputs
 from pqdflow.provenance import provenance
+from pqdflow.workflows.kpoints import gamma_grid, poscar_order, selective_dynamics, slab_centre
 
 __all__ = [
     "INPUT_PROVENANCE_FILE",
@@ -221,51 +221,6 @@ def load_preset(name: str) -> dict[str, Any]:
     return copy.deepcopy(_load_preset_cached(name))
 
 
-def poscar_order(atoms: Atoms) -> list[int]:
-    """Return the atom order written to POSCAR: grouped by element, stable within an element.
-
-    Elements appear in the order of their first occurrence in ``atoms``; ``written[i] =
-    atoms[order[i]]``. The order is recorded in the provenance JSON when it is not the
-    identity.
-    """
-    symbols = atoms.get_chemical_symbols()
-    rank: dict[str, int] = {}
-    for symbol in symbols:
-        rank.setdefault(symbol, len(rank))
-    return sorted(range(len(symbols)), key=lambda i: (rank[symbols[i]], i))
-
-
-def _slab_centre(atoms: Atoms, axis: int) -> float:
-    """Fractional coordinate of the slab's centre along ``axis`` (periodic-safe)."""
-    frac = np.sort(np.mod(atoms.get_scaled_positions(wrap=False)[:, axis], 1.0))
-    if len(frac) == 1:
-        return float(frac[0])
-    gaps = np.diff(np.concatenate([frac, [frac[0] + 1.0]]))
-    i = int(np.argmax(gaps))  # the vacuum runs from frac[i] up to frac[i + 1]
-    start = frac[(i + 1) % len(frac)]
-    thickness = 1.0 - gaps[i]
-    return float(np.mod(start + thickness / 2.0, 1.0))
-
-
-def _selective_dynamics(atoms: Atoms) -> list[list[bool]] | None:
-    """Per-atom T/F flags (True = free) from FixAtoms / FixCartesian; None without constraints."""
-    if not atoms.constraints:
-        return None
-    free = np.ones((len(atoms), 3), dtype=bool)
-    for constraint in atoms.constraints:
-        if isinstance(constraint, FixAtoms):
-            free[constraint.get_indices()] = False
-        elif isinstance(constraint, FixCartesian):
-            idx = constraint.get_indices()
-            free[idx] &= ~np.asarray(constraint.mask, dtype=bool)
-        else:
-            raise InputSetError(
-                f"constraint {type(constraint).__name__} cannot be written to a POSCAR; "
-                "allowed: FixAtoms, FixCartesian"
-            )
-    return free.tolist()
-
-
 def _jsonable(obj: Any) -> Any:
     """Convert ``atoms.info``-like data to plain JSON types (unknown objects -> str)."""
     if isinstance(obj, Mapping):
@@ -401,13 +356,12 @@ class VaspInputSet:
         settings = self._settings
         if settings["KPOINTS"].get("gamma_only"):
             return (1, 1, 1)
-        density = float(self.kpoint_density or settings["KPOINTS"]["density"])
-        lengths = np.linalg.norm(atoms.cell.reciprocal(), axis=1)
-        grid = [max(1, int(density * float(b) + 0.5)) for b in lengths]
         slab = settings.get("SLAB")
-        if slab is not None:
-            grid[int(slab["vacuum_axis"])] = 1
-        return (grid[0], grid[1], grid[2])
+        return gamma_grid(
+            atoms.cell,
+            float(self.kpoint_density or settings["KPOINTS"]["density"]),
+            vacuum_axis=None if slab is None else int(slab["vacuum_axis"]),
+        )
 
     def incar(self, atoms: Atoms, *, n_images: int | None = None) -> dict[str, Any]:
         """INCAR tags for ``atoms`` (as returned by :meth:`prepare_atoms`).
@@ -444,7 +398,7 @@ class VaspInputSet:
         if slab is not None and slab.get("dipole_centre") and tags.get("LDIPOL"):
             centre = [0.5, 0.5, 0.5]
             axis = int(slab["vacuum_axis"])
-            centre[axis] = round(_slab_centre(atoms, axis), 4)
+            centre[axis] = round(slab_centre(atoms, axis), 4)
             tags["DIPOL"] = centre
         tags["LREAL"] = "Auto" if len(atoms) >= int(settings["LREAL_AUTO_MIN_ATOMS"]) else False
         tags["SYSTEM"] = f"{atoms.get_chemical_formula(mode='hill')} {self.preset}"
@@ -489,7 +443,7 @@ class VaspInputSet:
         return Poscar(
             structure,
             comment=comment or atoms.get_chemical_formula(mode="hill"),
-            selective_dynamics=_selective_dynamics(atoms),
+            selective_dynamics=selective_dynamics(atoms),
         )
 
     def kpoints(self, atoms: Atoms) -> Kpoints:
@@ -840,7 +794,7 @@ def prepare_neb_inputs(images: Sequence[Atoms], input_set: VaspInputSet) -> Prep
     order = poscar_order(first)
     images = [image[order] for image in images]
     first = images[0]
-    flags = _selective_dynamics(first)
+    flags = selective_dynamics(first)
     n_images = len(images) - 2
     files: dict[str, bytes] = {
         "INCAR": str(Incar(input_set.incar(first, n_images=n_images))).encode(),
@@ -849,7 +803,7 @@ def prepare_neb_inputs(images: Sequence[Atoms], input_set: VaspInputSet) -> Prep
     }
     width = max(2, len(str(len(images) - 1)))
     for i, image in enumerate(images):
-        own = _selective_dynamics(image)
+        own = selective_dynamics(image)
         if own is not None and flags is not None and own != flags:
             raise EndpointError(f"NEB image {i:02d} fixes different atoms from image 00")
         poscar = input_set.poscar(image, comment=f"NEB image {i:0{width}d}")
