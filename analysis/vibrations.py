@@ -43,6 +43,7 @@ __all__ = [
     "MIN_TANGENT_OVERLAP",
     "NOISE_TOLERANCE_THZ",
     "BindingFreeEnergyDoc",
+    "HopGeometry",
     "HopVibDoc",
     "VibrationalDoc",
     "binding_free_energy",
@@ -53,10 +54,12 @@ __all__ = [
     "diffusion_coefficient",
     "displaced_structures",
     "displacement_dataset",
+    "hop_geometry",
     "hop_rate",
     "hop_vibrations",
     "mode_tangent_overlap",
     "modes_from_forces",
+    "neb_vibrations",
     "path_tangent",
     "plot_vibrational_spectrum",
     "vibrational_analysis",
@@ -781,6 +784,118 @@ def hop_vibrations(
         source=source,
         notes=notes,
         provenance=provenance(displacement_A=initial.displacement_A),
+    )
+
+
+@dataclass(frozen=True)
+class HopGeometry:
+    """Where the hop is in a band: migrating atom, saddle image, hop length (Å), tangent."""
+
+    hop_index: int
+    climbing_index: int
+    hop_length_A: float
+    tangent: np.ndarray
+
+
+def hop_geometry(
+    images: Sequence[Atoms],
+    *,
+    hop_index: int | None = None,
+    climbing_index: int | None = None,
+    calculator: BaseCalculator | None = None,
+) -> HopGeometry:
+    """Locate the hop in a band (endpoints included).
+
+    ``hop_index`` defaults to the atom that moves furthest from first to last image
+    (minimum image); ``climbing_index`` to the highest interior image, from the energies the
+    images carry or, failing that, from ``calculator``. The tangent is the central
+    difference around the saddle image.
+
+    Raises
+    ------
+    VibrationalError
+        Fewer than 3 images, indices out of range, or no way to find the saddle.
+    """
+    if len(images) < 3:
+        raise VibrationalError(
+            f"a band needs >= 3 images (initial, saddle, final), got {len(images)}"
+        )
+    initial, final = images[0], images[-1]
+    hop_vec = final.positions - initial.positions
+    if initial.pbc.any():
+        hop_vec, _ = find_mic(hop_vec, initial.cell, initial.pbc)
+    moved = np.linalg.norm(hop_vec, axis=1)
+    hop = int(np.argmax(moved)) if hop_index is None else int(hop_index)
+    if not 0 <= hop < len(initial):
+        raise VibrationalError(f"hop index {hop} is outside 0..{len(initial) - 1}")
+    if climbing_index is None:
+        energies = []
+        for im in images[1:-1]:
+            stored = im.calc.results.get("energy") if im.calc is not None else None
+            if stored is None and calculator is None:
+                raise VibrationalError("images carry no energies: give the climbing index")
+            if stored is None:
+                probe = im.copy()
+                probe.calc = calculator
+                stored = probe.get_potential_energy()
+            energies.append(float(stored))
+        climbing_index = 1 + int(np.argmax(energies))
+    if not 0 < climbing_index < len(images) - 1:
+        raise VibrationalError(
+            f"climbing index {climbing_index} must be an interior image, 1..{len(images) - 2}"
+        )
+    tangent = path_tangent(images[climbing_index - 1], images[climbing_index + 1])
+    return HopGeometry(hop, int(climbing_index), float(moved[hop]), tangent)
+
+
+def neb_vibrations(
+    images: Sequence[Atoms],
+    calculator: BaseCalculator,
+    *,
+    hop_index: int | None = None,
+    climbing_index: int | None = None,
+    indices: Sequence[int] | None = None,
+    cutoff_A: float = DEFAULT_SHELL_CUTOFF_A,
+    displacement_A: float = DEFAULT_DISPLACEMENT_A,
+    **hop_options: Any,
+) -> HopVibDoc:
+    """Saddle check and Vineyard rate of a converged band (3 × (6n + 1) force calls).
+
+    Parameters
+    ----------
+    images
+        The band, endpoints included; see :func:`hop_geometry` for the defaults of
+        ``hop_index`` and ``climbing_index``.
+    calculator
+        Any ASE calculator; energies and Hessians of all three states come from it.
+    indices
+        Vibrating atoms; default :func:`default_neb_subset` with ``cutoff_A`` (Å).
+    hop_options
+        Passed to :func:`hop_vibrations` (``barrier_eV``, ``temperature_K``,
+        ``n_equivalent_hops``, ``dimension``, ``label``, ``backend``, ``source``, ...).
+
+    Raises
+    ------
+    VibrationalError
+        A bad band (see :func:`hop_geometry`) or a subset without the migrating atom.
+    """
+    geo = hop_geometry(
+        images, hop_index=hop_index, climbing_index=climbing_index, calculator=calculator
+    )
+    initial, saddle, final = images[0], images[geo.climbing_index], images[-1]
+    if indices is None:
+        indices = default_neb_subset([initial, saddle, final], geo.hop_index, cutoff_A=cutoff_A)
+    indices = _check_indices(initial, indices)
+    if geo.hop_index not in indices:
+        raise VibrationalError(
+            f"the subset {list(indices)} must contain the migrating atom {geo.hop_index}"
+        )
+    docs = [
+        vibrational_analysis(im, calculator, indices, displacement_A=displacement_A, label=lab)
+        for im, lab in ((initial, "initial"), (saddle, "saddle"), (final, "final"))
+    ]
+    return hop_vibrations(
+        *docs, geo.tangent, hop_index=geo.hop_index, hop_length_A=geo.hop_length_A, **hop_options
     )
 
 
