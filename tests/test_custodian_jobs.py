@@ -155,8 +155,10 @@ def test_uncorrectable_failure_raises_calculation_failed(
         vasp_reference, tmp_path / "fes2", {"IBRION": 2, "POTIM": 0.5, "ALGO": "Fast"}
     )
     script = write_mock_script(tmp_path / "mock.json", [{"reference": vasp_reference / FES2}])
+    settings = CustodianSettings(polling_time_step=0.05, monitor_freq=10_000, max_errors=1)
     with pytest.raises(CalculationFailed, match="Max errors"):
-        run_vasp_custodian(run, vasp_cmd=_mock_cmd(script), settings=FAST)
+        run_vasp_custodian(run, vasp_cmd=_mock_cmd(script), settings=settings)
+    assert len(json.loads((run / CALLS_FILE).read_text())) == 1
 
 
 def _neb_folder(case: Path, run: Path) -> Path:

@@ -87,15 +87,44 @@ def _same(actual: Any, expected: Any) -> bool:
 
 
 def _natoms(poscar: Path) -> int:
-    from ase.io import read
+    """Atom count of a VASP 5 POSCAR (the first line of whole numbers after the cell)."""
+    lines = poscar.read_text(encoding="utf-8").splitlines()
+    for line in lines[5:7]:
+        tokens = line.split()
+        if tokens and all(t.isdigit() for t in tokens):
+            return sum(int(t) for t in tokens)
+    raise InputError(f"{poscar}: no atom counts found on lines 6-7")
 
-    return len(read(poscar, format="vasp"))
+
+def _incar_value(text: str) -> Any:
+    value = text.strip()
+    upper = value.upper()
+    if upper in {".TRUE.", "T", "TRUE", ".T."}:
+        return True
+    if upper in {".FALSE.", "F", "FALSE", ".F."}:
+        return False
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def read_incar(path: Path) -> dict[str, Any]:
+    """Read an INCAR into ``{TAG: value}`` (numbers and booleans typed; lists stay text)."""
+    tags: dict[str, Any] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.split("!")[0].split("#")[0]
+        for statement in line.split(";"):
+            if "=" in statement:
+                key, value = statement.split("=", 1)
+                tags[key.strip().upper()] = _incar_value(value)
+    return tags
 
 
 def check_inputs(directory: Path, run: Mapping[str, Any]) -> list[str]:
     """Return the list of unmet expectations of ``run`` for the inputs in ``directory``."""
-    from pymatgen.io.vasp import Incar
-
     problems: list[str] = []
     for name in run.get("expect_files", []):
         if not (directory / name).exists():
@@ -103,7 +132,7 @@ def check_inputs(directory: Path, run: Mapping[str, Any]) -> list[str]:
     incar_path = directory / "INCAR"
     if not incar_path.is_file():
         return [*problems, "INCAR is missing"]
-    incar = Incar.from_file(incar_path)
+    incar = read_incar(incar_path)
     for key, value in run.get("expect_incar", {}).items():
         if key not in incar:
             problems.append(f"INCAR {key} is not set (expected {value!r})")
@@ -195,7 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = runs[min(len(calls), len(runs) - 1)]
     reference = Path(run["reference"])
     _truncate_previous_outputs(reference, directory)
-    record: dict[str, Any] = {"call": len(calls) + 1, "reference": str(reference)}
+    record: dict[str, Any] = {
+        "call": len(calls) + 1,
+        "script": str(args.script.resolve()),
+        "reference": str(reference),
+    }
     problems = check_inputs(directory, run)
     if problems:
         record["problems"] = problems
