@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pqdflow.errors import CompositionError, InputError, PqdflowError, StudyError
 from pqdflow.structures.bulk import allowed_x, check_x
 from pqdflow.workflows.inputsets import validate_incar
-from pqdflow.workflows.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
+from pqdflow.workflows.plan import BindingSpec, CalcKind, CalcSpec, NebSpec, StudyPlan
 
 __all__ = [
     "CALC_KINDS",
@@ -506,273 +506,216 @@ def balance_released(
 def plan_study(study: Study) -> StudyPlan:
     """Expand a study into calculations, binding reactions and NEB paths (no disk access).
 
-    Calculations: a cell-relaxed bulk per composition (binding compositions and ``neb.x``);
-    a clean slab per composition and termination; each ligand's neutral reference molecule;
-    each ligand alone on the default surface (first composition and termination); the
-    released reference species the reactions need (CsBr / CsI bulk, HBr, HI, Br2, I2); the
-    passivated ``control`` / ``treated`` surfaces on every clean slab; and the two
-    endpoints of every NEB path (role ``neb_initial`` / ``neb_final``, kind of their host).
+    Calculations: a cell-relaxed bulk per composition (binding compositions and ``neb.x``,
+    on the smallest cell where x is exact); a clean slab per composition and termination;
+    each ligand alone on the default surface (first composition and termination) and the
+    ``control`` / ``treated`` passivated surfaces on every clean slab; each ligand's neutral
+    reference (role ``ligand_reference``); the released species the reactions need (CsBr /
+    CsI bulk, HBr, HI, Br2, I2; role ``reference``); and both endpoints of every NEB path
+    (role ``neb_initial`` / ``neb_final``, kind of their host, host rattled with the seed).
+    Every binding reaction is atom-balanced by :func:`balance_released`.
 
     Raises
     ------
     UnknownLigandError, CompositionError, GeometryError, ClashError, StudyError
         From the structure builders or reaction balancing, before anything is written.
     """
-    from pqdflow.structures.adsorption import (
-        SURFACE_PRESETS,
-        build_passivated_surface,
-        place_ligand,
-    )
-    from pqdflow.structures.bulk import build_mixed_halide
-    from pqdflow.structures.ligands import (
-        REFERENCE_SPECIES,
-        build_ligand_reference,
-        build_reference_species,
-    )
-    from pqdflow.structures.slabs import build_slab
-
-    calcs: dict[str, CalcSpec] = {}
-    bindings: list[BindingSpec] = []
-    chain = study.ligands.chain_length
-
-    def add(spec: CalcSpec) -> str:
-        if spec.name not in calcs:
-            calcs[spec.name] = spec
-        return spec.name
-
-    def fu(atoms: Atoms) -> int:
-        return int(atoms.info.get("formula_units", 1) or 1)
-
-    def slab_for(x: float, termination: str) -> Atoms:
-        return build_slab(
-            x=x,
-            termination=termination,
-            size=study.slab.size,
-            layers=study.slab.layers,
-            vacuum=study.slab.vacuum,
-            fixed_layers=study.slab.fixed_layers,
-            seed=study.seed,
-        )
-
-    # bulk, one per composition: the smallest cell on which x is exact
-    bulk_xs = list(
-        dict.fromkeys([*study.compositions, *([study.neb.x] if study.neb.paths else [])])
-    )
-    for x in bulk_xs:
-        cell = next(
-            (s for s in ((1, 1, 1), (2, 2, 2), study.slab.host_supercell()) if _exact(x, s)),
-            study.slab.host_supercell(),
-        )
-        atoms = build_mixed_halide(x, cell, seed=study.seed)
-        n = cell[0] * cell[1] * cell[2]
-        add(
-            CalcSpec(
-                f"bulk-{_x_tag(x)}",
-                "bulk",
-                atoms,
-                relax_cell=True,
-                formula_units=n,
-                meta={"x": x, "supercell": list(cell)},
-            )
-        )
-
-    # reference species (built lazily, only those a reaction needs)
-    candidates = {
-        name: dict(_composition(build_reference_species(name))) for name in REFERENCE_SPECIES
-    }
-
-    def reference_species(name: str) -> str:
-        atoms = build_reference_species(name)
-        kind = "bulk" if atoms.info.get("kind") == "bulk" else "molecule"
-        return add(
-            CalcSpec(
-                f"ref-{name}",
-                kind,
-                atoms,
-                relax_cell=kind == "bulk",
-                formula_units=fu(atoms),
-                role="reference",
-                meta={"species": name},
-            )
-        )
-
-    def ligand_reference(name: str) -> str:
-        atoms = build_ligand_reference(name, chain_length=chain)
-        return add(
-            CalcSpec(
-                f"ligand-{name}",
-                "molecule",
-                atoms,
-                formula_units=1,
-                role="ligand_reference",
-                meta={"ligand": name, "chain_length": chain},
-            )
-        )
-
-    def binding(label: str, site: str, adsorbed: CalcSpec, slab: CalcSpec) -> None:
-        counts = Counter(rec["name"] for rec in adsorbed.atoms.info.get("ligands", []))
-        ligand_calcs = {ligand_reference(name): float(k) for name, k in counts.items()}
-        consumed = _composition(slab.atoms)
-        for calc_name, k in ligand_calcs.items():
-            for el, v in _composition(calcs[calc_name].atoms).items():
-                consumed[el] += int(k) * v
-        released = balance_released(consumed, _composition(adsorbed.atoms), candidates)
-        bindings.append(
-            BindingSpec(
-                name=f"binding-{label}-{slab.name.removeprefix('slab-')}",
-                ligand=label,
-                site=site,
-                adsorbed=adsorbed.name,
-                slab=slab.name,
-                ligands=ligand_calcs,
-                released={reference_species(s): c for s, c in released.items()},
-                meta={"x": slab.meta["x"], "termination": slab.meta["termination"]},
-            )
-        )
-
-    # clean slabs, single ligands on the default surface, passivated surfaces
-    for i, x in enumerate(study.compositions):
-        for j, termination in enumerate(study.terminations):
-            tag = f"{termination}-{_x_tag(x)}"
-            slab_atoms = slab_for(x, termination)
-            slab = calcs[
-                add(
-                    CalcSpec(
-                        f"slab-{tag}",
-                        "slab",
-                        slab_atoms,
-                        formula_units=fu(slab_atoms),
-                        meta={"x": x, "termination": termination},
-                    )
-                )
-            ]
-            if i == 0 and j == 0:
-                for name in study.ligands.names:
-                    atoms = place_ligand(slab_atoms, name, chain_length=chain)
-                    site = str(atoms.info["ligands"][-1]["site"])
-                    ads = calcs[
-                        add(
-                            CalcSpec(
-                                f"ads-{name}-{tag}",
-                                "adsorbed",
-                                atoms,
-                                meta={
-                                    "x": x,
-                                    "termination": termination,
-                                    "ligand": name,
-                                    "site": site,
-                                },
-                            )
-                        )
-                    ]
-                    binding(name, site, ads, slab)
-            for preset in study.ligands.surfaces:
-                atoms = build_passivated_surface(slab_atoms, preset, chain_length=chain)
-                ads = calcs[
-                    add(
-                        CalcSpec(
-                            f"{preset}-{tag}",
-                            "adsorbed",
-                            atoms,
-                            meta={
-                                "x": x,
-                                "termination": termination,
-                                "surface": preset,
-                                "ligands": list(SURFACE_PRESETS[preset]),
-                            },
-                        )
-                    )
-                ]
-                binding(preset, "+".join(str(r["site"]) for r in atoms.info["ligands"]), ads, slab)
-
-    nebs = [_plan_neb(study, path, add, slab_for) for path in study.neb.paths]
-    plan = StudyPlan(
-        name=study.name,
-        calculations=list(calcs.values()),
-        bindings=bindings,
-        nebs=nebs,
-        incar_overrides={k: v for k, v in study.inputs.incar.model_dump().items() if v},
-        meta={
-            "inputs": study.inputs.model_dump(exclude={"incar"}),
-            "study": study.model_dump(mode="json"),
-        },
-    )
-    return plan
+    return _Planner(study).plan()
 
 
 def _exact(x: float, supercell: tuple[int, int, int]) -> bool:
     return min(abs(x - a) for a in allowed_x(supercell)) < 1e-6
 
 
-def _neb_host(study: Study, path: NebPath, slab_for: Callable[[float, str], Atoms]) -> Atoms:
-    from pqdflow.structures.adsorption import build_passivated_surface
-    from pqdflow.structures.bulk import build_mixed_halide
-
-    x = study.neb.x
-    if path.host == "bulk":
-        return build_mixed_halide(x, study.neb.bulk_supercell, seed=study.seed)
-    slab = slab_for(x, study.neb.termination)
-    if path.host == "clean":
-        return slab
-    return build_passivated_surface(slab, path.host, chain_length=study.ligands.chain_length)
+def _fu(atoms: Atoms) -> int:
+    return int(atoms.info.get("formula_units", 1) or 1)
 
 
-def _plan_neb(
-    study: Study,
-    path: NebPath,
-    add: Callable[[CalcSpec], str],
-    slab_for: Callable[[float, str], Atoms],
-) -> NebSpec:
-    from pqdflow.structures.defects import (
-        build_neb_endpoints,
-        default_n_images,
-        enumerate_halide_hops,
-    )
+class _Planner:
+    """Builds the plan of one study; holds the calculations collected so far."""
 
-    host = _neb_host(study, path, slab_for)
-    hops = enumerate_halide_hops(host)
-    if not hops:
-        raise StudyError(f"neb.paths[{path.host}]: the host offers no halide hop")
-    vacancies = list(dict.fromkeys(int(h.vacancy_index) for h in hops))
-    if path.vacancy >= len(vacancies):
-        raise StudyError(
-            f"neb.paths[{path.host}].vacancy={path.vacancy}; the host offers "
-            f"{len(vacancies)} candidate vacancies (0..{len(vacancies) - 1})"
+    def __init__(self, study: Study) -> None:
+        from pqdflow.structures.ligands import REFERENCE_SPECIES, build_reference_species
+
+        self.study = study
+        self.chain = study.ligands.chain_length
+        self.calcs: dict[str, CalcSpec] = {}
+        self.bindings: list[BindingSpec] = []
+        self.candidates = {
+            name: dict(_composition(build_reference_species(name))) for name in REFERENCE_SPECIES
+        }
+
+    def add(self, name: str, kind: CalcKind, atoms: Atoms, **fields: Any) -> CalcSpec:
+        if name not in self.calcs:
+            fields.setdefault("formula_units", _fu(atoms))
+            self.calcs[name] = CalcSpec(name, kind, atoms, **fields)
+        return self.calcs[name]
+
+    def slab(self, x: float, termination: str) -> Atoms:
+        from pqdflow.structures.slabs import build_slab
+
+        opts = self.study.slab
+        return build_slab(
+            x=x,
+            termination=termination,
+            size=opts.size,
+            layers=opts.layers,
+            vacuum=opts.vacuum,
+            fixed_layers=opts.fixed_layers,
+            seed=self.study.seed,
         )
-    vacancy = vacancies[path.vacancy]
-    moves = [int(h.hop_index) for h in hops if int(h.vacancy_index) == vacancy]
-    if path.hop >= len(moves):
-        raise StudyError(
-            f"neb.paths[{path.host}].hop={path.hop}; vacancy {vacancy} has {len(moves)} "
-            f"candidate hops (0..{len(moves) - 1})"
+
+    def bulk(self, x: float) -> None:
+        from pqdflow.structures.bulk import build_mixed_halide
+
+        host = self.study.slab.host_supercell()
+        cell = next((c for c in ((1, 1, 1), (2, 2, 2)) if _exact(x, c)), host)
+        atoms = build_mixed_halide(x, cell, seed=self.study.seed)
+        n = cell[0] * cell[1] * cell[2]
+        meta = {"x": x, "supercell": list(cell)}
+        self.add(f"bulk-{_x_tag(x)}", "bulk", atoms, relax_cell=True, formula_units=n, meta=meta)
+
+    def reference_species(self, name: str) -> str:
+        from pqdflow.structures.ligands import build_reference_species
+
+        atoms = build_reference_species(name)
+        bulk = atoms.info.get("kind") == "bulk"
+        meta = {"species": name}
+        kind: CalcKind = "bulk" if bulk else "molecule"
+        return self.add(
+            f"ref-{name}", kind, atoms, relax_cell=bulk, role="reference", meta=meta
+        ).name
+
+    def ligand_reference(self, name: str) -> str:
+        from pqdflow.structures.ligands import build_ligand_reference
+
+        atoms = build_ligand_reference(name, chain_length=self.chain)
+        meta = {"ligand": name, "chain_length": self.chain}
+        return self.add(
+            f"ligand-{name}", "molecule", atoms, role="ligand_reference", meta=meta
+        ).name
+
+    def binding(self, label: str, adsorbed: CalcSpec, slab: CalcSpec) -> None:
+        records = adsorbed.atoms.info.get("ligands", [])
+        counts = Counter(str(r["name"]) for r in records)
+        ligands = {self.ligand_reference(name): float(k) for name, k in counts.items()}
+        consumed = _composition(slab.atoms)
+        for calc, k in ligands.items():
+            for el, v in _composition(self.calcs[calc].atoms).items():
+                consumed[el] += int(k) * v
+        released = balance_released(consumed, _composition(adsorbed.atoms), self.candidates)
+        self.bindings.append(
+            BindingSpec(
+                name=f"binding-{label}-{slab.name.removeprefix('slab-')}",
+                ligand=label,
+                site="+".join(str(r["site"]) for r in records),
+                adsorbed=adsorbed.name,
+                slab=slab.name,
+                ligands=ligands,
+                released={self.reference_species(s): c for s, c in released.items()},
+                meta=dict(slab.meta),
+            )
         )
-    rattle = study.neb.rattle
-    initial, final = build_neb_endpoints(
-        host,
-        vacancy_index=vacancy,
-        hop_index=moves[path.hop],
-        rattle=study.seed if rattle > 0 else None,
-        rattle_stdev=rattle if rattle > 0 else 0.03,
-    )
-    n_images = path.n_images or int(default_n_images(initial, final))
-    kind: Literal["bulk", "slab", "adsorbed"] = (
-        "bulk" if path.host == "bulk" else "slab" if path.host == "clean" else "adsorbed"
-    )
-    tag = f"{path.host}-{_x_tag(study.neb.x)}"
-    meta = {
-        "x": study.neb.x,
-        "host": path.host,
-        "vacancy_index": vacancy,
-        "hop_index": moves[path.hop],
-    }
-    first = add(CalcSpec(f"neb-{tag}-initial", kind, initial, role="neb_initial", meta=meta))
-    last = add(CalcSpec(f"neb-{tag}-final", kind, final, role="neb_final", meta=meta))
-    return NebSpec(
-        name=f"neb-{tag}",
-        label=path.host,
-        initial=first,
-        final=last,
-        n_images=n_images,
-        hopping_index=int(initial.info["neb"]["hopping_index"]),
-        meta=meta,
-    )
+
+    def surfaces(self, x: float, termination: str, *, singles: bool) -> None:
+        from pqdflow.structures.adsorption import (
+            SURFACE_PRESETS,
+            build_passivated_surface,
+            place_ligand,
+        )
+
+        tag = f"{termination}-{_x_tag(x)}"
+        clean = self.slab(x, termination)
+        meta = {"x": x, "termination": termination}
+        slab = self.add(f"slab-{tag}", "slab", clean, meta=meta)
+        for name in self.study.ligands.names if singles else []:
+            atoms = place_ligand(clean, name, chain_length=self.chain)
+            site = str(atoms.info["ligands"][-1]["site"])
+            extra = {**meta, "ligand": name, "site": site}
+            self.binding(name, self.add(f"ads-{name}-{tag}", "adsorbed", atoms, meta=extra), slab)
+        for preset in self.study.ligands.surfaces:
+            atoms = build_passivated_surface(clean, preset, chain_length=self.chain)
+            extra = {**meta, "surface": preset, "ligands": list(SURFACE_PRESETS[preset])}
+            self.binding(preset, self.add(f"{preset}-{tag}", "adsorbed", atoms, meta=extra), slab)
+
+    def plan(self) -> StudyPlan:
+        study = self.study
+        neb_x = [study.neb.x] if study.neb.paths else []
+        for x in dict.fromkeys([*study.compositions, *neb_x]):
+            self.bulk(x)
+        for i, x in enumerate(study.compositions):
+            for j, termination in enumerate(study.terminations):
+                self.surfaces(x, termination, singles=i == 0 and j == 0)
+        nebs = [self.neb(path) for path in study.neb.paths]
+        return StudyPlan(
+            name=study.name,
+            calculations=list(self.calcs.values()),
+            bindings=self.bindings,
+            nebs=nebs,
+            incar_overrides={k: v for k, v in study.inputs.incar.model_dump().items() if v},
+            meta={
+                "inputs": study.inputs.model_dump(exclude={"incar"}),
+                "study": study.model_dump(mode="json"),
+            },
+        )
+
+    def neb_host(self, path: NebPath) -> Atoms:
+        from pqdflow.structures.adsorption import build_passivated_surface
+        from pqdflow.structures.bulk import build_mixed_halide
+
+        x = self.study.neb.x
+        if path.host == "bulk":
+            return build_mixed_halide(x, self.study.neb.bulk_supercell, seed=self.study.seed)
+        slab = self.slab(x, self.study.neb.termination)
+        if path.host == "clean":
+            return slab
+        return build_passivated_surface(slab, path.host, chain_length=self.chain)
+
+    def neb(self, path: NebPath) -> NebSpec:
+        from pqdflow.structures.defects import (
+            build_neb_endpoints,
+            default_n_images,
+            enumerate_halide_hops,
+        )
+
+        study = self.study
+        host = self.neb_host(path)
+        hops = enumerate_halide_hops(host)
+        where = f"neb.paths[{path.host}]"
+        vacancies = list(dict.fromkeys(int(h.vacancy_index) for h in hops))
+        if path.vacancy >= len(vacancies):
+            raise StudyError(
+                f"{where}.vacancy={path.vacancy}; the host offers {len(vacancies)} candidate "
+                f"vacancies (allowed 0..{len(vacancies) - 1})"
+            )
+        vacancy = vacancies[path.vacancy]
+        moves = [int(h.hop_index) for h in hops if int(h.vacancy_index) == vacancy]
+        if path.hop >= len(moves):
+            raise StudyError(
+                f"{where}.hop={path.hop}; vacancy {vacancy} has {len(moves)} candidate hops "
+                f"(allowed 0..{len(moves) - 1})"
+            )
+        rattle = study.neb.rattle
+        initial, final = build_neb_endpoints(
+            host,
+            vacancy_index=vacancy,
+            hop_index=moves[path.hop],
+            rattle=study.seed if rattle > 0 else None,
+            rattle_stdev=rattle if rattle > 0 else 0.03,
+        )
+        kinds: dict[str, CalcKind] = {"bulk": "bulk", "clean": "slab"}
+        kind = kinds.get(path.host, "adsorbed")
+        tag = f"{path.host}-{_x_tag(study.neb.x)}"
+        meta = {"x": study.neb.x, "host": path.host, "vacancy_index": vacancy}
+        meta["hop_index"] = moves[path.hop]
+        first = self.add(f"neb-{tag}-initial", kind, initial, role="neb_initial", meta=meta)
+        last = self.add(f"neb-{tag}-final", kind, final, role="neb_final", meta=meta)
+        return NebSpec(
+            name=f"neb-{tag}",
+            label=path.host,
+            initial=first.name,
+            final=last.name,
+            n_images=path.n_images or int(default_n_images(initial, final)),
+            hopping_index=int(initial.info["neb"]["hopping_index"]),
+            meta=meta,
+        )
