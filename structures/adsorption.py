@@ -331,7 +331,7 @@ def place_ligand(
     z_top = float(slab.positions[slab_layers(slab)[-1], 2].mean())
     anchor = _anchor_position(slab, chosen, fragment[lig.binding_atom].symbol, z_top)
     angles = lig.rotations if rotation is None else (float(rotation),)
-    best: tuple[float, Atoms, dict[str, Any]] | None = None
+    best: tuple[tuple[bool, float, float], Atoms, dict[str, Any]] | None = None
     for angle in angles:
         frag = fragment.copy()
         frag.rotate(angle, "z", center=frag.positions[lig.binding_atom])
@@ -340,10 +340,12 @@ def place_ligand(
         if lig.companion:
             companion = _companion_site(slab, anchor, frag, sites["X_site"])
         trial, record = _assemble(slab, lig, chosen, frag, companion, chain_length)
-        score = _clearance(trial, _groups(record))
+        clearance = _clearance(trial, _groups(record))
+        aligned = _nh_alignment(trial, record) if lig.hbond_donor else 0.0
         record["rotation"] = float(angle)
-        if best is None or score > best[0] + 1e-9:
-            best = (score, trial, record)
+        key = (clearance >= 1.0, round(aligned, 3), clearance)
+        if best is None or key > best[0]:
+            best = (key, trial, record)
     assert best is not None
     _, out, record = best
     clashes = find_clashes(out, _groups(record))
@@ -363,6 +365,24 @@ def place_ligand(
     out.info.setdefault("ligands", []).append(record)
     out.info["kind"] = "adsorbed"
     return out
+
+
+def _nh_alignment(atoms: Atoms, record: dict[str, Any]) -> float:
+    """Mean over the N-H bonds of the best cosine to an N->halide vector (halides < 4.7 Å)."""
+    n = record["anchor_index"]
+    own = set(record["indices"]) - set(record.get("companion_indices", []))
+    symbols = atoms.get_chemical_symbols()
+    hs = [i for i in own if symbols[i] == "H" and atoms.get_distance(n, i) < 1.2]
+    halides = [i for i, s in enumerate(symbols) if s in _HALIDES and i not in own]
+    if not hs or not halides:
+        return 0.0
+    vec = _lateral_mic(atoms, atoms.positions[halides] - atoms.positions[n])
+    vec = vec[np.linalg.norm(vec, axis=1) < 4.7]
+    if not len(vec):
+        return 0.0
+    unit = vec / np.linalg.norm(vec, axis=1)[:, None]
+    cos = [float((unit @ (atoms.positions[h] - atoms.positions[n])).max()) for h in hs]
+    return float(np.mean(cos)) / 1.03
 
 
 def _groups(record: dict[str, Any]) -> list[list[int]]:

@@ -66,6 +66,9 @@ MOLECULE_VACUUM: float = 6.0
 _CC, _CC_SP2, _CdC, _CH, _CH_AR, _CN, _NH = 1.53, 1.50, 1.34, 1.09, 1.08, 1.49, 1.03
 
 
+_FINE_ROTATIONS: tuple[float, ...] = tuple(float(a) for a in range(0, 360, 15))
+
+
 @dataclass(frozen=True)
 class Ligand:
     """A ligand of the library.
@@ -92,8 +95,10 @@ class Ligand:
     reference
         The neutral reference species, in words.
     rotations
-        Rotations about z (degrees) the placement tries; the ammonium heads use multiples
-        of 90 degrees so that the N-H keep pointing at surface halides.
+        Rotations about z (degrees) the placement tries.
+    hbond_donor
+        Ammonium head: among clash-free rotations, placement prefers the one whose N-H
+        bonds point most directly at surface halides.
     """
 
     name: str
@@ -108,6 +113,7 @@ class Ligand:
     rotations: tuple[float, ...] = field(
         default=(0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
     )
+    hbond_donor: bool = False
 
 
 # --------------------------------------------------------------------------- geometry
@@ -297,7 +303,8 @@ _LIGANDS: dict[str, Ligand] = {
         has_chain=True,
         min_chain_length=1,
         reference="OAmBr ion pair (R-NH3+ Br-)",
-        rotations=(0.0, 90.0, 180.0, 270.0),
+        rotations=_FINE_ROTATIONS,
+        hbond_donor=True,
     ),
     "OAc": Ligand(
         "OAc",
@@ -315,7 +322,8 @@ _LIGANDS: dict[str, Ligand] = {
         site="A_pocket",
         companion="I",
         reference="anilinium iodide ion pair C6H5NH3+ I-",
-        rotations=(0.0, 90.0, 180.0, 270.0),
+        rotations=_FINE_ROTATIONS,
+        hbond_donor=True,
     ),
     "TMSBr": Ligand(
         "TMSBr",

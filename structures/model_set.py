@@ -11,6 +11,7 @@ CsI, HBr, HI, Br2, I2).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -76,16 +77,38 @@ def x_label(x: float) -> str:
     return f"x{x:g}"
 
 
+def _realisable(x: float, cells: Sequence[int]) -> bool:
+    return any(abs(x - v) < 1e-9 for v in allowed_x(cells))
+
+
+def _bulk_cells(x: float) -> int:
+    """Smallest n (1..4) such that x is realisable on an n x n x n bulk supercell."""
+    for n in (1, 2, 3, 4):
+        if _realisable(x, (n, n, n)):
+            return n
+    raise CompositionError(
+        f"x={x:g} is not realisable on a cubic bulk supercell up to 4x4x4; allowed x on "
+        "2x2x2: " + ", ".join(f"{v:g}" for v in allowed_x((2, 2, 2)))
+    )
+
+
 def _bulk_for(x: float) -> Atoms:
     if x in (0.0, 3.0):
         return build_bulk("Br" if x == 3.0 else "I")
-    for n in (2, 3, 4):
-        if x in allowed_x((n, n, n)) or any(abs(x - v) < 1e-9 for v in allowed_x((n, n, n))):
-            return build_mixed_halide(x, (n, n, n))
-    raise CompositionError(
-        f"x={x:g} is not realisable on a cubic supercell up to 4x4x4; allowed x on 2x2x2: "
-        + ", ".join(f"{v:g}" for v in allowed_x((2, 2, 2)))
-    )
+    n = _bulk_cells(x)
+    return build_mixed_halide(x, (n, n, n))
+
+
+def _check_compositions(xs: Sequence[float], size: Sequence[int], layers: int) -> None:
+    """Raise CompositionError for any x the bulk or slab supercells cannot realise."""
+    slab_cells = (int(size[0]), int(size[1]), math.ceil(layers / 2))
+    for x in xs:
+        _bulk_cells(x)
+        if not _realisable(x, slab_cells):
+            raise CompositionError(
+                f"x={x:g} is not realisable on the slab's {'x'.join(map(str, slab_cells))} bulk "
+                "supercell; allowed x: " + ", ".join(f"{v:g}" for v in allowed_x(slab_cells))
+            )
 
 
 def _surface_hop(host: Atoms) -> tuple[int, int]:
@@ -135,6 +158,7 @@ def build_model_set(
     xs = [check_x(x) for x in x_values]
     if len({round(x, 9) for x in xs}) != len(xs):
         raise InputError(f"x_values {list(x_values)} contains duplicates")
+    _check_compositions(xs, size, layers)
     for name in ligands:
         get_ligand(name)
     entries: list[ModelEntry] = []
@@ -205,7 +229,8 @@ def _entries_for_x(
         surfaces[preset] = surf
         out.append(ModelEntry(f"surf-{preset}-CsX-{tag}", "adsorbed", surf, list(pair), "CsX", x))
     hosts: list[tuple[str, Atoms, tuple[int, int], str | None]] = []
-    bulk_host = build_mixed_halide(x, (2, 2, 2), seed=seed)
+    n = max(2, _bulk_cells(x))
+    bulk_host = build_mixed_halide(x, (n, n, n), seed=seed)
     bulk_hop = enumerate_halide_hops(bulk_host)[0]
     hosts.append(("bulk", bulk_host, (bulk_hop.vacancy_index, bulk_hop.hop_index), None))
     for label, surf in surfaces.items():

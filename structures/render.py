@@ -28,7 +28,7 @@ def render_png(atoms: Atoms, path: str | Path, *, title: str | None = None, dpi:
     path
         Target ``.png`` file.
     title
-        Figure title; default the chemical formula.
+        Figure title (the formula and cell lengths are appended).
     dpi
         Resolution, dots per inch.
 
@@ -40,15 +40,16 @@ def render_png(atoms: Atoms, path: str | Path, *, title: str | None = None, dpi:
     fig = Figure(figsize=(9.0, 4.6))
     FigureCanvasAgg(fig)
     top, side = fig.subplots(1, 2)
-    plot_atoms(atoms, top, rotation="0x,0y,0z", radii=0.6, show_unit_cell=2)
-    plot_atoms(atoms, side, rotation="-90x,0y,0z", radii=0.6, show_unit_cell=2)
+    # the cell outline is left out: ASE draws it as hundreds of patches (4x slower)
+    plot_atoms(atoms, top, rotation="0x,0y,0z", radii=0.6, show_unit_cell=0)
+    plot_atoms(atoms, side, rotation="-90x,0y,0z", radii=0.6, show_unit_cell=0)
     top.set_title("top view (down z)")
     side.set_title("side view (along y)")
     for ax in (top, side):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_xlabel("Å scale as drawn")
-    fig.suptitle(title or atoms.get_chemical_formula())
+        ax.set_xlabel("Å")
+    lengths = " x ".join(f"{v:.2f}" for v in atoms.cell.lengths())
+    heading = title or atoms.get_chemical_formula()
+    fig.suptitle(f"{heading}  ({atoms.get_chemical_formula()}, cell {lengths} Å)")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)

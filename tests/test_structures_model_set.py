@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from pqdflow.errors import CompositionError
+from pqdflow.structures.defects import check_endpoints
+from pqdflow.structures.model_set import MODEL_KINDS, build_model_set
+
+
+@pytest.fixture(scope="module")
+def entries():
+    return build_model_set((3.0, 1.5))
+
+
+def test_model_set_contents(entries) -> None:
+    names = [e.name for e in entries]
+    assert len(names) == len(set(names))
+    assert {e.kind for e in entries} == set(MODEL_KINDS)
+    for x in ("x3", "x1.5"):
+        for term in ("CsX", "PbX2"):
+            assert f"slab-{term}-{x}" in names
+        for lig in ("OAc", "OAm", "AnHI", "TMSBr"):
+            assert f"ads-{lig}-CsX-{x}" in names
+        for label in ("bulk", "clean", "control", "treated"):
+            assert f"neb-{label}-{x}-initial" in names
+            assert f"neb-{label}-{x}-final" in names
+        assert f"surf-control-CsX-{x}" in names
+        assert f"surf-treated-CsX-{x}" in names
+    for lig in ("OAc", "OAm", "AnHI", "TMSBr"):
+        assert f"mol-{lig}" in names
+    by_name = {e.name: e for e in entries}
+    assert by_name["surf-treated-CsX-x3"].ligands == ["AnHI", "TMSBr"]
+    assert Counter(by_name["bulk-x1.5"].atoms.get_chemical_symbols())["I"] == 12  # 2x2x2
+
+
+def test_neb_pairs_correspond(entries) -> None:
+    by_name = {e.name: e for e in entries}
+    for e in entries:
+        if e.kind == "neb_initial":
+            final = by_name[e.name.replace("-initial", "-final")]
+            k = check_endpoints(e.atoms, final.atoms)
+            assert k == e.meta["hopping_index"]
+            assert 3 <= e.meta["n_images"] <= 7
+
+
+def test_bad_x_raises_before_anything() -> None:
+    with pytest.raises(CompositionError, match=r"x=4"):
+        build_model_set((3.0, 4.0))
