@@ -106,6 +106,8 @@ def test_hand_made_plan_graph_is_exact(tmp_path: Path) -> None:
     assert cats["relax/slab: slab-Cu"] == "relax"
     assert cats["binding: binding-H-Cu"] == "analysis"
     assert wf.metadata["pqdflow_fingerprint"] == plan_fingerprint(plan, "mock")
+    assert plan_fingerprint(plan, "mock") != plan_fingerprint(plan, "chgnet")
+    assert plan_fingerprint(hand_made_plan(), "mock") == plan_fingerprint(plan, "mock")
 
 
 def test_round_trip_and_spec_is_plain_json(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ __all__ = [
     "neb_from_dict",
     "neb_to_dict",
     "register_backend",
+    "registered_backends",
     "resolve_backend",
     "task_directory",
 ]
@@ -202,6 +203,11 @@ def env_chk(
 def register_backend(name: str, factory: BackendFactory) -> None:
     """Make ``name`` resolvable in tasks: ``factory(options) -> backend``."""
     _REGISTRY[name] = factory
+
+
+def registered_backends() -> list[str]:
+    """Return the names added with :func:`register_backend`."""
+    return sorted(_REGISTRY)
 
 
 def resolve_backend(name: str, options: Mapping[str, Any], fw_spec: Mapping[str, Any]) -> Any:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fireworks import Firework, Workflow
+from fireworks import Firework, LaunchPad, Workflow
 
 from pqdflow.errors import BackendError, InputError
 from pqdflow.workflows.fw_tasks import (
@@ -36,12 +36,14 @@ from pqdflow.workflows.fw_tasks import (
     calc_to_dict,
     neb_from_dict,
     neb_to_dict,
+    registered_backends,
 )
 from pqdflow.workflows.plan import StudyPlan
 
 __all__ = [
     "BACKEND_NAMES",
     "DEFAULT_CATEGORIES",
+    "add_workflow_once",
     "atoms_from_dict",
     "atoms_to_dict",
     "binding_from_dict",
@@ -49,10 +51,13 @@ __all__ = [
     "build_workflow",
     "calc_from_dict",
     "calc_to_dict",
+    "collect_results",
+    "find_workflow",
     "firework_name",
     "neb_from_dict",
     "neb_to_dict",
     "plan_fingerprint",
+    "workflow_states",
 ]
 
 #: Backends a workflow can run with.
@@ -123,7 +128,7 @@ def build_workflow(
     BackendError
         If ``backend`` is not one of :data:`BACKEND_NAMES`.
     """
-    if backend not in BACKEND_NAMES:
+    if backend not in BACKEND_NAMES and backend not in registered_backends():
         raise BackendError(f"unknown backend {backend!r}; choose one of {list(BACKEND_NAMES)}")
     cats = dict(DEFAULT_CATEGORIES if categories is None else categories)
     unknown = sorted(set(cats) - set(DEFAULT_CATEGORIES))
@@ -187,3 +192,67 @@ def build_workflow(
         name=f"pqdflow: {plan.name} ({backend})",
         metadata=metadata,
     )
+
+
+def find_workflow(lp: LaunchPad, fingerprint: str) -> int | None:
+    """Return the fw_id of a Firework of the workflow with this plan fingerprint, if any."""
+    doc = lp.workflows.find_one({"metadata.pqdflow_fingerprint": fingerprint}, {"nodes": 1})
+    return int(doc["nodes"][0]) if doc and doc.get("nodes") else None
+
+
+def add_workflow_once(lp: LaunchPad, wf: Workflow) -> tuple[int, bool]:
+    """Add ``wf`` unless a workflow of the same plan is already on ``lp``.
+
+    Returns
+    -------
+    tuple
+        (an fw_id of the workflow on the launchpad, whether it was added now).
+    """
+    fingerprint = wf.metadata.get("pqdflow_fingerprint")
+    existing = find_workflow(lp, fingerprint) if fingerprint else None
+    if existing is not None:
+        return existing, False
+    id_map = lp.add_wf(wf)
+    return int(min(id_map.values())), True
+
+
+def workflow_states(lp: LaunchPad, fw_id: int) -> list[dict[str, Any]]:
+    """Return ``{fw_id, name, state}`` of every Firework of the workflow holding ``fw_id``."""
+    wf = lp.workflows.find_one({"nodes": fw_id}, {"nodes": 1})
+    if wf is None:
+        raise InputError(f"no workflow holds Firework {fw_id}")
+    rows = lp.fireworks.find({"fw_id": {"$in": wf["nodes"]}}, {"fw_id": 1, "name": 1, "state": 1})
+    return sorted(
+        ({"fw_id": r["fw_id"], "name": r["name"], "state": r["state"]} for r in rows),
+        key=lambda r: r["fw_id"],
+    )
+
+
+def collect_results(lp: LaunchPad, fw_id: int) -> dict[str, list[dict[str, Any]]]:
+    """Read the documents the completed Fireworks of a workflow stored in the launchpad.
+
+    Returns ``{"relax": [...], "binding": [...], "neb": [...], "neb_analysis": [...]}``,
+    each in fw_id order; only the newest COMPLETED launch of each Firework counts.
+    """
+    out: dict[str, list[dict[str, Any]]] = {
+        "relax": [],
+        "binding": [],
+        "neb": [],
+        "neb_analysis": [],
+    }
+    for row in workflow_states(lp, fw_id):
+        if row["state"] != "COMPLETED":
+            continue
+        launches = list(
+            lp.launches.find(
+                {"fw_id": row["fw_id"], "state": "COMPLETED"}, {"action": 1, "launch_id": 1}
+            )
+        )
+        if not launches:
+            continue
+        launch = max(launches, key=lambda d: d["launch_id"])
+        stored = (launch.get("action") or {}).get("stored_data") or {}
+        kind = stored.get("pqdflow_kind")
+        if kind in out:
+            out[kind].append(stored["pqdflow_doc"])
+    return out

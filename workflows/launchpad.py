@@ -33,7 +33,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,8 +41,9 @@ import bson.json_util
 import yaml
 from fireworks import FWorker, LaunchPad
 
-from pqdflow.errors import InputError, LaunchpadLockedError
+from pqdflow.errors import CalculationFailed, InputError, LaunchpadLockedError
 from pqdflow.fileio import atomic_write_text
+from pqdflow.workflows.plan import StudyPlan
 
 __all__ = [
     "EMBEDDED_DB_NAME",
@@ -55,6 +56,7 @@ __all__ = [
     "load_launchpad_file",
     "open_embedded_launchpad",
     "recover_lost_runs",
+    "run_plan_on_launchpad",
 ]
 
 #: File name of the embedded store inside a run folder.
@@ -486,3 +488,127 @@ def load_launchpad_file(path: str | Path) -> LaunchPad:
     if not config.get("host"):
         raise InputError(f"launchpad file {path}: 'host' is empty; set it (or its env variable)")
     return LaunchPad.from_dict(config)
+
+
+def _launchpad_for_run(
+    out: Path, launchpad_file: str | Path | None, wait: float
+) -> contextlib.AbstractContextManager[LaunchPad]:
+    if launchpad_file is None:
+        return open_embedded_launchpad(embedded_store_path(out), wait=wait)
+    lp = load_launchpad_file(launchpad_file)
+    if isinstance(lp, EmbeddedLaunchPad):
+        return open_embedded_launchpad(lp.store_file, wait=wait)
+    return contextlib.nullcontext(lp)
+
+
+def run_plan_on_launchpad(
+    plan: StudyPlan,
+    backend_name: str,
+    out: str | Path,
+    *,
+    launchpad_file: str | Path | None = None,
+    progress: bool = True,
+    wait: float = 0.0,
+    backend_options: Mapping[str, Any] | None = None,
+) -> Path:
+    """Run a study through FireWorks and write ``out/results.json``; return its path.
+
+    The workflow (:func:`~pqdflow.workflows.fw_workflows.build_workflow`, folders under
+    ``out``) is added to the launchpad unless the same plan is already there, Fireworks
+    that a killed launcher left RUNNING are rerun, and ``rapidfire`` launches everything
+    that is ready. Rerunning the command resumes: completed Fireworks are not run again.
+
+    Parameters
+    ----------
+    plan
+        The study plan.
+    backend_name
+        ``"mock"``, ``"chgnet"`` or ``"vasp"`` (the last needs ``backend_options`` with
+        ``vasp_cmd``, or a worker env).
+    out
+        Run folder: calculation folders, ``fw_launches/``, ``results.json`` and (by
+        default) the embedded store ``fw_launchpad.json``.
+    launchpad_file
+        A my_launchpad.yaml to use instead of the embedded store.
+    progress
+        Print FireWorks' progress lines.
+    wait
+        Seconds to wait for another launcher holding the embedded store.
+    backend_options
+        Options of the backend (see ``build_workflow``).
+
+    Raises
+    ------
+    LaunchpadLockedError
+        Another launcher holds the embedded store.
+    CalculationFailed
+        Some Fireworks failed (FIZZLED); the message names them and their errors.
+    """
+    from pqdflow.workflows.fw_workflows import (
+        add_workflow_once,
+        build_workflow,
+        collect_results,
+        workflow_states,
+    )
+
+    out = Path(out).resolve()
+    wf = build_workflow(plan, backend_name, root=out, backend_options=backend_options)
+    start = time.perf_counter()
+    with _launchpad_for_run(out, launchpad_file, wait) as lp:
+        recovered = getattr(lp, "recovered_fw_ids", [])
+        if recovered and progress:
+            print(f"pqdflow: reran lost Firework(s) of a killed launcher: {recovered}")
+        fw_id, added = add_workflow_once(lp, wf)
+        if progress:
+            verb = "added" if added else "resuming"
+            print(f"pqdflow: {verb} workflow {wf.name!r} ({len(wf.fws)} Fireworks) in {out}")
+        launch_rapidfire(lp, out / LAUNCHES_DIRNAME, progress=progress)
+        states = workflow_states(lp, fw_id)
+        docs = collect_results(lp, fw_id)
+        failures = _failures(lp, states)
+    results = _write_results(plan, backend_name, out, docs, time.perf_counter() - start)
+    if failures:
+        raise CalculationFailed(
+            f"{len(failures)} Firework(s) failed in {out}: "
+            + "; ".join(failures)
+            + f". Completed results are in {results}; fix the cause and rerun to resume."
+        )
+    return results
+
+
+def _failures(lp: LaunchPad, states: list[dict[str, Any]]) -> list[str]:
+    failures: list[str] = []
+    for row in states:
+        if row["state"] != "FIZZLED":
+            continue
+        launch = lp.launches.find_one(
+            {"fw_id": row["fw_id"], "state": "FIZZLED"}, sort=[("launch_id", -1)]
+        )
+        stored = ((launch or {}).get("action") or {}).get("stored_data") or {}
+        trace = str((stored.get("_exception") or {}).get("_stacktrace", "")).strip().splitlines()
+        failures.append(f"{row['name']} ({trace[-1] if trace else 'no error recorded'})")
+    return failures
+
+
+def _write_results(
+    plan: StudyPlan,
+    backend_name: str,
+    out: Path,
+    docs: Mapping[str, list[dict[str, Any]]],
+    wall: float,
+) -> Path:
+    from pqdflow.provenance import provenance
+    from pqdflow.workflows.documents import StudyResults
+
+    order = {c.name: i for i, c in enumerate(plan.calculations)}
+    order |= {b.name: i for i, b in enumerate(plan.bindings)}
+    results = StudyResults(
+        study=plan.name,
+        backend=backend_name,
+        binding=sorted(docs["binding"], key=lambda d: order.get(d["name"], 0)),
+        neb=docs["neb"],
+        calculations=sorted(docs["relax"], key=lambda d: order.get(d["name"], 0)),
+        wall_time_s=wall,
+        provenance=provenance(launcher="fireworks", neb_analysis=docs["neb_analysis"]),
+    )
+    return results.write(out / "results.json")

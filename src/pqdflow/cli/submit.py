@@ -1,0 +1,96 @@
+"""``pqdflow submit``: put a study on a FireWorks launchpad as one workflow.
+
+Examples
+--------
+``pqdflow submit study.yaml --launchpad ~/.fireworks/my_launchpad.yaml --backend vasp`` adds
+the workflow to a MongoDB launchpad (credentials from the environment, see
+``fw_configs/README.md``); workers then run it with ``qlaunch``/``rlaunch``, each job in its
+own launch folder. Without ``--launchpad`` the workflow goes to the embedded single-file
+launchpad of ``--out`` (``OUT/fw_launchpad.json``); ``pqdflow run`` launches it there.
+Submitting the same study twice adds nothing the second time.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``submit`` subcommand to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "submit",
+        help="add a study to a FireWorks launchpad (MongoDB, or the embedded one of --out)",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  pqdflow submit study.yaml --backend vasp \\\n"
+            "      --launchpad ~/.fireworks/my_launchpad.yaml\n"
+            "  pqdflow submit study.yaml --out runs/paper --backend mock"
+        ),
+    )
+    parser.add_argument("study", type=Path, help="study YAML file")
+    parser.add_argument(
+        "--launchpad", type=Path, help="my_launchpad.yaml (default: embedded store of --out)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("vasp", "mock", "chgnet"),
+        default="vasp",
+        help="calculation backend (default: vasp)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="run folder (embedded store and calculation folders)"
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        help="folder for the calculation folders on the workers (default: each job's launch "
+        "folder, or --out with the embedded store)",
+    )
+    parser.add_argument(
+        "--wait", type=float, default=0.0, help="seconds to wait for a busy embedded store"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``pqdflow submit``; return the exit status."""
+    from pqdflow.errors import InputError
+    from pqdflow.workflows.fw_workflows import add_workflow_once, build_workflow
+    from pqdflow.workflows.launchpad import (
+        EmbeddedLaunchPad,
+        embedded_store_path,
+        load_launchpad_file,
+        open_embedded_launchpad,
+    )
+    from pqdflow.workflows.study import load_study, plan_study
+
+    if args.launchpad is None and args.out is None:
+        raise InputError("give --launchpad FILE (MongoDB) or --out DIR (embedded launchpad)")
+    plan = plan_study(load_study(args.study))
+    root = args.root if args.root is not None else (args.out if args.launchpad is None else None)
+    wf = build_workflow(plan, args.backend, root=root)
+    if args.launchpad is None:
+        store = embedded_store_path(args.out)
+        target = str(store)
+    else:
+        lp = load_launchpad_file(args.launchpad)
+        store = lp.store_file if isinstance(lp, EmbeddedLaunchPad) else None
+        target = str(store) if store else f"{lp.host} (database {lp.name})"
+    if store is not None:
+        with open_embedded_launchpad(store, wait=args.wait) as elp:
+            fw_id, added = add_workflow_once(elp, wf)
+    else:
+        fw_id, added = add_workflow_once(lp, wf)
+    if added:
+        print(
+            f"added workflow {wf.name!r}: {len(wf.fws)} Fireworks (first fw_id {fw_id}) to {target}"
+        )
+    else:
+        print(f"workflow {wf.name!r} is already on {target} (fw_id {fw_id}); nothing added")
+    return 0
