@@ -319,12 +319,14 @@ def _fixed(atoms: Atoms) -> set[int]:
     return out
 
 
-def check_endpoints(initial: Atoms, final: Atoms, *, max_other_displacement: float = 1.0) -> int:
+def check_endpoints(initial: Atoms, final: Atoms, *, max_other_displacement: float = 1.5) -> int:
     """Check that two NEB endpoints correspond atom by atom; return the hopping atom.
 
     The endpoints must have the same length, the same elements in the same order, the same
     cell and the same fixed atoms; exactly one atom (the hopping one) may be displaced by
-    more than ``max_other_displacement`` Å (minimum image), and it must move.
+    more than ``max_other_displacement`` Å (minimum image), and it must move. The 1.5 Å
+    default lets separately relaxed endpoints through (tilts, ligand relaxation) while a
+    permuted atom order (same-species atoms are >= 2.5 Å apart) is caught.
 
     Raises
     ------
