@@ -135,6 +135,7 @@ class VibrationalDoc:
     n_force_calls: int = 0
     n_rigid_body_modes: int = 0
     provenance: dict[str, Any] = field(default_factory=dict)
+    doc_type: str = "VibrationalDoc"
 
     @property
     def n_imaginary(self) -> int:
@@ -175,7 +176,7 @@ class VibrationalDoc:
 
 
 def count_imaginary(
-    frequencies_THz: Sequence[float], tolerance_THz: float = NOISE_TOLERANCE_THZ
+    frequencies_THz: Sequence[float] | np.ndarray, tolerance_THz: float = NOISE_TOLERANCE_THZ
 ) -> int:
     """Count the frequencies below ``-tolerance_THz`` (imaginary modes, THz)."""
     return int(np.sum(np.asarray(frequencies_THz, float) < -abs(tolerance_THz)))
@@ -276,6 +277,13 @@ def _phonopy_cell(atoms: Atoms, indices: Sequence[int]) -> Phonopy:
     )
 
 
+def _first_atoms(ph: Phonopy, displacement_A: float) -> list[dict[str, Any]]:
+    """Let phonopy generate ±δ displacements; return its type-1 dataset entries."""
+    ph.generate_displacements(distance=displacement_A, is_plusminus=True)
+    dataset: dict[str, Any] = dict(ph.dataset or {})
+    return list(dataset["first_atoms"])
+
+
 def displacement_dataset(
     atoms: Atoms, indices: Sequence[int], displacement_A: float = DEFAULT_DISPLACEMENT_A
 ) -> list[tuple[int, list[float]]]:
@@ -292,11 +300,9 @@ def displacement_dataset(
     if not displacement_A > 0:
         raise InputError(f"displacement must be > 0 Å, got {displacement_A}")
     ph = _phonopy_cell(atoms, idx)
-    ph.generate_displacements(distance=displacement_A, is_plusminus=True)
-    dataset = ph.dataset or {}
     return [
         (idx[int(d["number"])], [float(x) for x in d["displacement"]])
-        for d in dataset["first_atoms"]
+        for d in _first_atoms(ph, displacement_A)
     ]
 
 
@@ -348,8 +354,7 @@ def modes_from_forces(
     """
     idx = _check_indices(atoms, indices)
     ph = _phonopy_cell(atoms, idx)
-    ph.generate_displacements(distance=displacement_A, is_plusminus=True)
-    n_disp = len((ph.dataset or {})["first_atoms"])
+    n_disp = len(_first_atoms(ph, displacement_A))
     if len(forces) != n_disp:
         raise VibrationalError(
             f"need {n_disp} force arrays for {len(idx)} atoms, got {len(forces)}"
@@ -667,6 +672,7 @@ class HopVibDoc:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    doc_type: str = "HopVibDoc"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -895,7 +901,13 @@ def neb_vibrations(
         for im, lab in ((initial, "initial"), (saddle, "saddle"), (final, "final"))
     ]
     return hop_vibrations(
-        *docs, geo.tangent, hop_index=geo.hop_index, hop_length_A=geo.hop_length_A, **hop_options
+        docs[0],
+        docs[1],
+        docs[2],
+        geo.tangent,
+        hop_index=geo.hop_index,
+        hop_length_A=geo.hop_length_A,
+        **hop_options,
     )
 
 

@@ -369,3 +369,48 @@ def test_plot_vibrational_spectrum_writes_png(tmp_path: Any) -> None:
     for obj, name in ((doc, "hop.png"), (sad, "saddle.png")):
         out = plot_vibrational_spectrum(obj, tmp_path / "figs" / name)
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_free_diatomic_stretch_and_rigid_body_modes() -> None:
+    """Br2 without a cell under the mock potential: 5 rigid-body modes + the stretch.
+
+    The stretch must be sqrt(k/μ)/2π with k = d²E/dr² taken independently from energies.
+    """
+    from ase.optimize import BFGS
+
+    from pqdflow.workflows.calculators import MockPairCalculator
+
+    mol = Atoms("Br2", positions=[[0, 0, 0], [0, 0, 2.3]])
+    mol.calc = MockPairCalculator()
+    BFGS(mol, logfile=None).run(fmax=1e-6, steps=200)
+    r0 = mol.get_distance(0, 1)
+    h = 1e-3
+
+    def energy(r: float) -> float:
+        probe = Atoms("Br2", positions=[[0, 0, 0], [0, 0, r]])
+        probe.calc = MockPairCalculator()
+        return float(probe.get_potential_energy())
+
+    k = (energy(r0 + h) - 2 * energy(r0) + energy(r0 - h)) / h**2
+    mu = mol.get_masses()[0] / 2
+    doc = vibrational_analysis(mol, MockPairCalculator(), [0, 1], n_rigid_body_modes=5)
+    by_size = sorted(doc.frequencies_THz, key=abs)
+    assert max(abs(f) for f in by_size[:5]) < NOISE_TOLERANCE_THZ
+    assert by_size[5] == pytest.approx(nu_thz(k, mu), rel=1e-3)
+    assert doc.zero_point_energy() == pytest.approx(0.5 * sc.h / sc.e * by_size[5] * 1e12, rel=1e-6)
+
+
+def test_default_ligand_subset_on_a_placed_ligand() -> None:
+    from pqdflow.structures.adsorption import place_ligand
+    from pqdflow.structures.slabs import build_slab
+
+    ads = place_ligand(build_slab(x=3.0, termination="CsX", size=(2, 2), layers=4), "TMSBr")
+    own = ads.info["ligands"][0]["indices"]
+    subset = default_ligand_subset(ads, 0, cutoff_A=3.6)
+    assert set(own) < set(subset)
+    extra = [i for i in subset if i not in own]
+    assert extra  # surface neighbours join the ligand
+    for i in extra:  # minimum-image distance to the nearest ligand atom
+        assert ads.get_distances(i, own, mic=True).min() < 3.6
+    others = [i for i in range(len(ads)) if i not in subset]
+    assert min(ads.get_distances(i, own, mic=True).min() for i in others) >= 3.6

@@ -332,7 +332,7 @@ def neb_folder_vibrations(
     if hop_index is None and doc.meta.get("hopping_index") is not None:
         hop_index = int(doc.meta["hopping_index"])
     options.setdefault("label", doc.label or doc.path)
-    return neb_vibrations(
+    out = neb_vibrations(
         images,
         calculator,
         hop_index=hop_index,
@@ -341,6 +341,12 @@ def neb_folder_vibrations(
         source=str(Path(neb_dir).resolve()),
         **options,
     )
+    if backend and doc.backend and backend != doc.backend:
+        out.notes.append(
+            f"band converged with {doc.backend!r} but Hessians computed with {backend!r}: "
+            "the band's climbing image need not be a saddle of the second potential"
+        )
+    return out
 
 
 def write_hop_vib_inputs(
