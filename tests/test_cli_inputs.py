@@ -13,6 +13,7 @@ from pqdflow.workflows.study import example_study, load_study
 
 TINY = {
     "name": "tiny",
+    "terminations": ["CsX"],
     "ligands": {"names": ["OAc"], "surfaces": []},
     "neb": {"paths": []},
 }

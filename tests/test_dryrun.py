@@ -46,11 +46,11 @@ def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
     }
 
 
-def test_default_study_writes_25_folders(dry: Path, plan: StudyPlan) -> None:
+def test_default_study_writes_26_folders(dry: Path, plan: StudyPlan) -> None:
     manifest = json.loads((dry / MANIFEST_FILE).read_text())
     assert manifest["study"] == "paper"
     entries = manifest["calculations"]
-    assert len(entries) == 25  # 22 calculations + 3 NEB folders
+    assert len(entries) == 26  # 23 calculations + 3 NEB folders
     assert sorted(p.name for p in dry.iterdir() if p.is_dir()) == sorted(e["path"] for e in entries)
     kinds = {e["kind"] for e in entries}
     assert kinds == {"bulk", "slab", "molecule", "adsorbed", "neb"}
@@ -64,7 +64,7 @@ def test_default_study_writes_25_folders(dry: Path, plan: StudyPlan) -> None:
             "role",
             "meta",
         }
-    assert len(manifest["bindings"]) == 6
+    assert len(manifest["bindings"]) == 7
     assert [n["label"] for n in manifest["nebs"]] == ["bulk", "control", "treated"]
     binding = next(b for b in manifest["bindings"] if b["ligand"] == "OAm")
     assert binding["released"] == {"ref-CsBr": 1.0}
@@ -149,7 +149,7 @@ def test_rerun_changes_nothing(
 ) -> None:
     out = tmp_path / "out"
     first = write_study_inputs(plan, out, bands=bands)
-    assert len(first.written) == 25
+    assert len(first.written) == 26
     before = snapshot(out)
     second = write_study_inputs(plan, out, bands=bands)
     assert second.written == []
@@ -261,6 +261,7 @@ def test_small_study_with_overrides(tmp_path: Path) -> None:
     study = study_from_dict(
         {
             "name": "tiny",
+            "terminations": ["PbX2"],
             "ligands": {"names": ["TMSBr"], "surfaces": []},
             "neb": {"paths": []},
             "inputs": {
@@ -272,12 +273,12 @@ def test_small_study_with_overrides(tmp_path: Path) -> None:
     )
     out = tmp_path / "tiny"
     manifest = write_study_inputs(plan_study(study), out)
-    assert len(manifest.calculations) == 5  # bulk, slab, adsorbed, ligand, Br2
+    assert len(manifest.calculations) == 4  # bulk, slab, adsorbed, ligand
     assert Incar.from_file(out / "ligand-TMSBr" / "INCAR")["ENCUT"] == 500.0
-    assert Incar.from_file(out / "ref-Br2" / "INCAR")["ENCUT"] == 500.0
-    assert "LASPH" not in Incar.from_file(out / "slab-CsX-x3" / "INCAR")
-    assert Incar.from_file(out / "ads-TMSBr-CsX-x3" / "INCAR")["LASPH"] is True
+    assert Incar.from_file(out / "slab-PbX2-x3" / "INCAR")["ENCUT"] == 400.0
+    assert "LASPH" not in Incar.from_file(out / "slab-PbX2-x3" / "INCAR")
+    assert Incar.from_file(out / "ads-TMSBr-PbX2-x3" / "INCAR")["LASPH"] is True
     assert Incar.from_file(out / "bulk-x3" / "INCAR")["IVDW"] == 12
     # 40 per 1/Å on the 5.874 Å cell: int(40 / 5.874 + 0.5) = 7
     assert tuple(Kpoints.from_file(out / "bulk-x3" / "KPOINTS").kpts[0]) == (7, 7, 7)
-    assert tuple(Kpoints.from_file(out / "slab-CsX-x3" / "KPOINTS").kpts[0]) == (3, 3, 1)
+    assert tuple(Kpoints.from_file(out / "slab-PbX2-x3" / "KPOINTS").kpts[0]) == (3, 3, 1)

@@ -165,13 +165,15 @@ def test_balance_released() -> None:
 
 def test_default_plan_contents(plan: StudyPlan) -> None:
     names = [c.name for c in plan.calculations]
-    assert len(names) == len(set(names)) == 22
+    assert len(names) == len(set(names)) == 23
     kinds = Counter(c.kind for c in plan.calculations)
-    # 2 bulk (x=3, x=2) + CsBr; 4 ligand refs + HBr + Br2; 4 single + 2 passivated + 4 NEB
-    assert kinds == {"bulk": 5, "slab": 1, "molecule": 6, "adsorbed": 10}
+    # 2 bulk (x=3, x=2) + CsBr + 2 bulk NEB endpoints; slabs CsX + PbX2; 4 ligand refs + HBr;
+    # 4 single + control on CsX and PbX2 + treated on PbX2 (open shell on CsX) + 4 NEB endpoints
+    assert kinds == {"bulk": 5, "slab": 2, "molecule": 5, "adsorbed": 11}
     assert plan.get("bulk-x3").relax_cell
     assert not plan.get("neb-bulk-x2-initial").relax_cell
-    assert len(plan.bindings) == 6
+    assert len(plan.bindings) == 7
+    assert plan.meta["skipped"] == ["treated on CsX-x3: odd electron count (open shell)"]
     assert {b.ligand for b in plan.bindings} == {
         "OAm",
         "OAc",
@@ -181,7 +183,7 @@ def test_default_plan_contents(plan: StudyPlan) -> None:
         "treated",
     }
     assert [n.label for n in plan.nebs] == ["bulk", "control", "treated"]
-    assert max(len(c.atoms) for c in plan.calculations) <= 80  # CHGNet-sized
+    assert max(len(c.atoms) for c in plan.calculations) <= 85  # CHGNet-sized
 
 
 def test_binding_reactions_are_atom_balanced(plan: StudyPlan) -> None:
@@ -198,6 +200,21 @@ def test_binding_reactions_are_atom_balanced(plan: StudyPlan) -> None:
         assert {k: v for k, v in left.items() if v} == {k: v for k, v in right.items() if v}, (
             binding.name
         )
+
+
+def test_binding_structures_are_closed_shell(plan: StudyPlan) -> None:
+    # even electron count in every cell of a binding reaction (ISPIN 1 closed shell is valid);
+    # TMSBr therefore binds atop an exposed Pb of the PbX2 termination, the others on CsX
+    for binding in plan.bindings:
+        for name in binding.parents():
+            assert plan.get(name).atoms.get_atomic_numbers().sum() % 2 == 0, name
+    by_ligand = {b.ligand: b.slab for b in plan.bindings if b.ligand not in ("control", "treated")}
+    assert by_ligand == {
+        "OAm": "slab-CsX-x3",
+        "OAc": "slab-CsX-x3",
+        "AnHI": "slab-CsX-x3",
+        "TMSBr": "slab-PbX2-x3",
+    }
 
 
 def test_ligand_counts_match_placed_ligands(plan: StudyPlan) -> None:
@@ -233,12 +250,18 @@ def test_n_images_option_and_small_study() -> None:
         "bulk-x3",
         "bulk-x2",
         "slab-CsX-x3",
-        "ads-TMSBr-CsX-x3",
+        "slab-PbX2-x3",
+        "ads-TMSBr-PbX2-x3",  # closed shell only atop an exposed Pb (PbX2)
         "ligand-TMSBr",
-        "ref-Br2",
         "neb-bulk-x2-initial",
         "neb-bulk-x2-final",
     }
+
+
+def test_open_shell_only_ligand_is_a_study_error() -> None:
+    study = study_from_dict({"terminations": ["CsX"], "ligands": {"names": ["TMSBr"]}})
+    with pytest.raises(StudyError, match=r"TMSBr.*open-shell.*PbX2"):
+        plan_study(study)
 
 
 def test_study_is_frozen() -> None:

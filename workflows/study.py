@@ -103,7 +103,8 @@ class LigandOptions(_Strict):
     Attributes
     ----------
     names
-        Ligands adsorbed singly on the default surface (first composition and termination).
+        Ligands adsorbed singly, on the first composition and on the first study termination
+        where the adsorbed cell is closed-shell (even electron count).
     surfaces
         Passivated surface presets to build (``control`` = OAc/OAm, ``treated`` = AnHI/TMSBr).
     chain_length
@@ -170,7 +171,7 @@ class NebOptions(_Strict):
     """
 
     x: float = 2.0
-    termination: Literal["CsX", "PbX2"] = "CsX"
+    termination: Literal["CsX", "PbX2"] = "PbX2"
     bulk_supercell: tuple[int, int, int] = (2, 2, 2)
     rattle: float = Field(default=0.03, ge=0.0, le=0.2)
     paths: list[NebPath] = Field(
@@ -227,7 +228,7 @@ Termination = Literal["CsX", "PbX2"]
 
 
 def _default_terminations() -> list[Termination]:
-    return ["CsX"]
+    return ["CsX", "PbX2"]
 
 
 class Study(_Strict):
@@ -241,7 +242,8 @@ class Study(_Strict):
         x values (Br per formula unit) of the binding-energy surfaces; the first is the
         default surface that single ligands are placed on.
     terminations
-        Slab terminations; the first is the default surface.
+        Slab terminations, in order of preference for single ligands (see
+        :class:`LigandOptions`); clean slabs and presets are built on each.
     slab, ligands, neb, inputs
         See :class:`SlabOptions`, :class:`LigandOptions`, :class:`NebOptions`,
         :class:`InputOptions`.
@@ -400,8 +402,11 @@ name: paper
 # x = Br per formula unit. Binding energies on CsPbBr3 (x = 3): the ligand chemistry is
 # the paper's comparison and pure bromide keeps every surface free of random I placement.
 compositions: [3.0]
-# Top termination of the (001) slab; CsX is what CsPbBr3 nanocrystals expose.
-terminations: [CsX]
+# Top terminations of the (001) slab. Each ligand binds on the first termination where its
+# adsorbed cell stays closed-shell (even electron count): OAm, OAc and AnHI exchange with
+# surface CsBr on CsX (what CsPbBr3 nanocrystals expose); TMSBr adds atop an exposed Pb on
+# PbX2. Control/treated surfaces are built on every termination where they are closed-shell.
+terminations: [CsX, PbX2]
 
 slab:
   size: [2, 2]        # lateral supercell of the 5.87 A cubic cell
@@ -410,7 +415,7 @@ slab:
   fixed_layers: 2     # bottom layers held fixed
 
 ligands:
-  # each one adsorbed alone on the default surface (first composition and termination)
+  # each one adsorbed alone (first composition, first closed-shell termination)
   names: [OAm, OAc, AnHI, TMSBr]
   # passivated surfaces: control = OAc/OAm, treated = AnHI/TMSBr
   surfaces: [control, treated]
@@ -420,7 +425,7 @@ neb:
   # Halide migration on mixed CsPbBr2I (x = 2): realisable exactly on the 2x2x2 bulk
   # supercell (8 I of 24 halides) and on the 2x2x3 slab host (12 of 36).
   x: 2.0
-  termination: CsX
+  termination: PbX2   # both passivated presets are closed-shell on PbX2 (ligands added)
   bulk_supercell: [2, 2, 2]
   rattle: 0.03        # A, seeded rattle of the host (the ideal cube is a saddle point)
   paths:
@@ -508,7 +513,7 @@ def plan_study(study: Study) -> StudyPlan:
 
     Calculations: a cell-relaxed bulk per composition (binding compositions and ``neb.x``,
     on the smallest cell where x is exact); a clean slab per composition and termination;
-    each ligand alone on the default surface (first composition and termination) and the
+    each ligand alone on the first study termination where it is closed-shell and the
     ``control`` / ``treated`` passivated surfaces on every clean slab; each ligand's neutral
     reference (role ``ligand_reference``); the released species the reactions need (CsBr /
     CsI bulk, HBr, HI, Br2, I2; role ``reference``); and both endpoints of every NEB path
@@ -527,6 +532,15 @@ def _exact(x: float, supercell: tuple[int, int, int]) -> bool:
     return min(abs(x - a) for a in allowed_x(supercell)) < 1e-6
 
 
+def _closed_shell(atoms: Atoms) -> bool:
+    """Return True if the neutral cell has an even electron count (closed shell possible).
+
+    Core electrons of every PAW set used here (Cs_sv, Pb_d, Br, I, C, H, N, O, Si) are even,
+    so the parity of sum(Z) is the parity of the valence electron count.
+    """
+    return int(atoms.get_atomic_numbers().sum()) % 2 == 0
+
+
 def _fu(atoms: Atoms) -> int:
     return int(atoms.info.get("formula_units", 1) or 1)
 
@@ -541,6 +555,7 @@ class _Planner:
         self.chain = study.ligands.chain_length
         self.calcs: dict[str, CalcSpec] = {}
         self.bindings: list[BindingSpec] = []
+        self.skipped: list[str] = []
         self.candidates = {
             name: dict(_composition(build_reference_species(name))) for name in REFERENCE_SPECIES
         }
@@ -617,35 +632,55 @@ class _Planner:
             )
         )
 
-    def surfaces(self, x: float, termination: str, *, singles: bool) -> None:
-        from pqdflow.structures.adsorption import (
-            SURFACE_PRESETS,
-            build_passivated_surface,
-            place_ligand,
-        )
+    def surfaces(self, x: float, termination: str) -> None:
+        """Clean slab plus every closed-shell passivated preset on one termination."""
+        from pqdflow.structures.adsorption import SURFACE_PRESETS, build_passivated_surface
 
         tag = f"{termination}-{_x_tag(x)}"
         clean = self.slab(x, termination)
         meta = {"x": x, "termination": termination}
         slab = self.add(f"slab-{tag}", "slab", clean, meta=meta)
-        for name in self.study.ligands.names if singles else []:
+        for preset in self.study.ligands.surfaces:
+            atoms = build_passivated_surface(clean, preset, chain_length=self.chain)
+            if not _closed_shell(atoms):
+                self.skipped.append(f"{preset} on {tag}: odd electron count (open shell)")
+                continue
+            extra = {**meta, "surface": preset, "ligands": list(SURFACE_PRESETS[preset])}
+            self.binding(preset, self.add(f"{preset}-{tag}", "adsorbed", atoms, meta=extra), slab)
+
+    def single(self, x: float, name: str) -> None:
+        """One ligand alone, on the first study termination where it is closed-shell."""
+        from pqdflow.structures.adsorption import place_ligand
+
+        tried = []
+        for termination in self.study.terminations:
+            tag = f"{termination}-{_x_tag(x)}"
+            clean = self.slab(x, termination)
             atoms = place_ligand(clean, name, chain_length=self.chain)
+            if not _closed_shell(atoms):
+                tried.append(termination)
+                continue
+            meta = {"x": x, "termination": termination}
+            slab = self.add(f"slab-{tag}", "slab", clean, meta=meta)
             site = str(atoms.info["ligands"][-1]["site"])
             extra = {**meta, "ligand": name, "site": site}
             self.binding(name, self.add(f"ads-{name}-{tag}", "adsorbed", atoms, meta=extra), slab)
-        for preset in self.study.ligands.surfaces:
-            atoms = build_passivated_surface(clean, preset, chain_length=self.chain)
-            extra = {**meta, "surface": preset, "ligands": list(SURFACE_PRESETS[preset])}
-            self.binding(preset, self.add(f"{preset}-{tag}", "adsorbed", atoms, meta=extra), slab)
+            return
+        raise StudyError(
+            f"ligands.names: {name!r} gives an open-shell (odd-electron) adsorbed cell on every "
+            f"termination of the study {tried}; add another termination (allowed: CsX, PbX2)"
+        )
 
     def plan(self) -> StudyPlan:
         study = self.study
         neb_x = [study.neb.x] if study.neb.paths else []
         for x in dict.fromkeys([*study.compositions, *neb_x]):
             self.bulk(x)
-        for i, x in enumerate(study.compositions):
-            for j, termination in enumerate(study.terminations):
-                self.surfaces(x, termination, singles=i == 0 and j == 0)
+        for x in study.compositions:
+            for termination in study.terminations:
+                self.surfaces(x, termination)
+        for name in study.ligands.names:
+            self.single(study.compositions[0], name)
         nebs = [self.neb(path) for path in study.neb.paths]
         return StudyPlan(
             name=study.name,
@@ -654,6 +689,7 @@ class _Planner:
             nebs=nebs,
             incar_overrides={k: v for k, v in study.inputs.incar.model_dump().items() if v},
             meta={
+                "skipped": list(self.skipped),
                 "inputs": study.inputs.model_dump(exclude={"incar"}),
                 "study": study.model_dump(mode="json"),
             },
