@@ -50,6 +50,7 @@ __all__ = [
     "Site",
     "build_passivated_surface",
     "find_clashes",
+    "is_closed_shell",
     "place_ligand",
     "surface_sites",
 ]
@@ -487,3 +488,15 @@ def build_passivated_surface(
     result = best[1]
     result.info["preset"] = preset
     return result
+
+
+def is_closed_shell(atoms: Atoms) -> bool:
+    """Return True if the neutral cell has an even electron count (closed shell possible).
+
+    Core electrons of every PAW set pqdflow uses (Cs_sv, Pb_d, Br, I, C, H, N, O, Si) are
+    even, so the parity of sum(Z) is the parity of the valence electron count. Exchanging a
+    surface Cs+ for an ammonium, or a surface halide for a carboxylate, keeps the cell
+    closed-shell; replacing a surface Br- by neutral TMSBr does not (TMSBr binds atop an
+    exposed Pb of the PbX2 termination instead).
+    """
+    return int(atoms.get_atomic_numbers().sum()) % 2 == 0

@@ -1,10 +1,13 @@
 """The paper's model set: every structure the binding and migration study needs.
 
 For each composition x: the bulk cell, the clean (001) slabs of both terminations, each
-ligand adsorbed on the CsX-terminated slab, the control (OAc + OAm) and treated
-(AnHI + TMSBr) surfaces, and NEB endpoint pairs for a bulk V_Br hop (2x2x2 supercell) and
-a surface V_Br hop (a top-layer Br vacancy filled by a subsurface Br moving up along the
-octahedron edge) on the clean, control and treated surfaces. Independent of x: each
+ligand adsorbed on the first termination (CsX, then PbX2) where the cell stays closed-shell
+(OAm, OAc, AnHI exchange with surface CsBr on CsX; TMSBr adds atop an exposed Pb on PbX2),
+the control (OAc + OAm) and treated (AnHI + TMSBr) surfaces on every termination where they
+are closed-shell, and NEB endpoint pairs for a bulk V_Br hop (2x2x2 supercell) and a surface
+V_Br hop (a top-layer Br vacancy filled by a subsurface Br moving up along the octahedron
+edge) on the clean CsX surface and the control and treated PbX2 surfaces (the same
+termination for both, so the comparison is fair). Independent of x: each
 ligand's neutral reference molecule in vacuum and the released reference species (CsBr,
 CsI, HBr, HI, Br2, I2).
 """
@@ -19,7 +22,12 @@ from typing import Any, Literal
 from ase import Atoms
 
 from pqdflow.errors import CompositionError, InputError
-from pqdflow.structures.adsorption import SURFACE_PRESETS, build_passivated_surface, place_ligand
+from pqdflow.structures.adsorption import (
+    SURFACE_PRESETS,
+    build_passivated_surface,
+    is_closed_shell,
+    place_ligand,
+)
 from pqdflow.structures.bulk import allowed_x, build_bulk, build_mixed_halide, check_x
 from pqdflow.structures.defects import (
     build_neb_endpoints,
@@ -219,22 +227,35 @@ def _entries_for_x(
             seed=seed,
         )
         out.append(ModelEntry(f"slab-{term}-{tag}", "slab", slabs[term], [], term, x))
-    clean = slabs["CsX"]
     for name in ligands:
-        ads = place_ligand(clean, name, chain_length=chain_length)
-        out.append(ModelEntry(f"ads-{name}-CsX-{tag}", "adsorbed", ads, [name], "CsX", x))
-    surfaces: dict[str, Atoms] = {"clean": clean}
+        for term in TERMINATIONS:
+            ads = place_ligand(slabs[term], name, chain_length=chain_length)
+            if is_closed_shell(ads):
+                break
+        else:
+            raise InputError(
+                f"ligand {name!r} gives an open-shell (odd-electron) cell on every termination "
+                f"{list(TERMINATIONS)}; register it with a charge-balancing counter-ion"
+            )
+        out.append(ModelEntry(f"ads-{name}-{term}-{tag}", "adsorbed", ads, [name], term, x))
+    surfaces: dict[str, tuple[Atoms, str]] = {"clean": (slabs["CsX"], "CsX")}
     for preset, pair in SURFACE_PRESETS.items():
-        surf = build_passivated_surface(clean, preset, chain_length=chain_length)
-        surfaces[preset] = surf
-        out.append(ModelEntry(f"surf-{preset}-CsX-{tag}", "adsorbed", surf, list(pair), "CsX", x))
+        for term in TERMINATIONS:
+            surf = build_passivated_surface(slabs[term], preset, chain_length=chain_length)
+            if not is_closed_shell(surf):
+                continue
+            out.append(
+                ModelEntry(f"surf-{preset}-{term}-{tag}", "adsorbed", surf, list(pair), term, x)
+            )
+            if term == "PbX2":
+                surfaces[preset] = (surf, term)
     hosts: list[tuple[str, Atoms, tuple[int, int], str | None]] = []
     n = max(2, _bulk_cells(x))
     bulk_host = build_mixed_halide(x, (n, n, n), seed=seed)
     bulk_hop = enumerate_halide_hops(bulk_host)[0]
     hosts.append(("bulk", bulk_host, (bulk_hop.vacancy_index, bulk_hop.hop_index), None))
-    for label, surf in surfaces.items():
-        hosts.append((label, surf, _surface_hop(surf), "CsX"))
+    for label, (surf, term_of) in surfaces.items():
+        hosts.append((label, surf, _surface_hop(surf), term_of))
     for label, host, (v, h), term in hosts:
         initial, final = build_neb_endpoints(host, vacancy_index=v, hop_index=h, rattle=rattle)
         lig_names = [r["name"] for r in host.info.get("ligands", [])]

@@ -21,17 +21,24 @@ def test_model_set_contents(entries) -> None:
     for x in ("x3", "x1.5"):
         for term in ("CsX", "PbX2"):
             assert f"slab-{term}-{x}" in names
-        for lig in ("OAc", "OAm", "AnHI", "TMSBr"):
+        for lig in ("OAc", "OAm", "AnHI"):
             assert f"ads-{lig}-CsX-{x}" in names
+        assert f"ads-TMSBr-PbX2-{x}" in names  # closed shell only atop an exposed Pb
         for label in ("bulk", "clean", "control", "treated"):
             assert f"neb-{label}-{x}-initial" in names
             assert f"neb-{label}-{x}-final" in names
         assert f"surf-control-CsX-{x}" in names
-        assert f"surf-treated-CsX-{x}" in names
+        assert f"surf-control-PbX2-{x}" in names
+        assert f"surf-treated-PbX2-{x}" in names
+        assert f"surf-treated-CsX-{x}" not in names  # open shell: TMSBr replacing Br-
     for lig in ("OAc", "OAm", "AnHI", "TMSBr"):
         assert f"mol-{lig}" in names
     by_name = {e.name: e for e in entries}
-    assert by_name["surf-treated-CsX-x3"].ligands == ["AnHI", "TMSBr"]
+    assert by_name["surf-treated-PbX2-x3"].ligands == ["AnHI", "TMSBr"]
+    # every structure except the vacancy cells (a neutral V_Br is odd-electron) is closed-shell
+    for entry in by_name.values():
+        if not entry.kind.startswith("neb"):
+            assert entry.atoms.get_atomic_numbers().sum() % 2 == 0, entry.name
     assert Counter(by_name["bulk-x1.5"].atoms.get_chemical_symbols())["I"] == 12  # 2x2x2
 
 

@@ -532,15 +532,6 @@ def _exact(x: float, supercell: tuple[int, int, int]) -> bool:
     return min(abs(x - a) for a in allowed_x(supercell)) < 1e-6
 
 
-def _closed_shell(atoms: Atoms) -> bool:
-    """Return True if the neutral cell has an even electron count (closed shell possible).
-
-    Core electrons of every PAW set used here (Cs_sv, Pb_d, Br, I, C, H, N, O, Si) are even,
-    so the parity of sum(Z) is the parity of the valence electron count.
-    """
-    return int(atoms.get_atomic_numbers().sum()) % 2 == 0
-
-
 def _fu(atoms: Atoms) -> int:
     return int(atoms.info.get("formula_units", 1) or 1)
 
@@ -634,7 +625,11 @@ class _Planner:
 
     def surfaces(self, x: float, termination: str) -> None:
         """Clean slab plus every closed-shell passivated preset on one termination."""
-        from pqdflow.structures.adsorption import SURFACE_PRESETS, build_passivated_surface
+        from pqdflow.structures.adsorption import (
+            SURFACE_PRESETS,
+            build_passivated_surface,
+            is_closed_shell,
+        )
 
         tag = f"{termination}-{_x_tag(x)}"
         clean = self.slab(x, termination)
@@ -642,7 +637,7 @@ class _Planner:
         slab = self.add(f"slab-{tag}", "slab", clean, meta=meta)
         for preset in self.study.ligands.surfaces:
             atoms = build_passivated_surface(clean, preset, chain_length=self.chain)
-            if not _closed_shell(atoms):
+            if not is_closed_shell(atoms):
                 self.skipped.append(f"{preset} on {tag}: odd electron count (open shell)")
                 continue
             extra = {**meta, "surface": preset, "ligands": list(SURFACE_PRESETS[preset])}
@@ -650,14 +645,14 @@ class _Planner:
 
     def single(self, x: float, name: str) -> None:
         """One ligand alone, on the first study termination where it is closed-shell."""
-        from pqdflow.structures.adsorption import place_ligand
+        from pqdflow.structures.adsorption import is_closed_shell, place_ligand
 
         tried = []
         for termination in self.study.terminations:
             tag = f"{termination}-{_x_tag(x)}"
             clean = self.slab(x, termination)
             atoms = place_ligand(clean, name, chain_length=self.chain)
-            if not _closed_shell(atoms):
+            if not is_closed_shell(atoms):
                 tried.append(termination)
                 continue
             meta = {"x": x, "termination": termination}
