@@ -8,16 +8,10 @@ have been edited after the run).
 
 Design, and the VASP quirks it guards against:
 
-* OUTCAR is streamed in chunks cut at ionic-step headers and scanned with a handful of
-  literal-prefixed regular expressions (no line-by-line Python loop, no full ``Outcar``).
-  A step counts only once its ``energy  without entropy=`` line (two spaces: the end-of-step
-  block, not the per-SCF lines) is complete, so an OUTCAR cut mid-step gives the last
-  complete step; a trailing partial line is ignored.
-* vasprun.xml is fed to an incremental XML parser after the heavy ``<eigenvalues>``,
-  ``<dos>`` and ``<projected>`` blocks are dropped from the byte stream; parsing stops at the
-  first XML error and keeps every ``<calculation>`` closed before it. The calculation-level
-  ``e_wo_entrp`` of VASP < 6.4 actually holds sigma->0 and ``e_0_energy`` junk, so both are
-  taken from the last ``<scstep>``, whose labels are right.
+* OUTCAR is streamed by :func:`pqdflow.analysis.outcar.scan_outcar`: an OUTCAR cut mid-step
+  gives the last complete step.
+* vasprun.xml is read by :func:`pqdflow.analysis.vasprun.scan_vasprun`, which stops at the
+  first XML error and keeps every ``<calculation>`` closed before it.
 * An electronic loop that hit NELM is not converged; a truncated relaxation is never ionically
   converged; forces printed as ``NaN`` are reported as unavailable (``max_force = None``).
 * ``max_force`` covers only atoms left free by selective dynamics (POSCAR/CONTCAR flags next to
@@ -28,22 +22,25 @@ Design, and the VASP quirks it guards against:
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
-import math
 import re
-import xml.etree.ElementTree as ET
-import zlib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 from ase import Atoms
 from ase.constraints import FixAtoms
 
+from pqdflow.analysis._vaspio import (
+    ScanResult,
+    VaspParameters,
+    nan_to_none,
+    num,
+    read_chunks,
+    read_head,
+)
+from pqdflow.analysis.outcar import scan_outcar
+from pqdflow.analysis.vasprun import scan_vasprun
 from pqdflow.errors import ParseError
 from pqdflow.provenance import provenance
 
@@ -55,6 +52,8 @@ __all__ = [
     "find_output",
     "parse_calculation",
     "read_error_message",
+    "scan_outcar",
+    "scan_vasprun",
 ]
 
 #: Version of the parsing rules; stored in every document.
@@ -62,8 +61,6 @@ PARSER_VERSION = "pqdflow.vasp/1"
 Status = Literal["ok", "unconverged", "truncated", "crashed", "no_output"]
 CalcType = Literal["static", "relax", "md", "other", "unknown"]
 
-_READ = 1 << 20  # bytes per read from the (decompressed) stream
-_PIECE = 1 << 23  # OUTCAR bytes scanned at once (cut at an ionic-step header)
 _STDOUT_NAMES = ("vasp.out", "stdout", "vasp_output", "vasp.log", "vasp.stdout", "std.out", "OUT")
 _GGA_NAMES = {"PE": "PBE", "RP": "RPBE", "PS": "PBEsol", "91": "PW91", "CA": "LDA", "AM": "AM05"}
 _GGA_NAMES |= {"RE": "revPBE", "BO": "optB88", "MK": "optB86b", "OR": "optPBE", "B3": "B3LYP"}
@@ -71,65 +68,6 @@ _VDW_NAMES = {1: "D2", 10: "D2", 11: "D3", 12: "D3(BJ)", 13: "D4"}
 
 
 # ----------------------------------------------------------------------------- documents
-@dataclass
-class VaspParameters:
-    """Run parameters as VASP used them (from OUTCAR or vasprun.xml; ``None``: not printed).
-
-    Attributes
-    ----------
-    vasp_version
-        VASP version string.
-    functional
-        Label derived from GGA/LEXCH, LHFCALC/HFSCREEN/AEXX, METAGGA, LDA+U and IVDW, e.g.
-        ``"PBE"``, ``"RPBE"``, ``"PBE+U"``, ``"HSE06"``.
-    gga
-        The raw GGA tag (``"--"`` means: taken from the POTCARs).
-    encut
-        Plane-wave cutoff (eV).
-    nsw, ibrion, isif, nelm, ismear, ispin, ivdw
-        Integer tags as used.
-    ediff, ediffg, sigma
-        Electronic criterion (eV), ionic criterion (eV, or eV/Å when negative), smearing (eV).
-    ldau, lhfcalc
-        DFT+U and hybrid-functional switches.
-    potcar_titels
-        TITEL of every POTCAR, in species order.
-    """
-
-    vasp_version: str | None = None
-    functional: str | None = None
-    gga: str | None = None
-    encut: float | None = None
-    nsw: int | None = None
-    ibrion: int | None = None
-    isif: int | None = None
-    nelm: int | None = None
-    ediff: float | None = None
-    ediffg: float | None = None
-    ismear: int | None = None
-    sigma: float | None = None
-    ispin: int | None = None
-    ldau: bool | None = None
-    lhfcalc: bool | None = None
-    ivdw: int | None = None
-    potcar_titels: list[str] = field(default_factory=list)
-
-    @property
-    def potcar_set(self) -> tuple[str, ...]:
-        """Sorted, de-duplicated POTCAR TITELs (what a consistency check compares)."""
-        return tuple(sorted(set(self.potcar_titels)))
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VaspParameters:
-        """Inverse of :meth:`as_dict` (unknown keys are ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
 @dataclass
 class VaspCalcDoc:
     """One parsed VASP calculation. Energies in eV, forces in eV/Å, lengths in Å.
@@ -228,47 +166,7 @@ class VaspCalcDoc:
         return atoms
 
 
-# ----------------------------------------------------------------------------- low level
-def _num(text: bytes | str | None) -> float:
-    """float() that turns unparsable VASP output (``*****``, fused numbers) into NaN."""
-    if text is None:
-        return math.nan
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
-
-
-def _int(text: bytes | str | None) -> int | None:
-    value = _num(text)
-    return None if math.isnan(value) else int(value)
-
-
-def _bool(text: bytes | str | None) -> bool | None:
-    if text is None:
-        return None
-    t = text.decode() if isinstance(text, bytes) else text
-    t = t.strip().strip(".").upper()
-    return None if not t else t.startswith("T")
-
-
-def _opt(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
-def _open_binary(path: Path) -> IO[bytes]:
-    """Open ``path`` for binary reading, decompressing gzip/bzip2/xz by magic number."""
-    with path.open("rb") as handle:
-        magic = handle.read(6)
-    if magic.startswith(b"\x1f\x8b"):
-        return cast(IO[bytes], gzip.open(path, "rb"))
-    if magic.startswith(b"BZh"):
-        return bz2.open(path, "rb")
-    if magic.startswith(b"\xfd7zXZ"):
-        return lzma.open(path, "rb")
-    return path.open("rb")
-
-
+# ----------------------------------------------------------------------------- files and labels
 def find_output(folder: str | Path, name: str) -> Path | None:
     """Find output ``name`` in ``folder``: plain, compressed, or the last ``name.relaxN``.
 
@@ -297,50 +195,7 @@ def find_output(folder: str | Path, name: str) -> Path | None:
     return max(staged)[1] if staged else None
 
 
-# ----------------------------------------------------------------------------- shared scan result
-@dataclass
-class _Scan:
-    source: Path
-    params: VaspParameters = field(default_factory=VaspParameters)
-    lexch: str | None = None
-    hybrid: tuple[float | None, float | None] = (None, None)  # HFSCREEN, AEXX
-    metagga: str | None = None
-    nions: int | None = None
-    symbols: list[str] | None = None
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    forces: np.ndarray | None = None
-    positions: np.ndarray | None = None
-    cell: np.ndarray | None = None
-    final: tuple[np.ndarray, np.ndarray] | None = None  # (cell, cartesian positions)
-    free: np.ndarray | None = None
-    magnetization: float | None = None
-    finished: bool = False
-    reached_accuracy: bool = False
-    neb: dict[str, Any] | None = None
-    neb_step: int = -1
-    problems: list[str] = field(default_factory=list)
-    broken: str | None = None
-    timing_at: bool = False
-
-
-def _chunks(path: Path, scan: _Scan) -> Iterator[bytes]:
-    """Yield the decompressed bytes of ``path``; a broken stream ends it and marks ``scan``."""
-    try:
-        with _open_binary(path) as handle:
-            while block := handle.read(_READ):
-                yield block
-    except (EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
-        scan.broken = f"{path.name}: compressed stream ends early or is corrupt ({exc})"
-        scan.problems.append(scan.broken)
-
-
-def _head(path: Path, n: int = 512) -> bytes:
-    for block in _chunks(path, _Scan(source=path)):
-        return block[:n]
-    return b""
-
-
-def _functional(scan: _Scan) -> str | None:
+def _functional(scan: ScanResult) -> str | None:
     p = scan.params
     if p.lhfcalc:
         screen, aexx = scan.hybrid
@@ -369,364 +224,6 @@ def _functional(scan: _Scan) -> str | None:
     if p.ivdw:
         name += "-" + _VDW_NAMES.get(p.ivdw, f"IVDW{p.ivdw}")
     return name
-
-
-def _symbols_from(titels: list[str], counts: list[int]) -> list[str] | None:
-    if not titels or len(titels) != len(counts):
-        return None
-    out: list[str] = []
-    for titel, n in zip(titels, counts, strict=True):
-        parts = titel.split()
-        m = re.match(r"[A-Z][a-z]?", parts[1] if len(parts) > 1 else "")
-        if not m:
-            return None
-        out += [m.group(0)] * n
-    return out
-
-
-# ----------------------------------------------------------------------------- OUTCAR
-_O_EVENTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
-    ("iter", re.compile(rb"- Iteration +(\d+)\( *(\d+)\)")),
-    ("scf_ok", re.compile(rb"aborting loop because EDIFF is reached")),
-    ("scf_no", re.compile(rb"aborting loop EDIFF was not reached")),
-    ("forces", re.compile(rb"TOTAL-FORCE \(eV/Angst\)[^\n]*\n -+\n((?:[^\n]*\n)*?) -+\n")),
-    ("toten", re.compile(rb"free  energy   TOTEN  = *(\S+) eV")),
-    ("ewo", re.compile(rb"energy  without entropy= *(\S+) +energy\(sigma->0\) = *(\S+)")),
-    ("lattice", re.compile(rb"direct lattice vectors[^\n]*\n((?:[^\n]*\n){3})")),
-    ("mag", re.compile(rb"number of electron +\S+ +magnetization +(\S+)")),
-    ("reached", re.compile(rb"reached required accuracy")),
-    ("timing", re.compile(rb"General timing and accounting")),
-    ("cpu", re.compile(rb"Total CPU time used")),
-    ("neb_t", re.compile(rb"NEB: projections on to tangent \(spring, REAL\) +(\S+) +(\S+)")),
-    ("neb_h", re.compile(rb"NEB: the (previous|next) image is higher in energy *: *([TF])")),
-)
-_O_PARAM = re.compile(
-    rb"^ +(ENCUT|NSW|IBRION|ISIF|NELM|EDIFFG|EDIFF|ISPIN|ISMEAR|GGA|LHFCALC|HFSCREEN|AEXX"
-    rb"|METAGGA|IVDW) *= *([^\s;]+)",
-    re.M,
-)
-_O_SIGMA = re.compile(rb"SIGMA  = *([^\s;]+)")
-_O_TITEL = re.compile(rb"TITEL  = *([^\n]*?) *\n")
-_O_LEXCH = re.compile(rb"LEXCH  = (\S+)")
-_O_TYPES = re.compile(rb"ions per type = *([\d ]+)\n")
-_O_NIONS = re.compile(rb"NIONS = *(\d+)")
-_O_VERSION = re.compile(rb"^ *(vasp\.[^\n]*?) *$", re.M)
-_O_LCLIMB = re.compile(rb"NEB: +LCLIMB +([TF])")
-_FLOAT = re.compile(rb"[-+]?\d*\.\d+(?:[Ee][-+]?\d+)?")
-
-
-def _outcar_header(scan: _Scan, head: bytes) -> None:
-    raw: dict[str, bytes] = {}
-    for m in _O_PARAM.finditer(head):
-        raw[m.group(1).decode()] = m.group(2)  # the last echo is the parameter block
-    p = scan.params
-    if m2 := _O_VERSION.search(head[:400]):
-        p.vasp_version = m2.group(1).decode(errors="replace")
-    p.encut, p.ediff, p.ediffg = (_opt(_num(raw.get(k))) for k in ("ENCUT", "EDIFF", "EDIFFG"))
-    p.nsw, p.ibrion, p.isif = _int(raw.get("NSW")), _int(raw.get("IBRION")), _int(raw.get("ISIF"))
-    p.nelm, p.ismear, p.ispin = (
-        _int(raw.get("NELM")),
-        _int(raw.get("ISMEAR")),
-        _int(raw.get("ISPIN")),
-    )
-    p.ivdw = _int(raw.get("IVDW"))
-    p.gga = raw["GGA"].decode() if "GGA" in raw else None
-    p.lhfcalc = _bool(raw.get("LHFCALC"))
-    p.ldau = b"LDA+U is selected" in head
-    if m2 := _O_SIGMA.search(head):
-        p.sigma = _opt(_num(m2.group(1)))
-    scan.hybrid = (_opt(_num(raw.get("HFSCREEN"))), _opt(_num(raw.get("AEXX"))))
-    scan.metagga = raw["METAGGA"].decode() if "METAGGA" in raw else None
-    p.potcar_titels = [t.decode(errors="replace") for t in _O_TITEL.findall(head)]
-    if m2 := _O_LEXCH.search(head):
-        scan.lexch = m2.group(1).decode(errors="replace")
-    if m2 := _O_NIONS.search(head):
-        scan.nions = int(m2.group(1))
-    if m2 := _O_TYPES.search(head):
-        scan.symbols = _symbols_from(p.potcar_titels, [int(x) for x in m2.group(1).split()])
-    if m2 := _O_LCLIMB.search(head):
-        scan.neb = {"lclimb": m2.group(1) == b"T"}
-
-
-class _OutcarState:
-    """Per-step state of the OUTCAR event machine."""
-
-    def __init__(self, scan: _Scan) -> None:
-        self.scan = scan
-        self.ion = 0
-        self.n_scf = 0
-        self.scf_ok: bool = False
-        self.toten = math.nan
-        self.block: np.ndarray | None = None
-        self.lattice: np.ndarray | None = None
-        self.mag: float | None = None
-
-    def feed(self, piece: bytes) -> None:
-        events = [(m.start(), kind, m) for kind, rx in _O_EVENTS for m in rx.finditer(piece)]
-        events.sort(key=lambda e: e[0])
-        scan = self.scan
-        for _, kind, m in events:
-            if kind == "iter":
-                ion = int(m.group(1))
-                if ion != self.ion:
-                    self.ion, self.scf_ok, self.toten, self.block = ion, False, math.nan, None
-                self.n_scf = int(m.group(2))
-            elif kind == "scf_ok":
-                self.scf_ok = True
-            elif kind == "scf_no":
-                self.scf_ok = False
-            elif kind == "forces":
-                self.block = self._forces(m.group(1))
-            elif kind == "toten":
-                self.toten = _num(m.group(1))
-            elif kind == "ewo":
-                self._complete(_num(m.group(1)), _num(m.group(2)))
-            elif kind == "lattice":
-                rows = [_FLOAT.findall(line)[:3] for line in m.group(1).splitlines()]
-                if all(len(r) == 3 for r in rows):
-                    self.lattice = np.array([[_num(x) for x in r] for r in rows])
-            elif kind == "mag":
-                self.mag = _opt(_num(m.group(1)))
-            elif kind == "reached":
-                scan.reached_accuracy = True
-            elif kind == "timing":
-                scan.timing_at = True
-            elif kind == "cpu" and scan.timing_at:
-                scan.finished = True
-            elif kind.startswith("neb"):
-                neb = scan.neb if scan.neb is not None else {}
-                if kind == "neb_t":
-                    neb["tangential_force"] = _opt(_num(m.group(2)))
-                else:
-                    neb[f"{m.group(1).decode()}_higher"] = m.group(2) == b"T"
-                scan.neb, scan.neb_step = neb, len(scan.steps)
-
-    def _forces(self, text: bytes) -> np.ndarray:
-        """N x 6 (position, force) array; NaN-filled when the block cannot be read."""
-        nions = self.scan.nions
-        values = text.split()
-        if nions and len(values) == 6 * nions:
-            arr = np.array([_num(v) for v in values]) if b"*" in text else None
-            if arr is None:
-                try:
-                    arr = np.array(values, dtype=float)
-                except ValueError:
-                    arr = np.array([_num(v) for v in values])
-            return arr.reshape(nions, 6)
-        self.scan.problems.append(f"unreadable TOTAL-FORCE block in ionic step {self.ion}")
-        return np.full((nions or 0, 6), math.nan)
-
-    def _complete(self, e_wo: float, e_0: float) -> None:
-        scan = self.scan
-        scan.steps.append(
-            {
-                "free_energy": _opt(self.toten),
-                "energy_without_entropy": _opt(e_wo),
-                "energy_sigma0": _opt(e_0),
-                "n_scf": self.n_scf,
-                "scf_converged": self.scf_ok,
-            }
-        )
-        if self.block is not None:
-            scan.positions, scan.forces = self.block[:, :3], self.block[:, 3:]
-        else:
-            scan.positions = scan.forces = None
-        scan.cell, scan.magnetization = self.lattice, self.mag
-
-
-def scan_outcar(path: Path) -> _Scan:
-    """Stream an OUTCAR (compressed or not) into a :class:`_Scan`."""
-    scan = _Scan(source=path)
-    state = _OutcarState(scan)
-    buffer, header_done = b"", False
-    for block in _chunks(path, scan):
-        buffer += block
-        if len(buffer) < _PIECE:
-            continue
-        start = buffer.rfind(b"- Iteration ")
-        if start <= 0:
-            continue
-        cut = buffer.rfind(b"\n", 0, start) + 1
-        if not header_done:
-            _outcar_header(scan, buffer[: buffer.find(b"- Iteration ")])
-            header_done = True
-        state.feed(buffer[:cut])
-        buffer = buffer[cut:]
-    buffer = buffer[: buffer.rfind(b"\n") + 1]  # a trailing partial line is not output
-    if not header_done:
-        first = buffer.find(b"- Iteration ")
-        _outcar_header(scan, buffer if first < 0 else buffer[:first])
-    state.feed(buffer)
-    return scan
-
-
-# ----------------------------------------------------------------------------- vasprun.xml
-_V_HEAVY = (b"<eigenvalues", b"<projected", b"<dos>", b"<dos ", b"<dielectricfunction")
-_V_TAG = re.compile(rb"<([A-Za-z_]+)[ >/]")
-
-
-def _strip_heavy(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Drop eigenvalue/DOS/projection blocks from a vasprun byte stream (they are not needed)."""
-    closing: bytes | None = None
-    buf = b""
-    for chunk in chunks:
-        buf += chunk
-        out: list[bytes] = []
-        while buf:
-            if closing is None:
-                hits = [i for i in (buf.find(tag) for tag in _V_HEAVY) if i >= 0]
-                if not hits:
-                    keep = max(0, len(buf) - 24)  # an opening tag may straddle the boundary
-                    out.append(buf[:keep])
-                    buf = buf[keep:]
-                    break
-                i = min(hits)
-                m = _V_TAG.match(buf, i)
-                out.append(buf[:i])
-                buf = buf[i:]
-                if m is None:  # tag name not complete yet: wait for more bytes
-                    break
-                closing = b"</" + m.group(1) + b">"
-            else:
-                j = buf.find(closing)
-                if j < 0:
-                    buf = buf[-len(closing) :]
-                    break
-                buf, closing = buf[j + len(closing) :], None
-        if out:
-            yield b"".join(out)
-    if closing is None and buf:
-        yield buf
-
-
-def _varray(el: ET.Element | None) -> np.ndarray | None:
-    if el is None:
-        return None
-    try:
-        return np.array([(v.text or "").split() for v in el.iter("v")], dtype=float)
-    except ValueError:
-        return None
-
-
-def _vasprun_structure(el: ET.Element) -> tuple[np.ndarray, np.ndarray] | None:
-    cell = _varray(el.find("crystal/varray[@name='basis']"))
-    frac = _varray(el.find("varray[@name='positions']"))
-    if (
-        cell is None
-        or frac is None
-        or cell.shape != (3, 3)
-        or frac.ndim != 2
-        or frac.shape[1:] != (3,)
-    ):
-        return None
-    return cell, frac @ cell
-
-
-def _vasprun_calculation(scan: _Scan, el: ET.Element) -> None:
-    energy = el.find("energy")
-    scsteps = el.findall("scstep")
-    if energy is None or not scsteps:
-        scan.problems.append(f"<calculation> {len(scan.steps) + 1} without energies; ignored")
-        return
-    e_calc = {i.get("name"): _num(i.text) for i in energy.iter("i")}
-    e_last = {i.get("name"): _num(i.text) for i in scsteps[-1].iter("i")}
-    scan.steps.append(
-        {
-            "free_energy": _opt(e_calc.get("e_fr_energy", math.nan)),
-            # VASP < 6.4 mislabels these at calculation level; the scstep labels are right.
-            "energy_without_entropy": _opt(e_last.get("e_wo_entrp", math.nan)),
-            "energy_sigma0": _opt(e_last.get("e_0_energy", math.nan)),
-            "n_scf": len(scsteps),
-            "scf_converged": None,  # set once NELM is known: NELM iterations = not converged
-        }
-    )
-    scan.forces = _varray(el.find("varray[@name='forces']"))
-    struct = el.find("structure")
-    got = _vasprun_structure(struct) if struct is not None else None
-    scan.cell, scan.positions = got if got else (None, None)
-
-
-def _vasprun_params(scan: _Scan, params: dict[str, str], incar: dict[str, str]) -> None:
-    merged = {**incar, **params}
-    p = scan.params
-    p.encut, p.ediff, p.ediffg, p.sigma = (
-        _opt(_num(merged.get(k))) for k in ("ENCUT", "EDIFF", "EDIFFG", "SIGMA")
-    )
-    p.nsw, p.ibrion, p.isif = (
-        _int(merged.get("NSW")),
-        _int(merged.get("IBRION")),
-        _int(merged.get("ISIF")),
-    )
-    p.nelm, p.ismear, p.ispin = (
-        _int(merged.get("NELM")),
-        _int(merged.get("ISMEAR")),
-        _int(merged.get("ISPIN")),
-    )
-    p.ivdw = _int(merged.get("IVDW"))
-    p.gga = merged["GGA"].strip() if "GGA" in merged else None
-    p.lhfcalc, p.ldau = _bool(merged.get("LHFCALC")), _bool(merged.get("LDAU"))
-    scan.hybrid = (_opt(_num(merged.get("HFSCREEN"))), _opt(_num(merged.get("AEXX"))))
-    scan.metagga = merged.get("METAGGA", "").strip() or None
-    if p.potcar_titels and (p.gga or "--") == "--":
-        prefix = p.potcar_titels[0].split()[0].upper()
-        scan.lexch = {"PAW_PBE": "PE", "PAW_GGA": "91", "US": "CA", "PAW": "CA"}.get(prefix)
-
-
-def scan_vasprun(path: Path) -> _Scan:
-    """Read a vasprun.xml (compressed or not) up to its end or its first XML error."""
-    scan = _Scan(source=path)
-    parser: ET.XMLPullParser = ET.XMLPullParser(events=("start", "end"))
-    stack: list[str] = []
-    params: dict[str, str] = {}
-    incar: dict[str, str] = {}
-    for block in _strip_heavy(_chunks(path, scan)):
-        try:
-            parser.feed(block)
-            events = cast("list[tuple[str, ET.Element]]", list(parser.read_events()))
-        except ET.ParseError as exc:
-            scan.broken = f"{path.name}: malformed XML, reading stopped ({exc})"
-            scan.problems.append(scan.broken)
-            break
-        for event, el in events:
-            tag = el.tag
-            if event == "start":
-                stack.append(tag)
-                continue
-            stack.pop()
-            parent = stack[-1] if stack else ""
-            if tag == "i":
-                name = el.get("name") or ""
-                if parent == "generator" and name == "version":
-                    scan.params.vasp_version = (el.text or "").strip()
-                elif parent == "incar":
-                    incar[name] = el.text or ""
-                elif "parameters" in stack:
-                    params[name] = el.text or ""
-            elif tag == "array" and parent == "atominfo":
-                rows = [[(c.text or "").strip() for c in rc.iter("c")] for rc in el.iter("rc")]
-                if el.get("name") == "atoms":
-                    scan.symbols = [r[0] for r in rows if r]
-                elif el.get("name") == "atomtypes":
-                    scan.params.potcar_titels = [r[-1] for r in rows if r]
-            elif tag == "calculation":
-                _vasprun_calculation(scan, el)
-                el.clear()
-            elif tag == "structure" and el.get("name") in ("initialpos", "finalpos"):
-                flags = el.find("varray[@name='selective']")
-                if flags is not None:
-                    rows = [(v.text or "").upper().split() for v in flags.iter("v")]
-                    scan.free = np.array([any(t.startswith("T") for t in r) for r in rows])
-                if el.get("name") == "finalpos":
-                    scan.final = _vasprun_structure(el)
-                el.clear()
-            elif tag == "modeling":
-                scan.finished = True
-    _vasprun_params(scan, params, incar)
-    nelm = scan.params.nelm
-    for step in scan.steps:
-        step["scf_converged"] = nelm is None or step["n_scf"] < nelm
-    scan.nions = len(scan.symbols) if scan.symbols else None
-    return scan
 
 
 # ----------------------------------------------------------------------------- small files
@@ -807,15 +304,15 @@ def read_error_message(folder: str | Path) -> str | None:
     return " | ".join(unique[:5]) if unique else None
 
 
-def _scan_oszicar(path: Path) -> _Scan:
-    scan = _Scan(source=path)
-    text = b"".join(_chunks(path, scan))
+def _scan_oszicar(path: Path) -> ScanResult:
+    scan = ScanResult(source=path)
+    text = b"".join(read_chunks(path, scan))
     for m in re.finditer(rb"^ *\d+ F= *(\S+) +E0= *(\S+)", text, re.M):
         scan.steps.append(
             {
-                "free_energy": _opt(_num(m.group(1))),
+                "free_energy": nan_to_none(num(m.group(1))),
                 "energy_without_entropy": None,
-                "energy_sigma0": _opt(_num(m.group(2))),
+                "energy_sigma0": nan_to_none(num(m.group(2))),
                 "n_scf": None,
                 "scf_converged": None,
             }
@@ -834,7 +331,7 @@ def _sniff(path: Path) -> str:
         return "outcar"
     if "VASPRUN" in name:
         return "vasprun"
-    head = _head(path)
+    head = read_head(path)
     if not head:
         raise ParseError(path, "file is empty")
     if head.lstrip().startswith(b"<?xml") or b"<modeling" in head:
@@ -854,7 +351,7 @@ def _calc_type(p: VaspParameters) -> CalcType:
     return {0: "md", 1: "relax", 2: "relax", 3: "relax"}.get(p.ibrion, "other")  # type: ignore[return-value]
 
 
-def _merge_params(primary: _Scan, other: _Scan | None) -> VaspParameters:
+def _merge_params(primary: ScanResult, other: ScanResult | None) -> VaspParameters:
     params = primary.params
     params.functional = _functional(primary)
     if other is not None:
@@ -865,7 +362,9 @@ def _merge_params(primary: _Scan, other: _Scan | None) -> VaspParameters:
     return params
 
 
-def _free_mask(folder: Path | None, scans: list[_Scan], nions: int | None) -> np.ndarray | None:
+def _free_mask(
+    folder: Path | None, scans: list[ScanResult], nions: int | None
+) -> np.ndarray | None:
     for name in ("POSCAR", "CONTCAR"):
         if folder is not None and (folder / name).is_file():
             got = _read_poscar(folder / name)
@@ -878,7 +377,7 @@ def _free_mask(folder: Path | None, scans: list[_Scan], nions: int | None) -> np
 
 
 def _structure(
-    folder: Path | None, primary: _Scan, v: _Scan | None, symbols: list[str] | None
+    folder: Path | None, primary: ScanResult, v: ScanResult | None, symbols: list[str] | None
 ) -> dict[str, Any] | None:
     options: list[tuple[str, list[str] | None, np.ndarray | None, np.ndarray | None]] = []
     if folder is not None and (folder / "CONTCAR").is_file():
@@ -983,7 +482,9 @@ def parse_calculation(path: str | Path) -> VaspCalcDoc:
             doc.converged_ionic = o.reached_accuracy and doc.finished
         elif primary is v and params.nsw is not None:
             by_force = (params.ediffg or 0) < 0 and doc.max_force is not None
-            tight = by_force and doc.max_force <= abs(params.ediffg or 0)  # type: ignore[operator]
+            tight = (
+                by_force and doc.max_force is not None and doc.max_force <= abs(params.ediffg or 0)
+            )
             doc.converged_ionic = doc.finished and (len(steps) < params.nsw or tight)
         else:
             doc.converged_ionic = False
