@@ -123,6 +123,18 @@ def test_every_folder_reads_back_with_pymatgen_and_ase(dry: Path, plan: StudyPla
             )
 
 
+def test_vacancy_cells_are_charged_closed_shell(dry: Path, plan: StudyPlan) -> None:
+    # V_Br+ by default: NELECT = neutral count - 1, an even number (closed shell)
+    zval = {"Cs": 9, "Pb": 14, "Br": 7, "I": 7, "C": 4, "H": 1, "N": 5, "O": 6, "Si": 4}
+    for neb in plan.nebs:
+        atoms = plan.get(neb.initial).atoms
+        neutral = sum(zval[s] for s in atoms.get_chemical_symbols())
+        assert neutral % 2 == 1  # the neutral vacancy cell is odd-electron
+        for folder in (neb.initial, neb.final, neb.name):
+            assert Incar.from_file(dry / folder / "INCAR")["NELECT"] == neutral - 1
+    assert "NELECT" not in Incar.from_file(dry / "slab-CsX-x3" / "INCAR")
+
+
 def test_neb_endpoints_relaxed_tighter_and_band_from_endpoints(dry: Path, plan: StudyPlan) -> None:
     assert Incar.from_file(dry / "neb-control-x2-initial" / "INCAR")["EDIFFG"] == -0.01
     assert Incar.from_file(dry / "slab-CsX-x3" / "INCAR")["EDIFFG"] == -0.02

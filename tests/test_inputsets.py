@@ -388,3 +388,24 @@ def test_neb_image_outcar_protects_folder(tmp_path: Path) -> None:
     with pytest.raises(OverwriteError):
         write_neb_inputs(neb_images(1), out, get_input_set("neb", vtst=False))
     assert (out / "01" / "OUTCAR").read_text() == "image ran"
+
+
+def test_charge_sets_nelect_from_zval() -> None:
+    from pqdflow.workflows.inputsets import VaspInputSet
+
+    # CsPbBr3 with one Br removed: Cs_sv 9 + Pb_d 14 + 2 x Br 7 = 37 valence electrons
+    pos = [[0, 0, 0], [3.0, 3.0, 3.0], [3.0, 3.0, 0.0], [3.0, 0.0, 3.0]]
+    atoms = Atoms("CsPbBr2", positions=pos, cell=[6.0, 6.0, 6.0], pbc=True)
+    neutral = VaspInputSet("slab_relax")
+    assert "NELECT" not in neutral.incar(atoms)
+    assert neutral.neutral_electrons(atoms) == 37
+    charged = VaspInputSet("slab_relax", charge=1)
+    assert charged.incar(atoms)["NELECT"] == 36.0
+    assert (
+        VaspInputSet("slab_relax", charge=1, incar_overrides={"NELECT": 35}).incar(atoms)["NELECT"]
+        == 35
+    )
+    with pytest.raises(InputSetError, match="charge"):
+        VaspInputSet("slab_relax", charge=0.5)  # type: ignore[arg-type]
+    with pytest.raises(InputSetError, match="ZVAL"):
+        VaspInputSet("slab_relax", charge=1, potcar_overrides={"Br": "Br_GW"}).incar(atoms)

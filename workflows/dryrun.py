@@ -141,14 +141,19 @@ def input_set_for(plan: StudyPlan, calc: CalcSpec) -> VaspInputSet:
 
     The kind's preset (bulk with ``relax_cell`` -> ISIF 3, else ISIF 2), the study's
     k-point density and dispersion, and the study's INCAR overrides for that kind; NEB
-    endpoints get ``EDIFFG = neb_endpoint_ediffg`` unless the study overrides EDIFFG.
+    endpoints get ``EDIFFG = neb_endpoint_ediffg`` unless the study overrides EDIFFG, and the
+    study's vacancy charge (NELECT) from ``calc.meta["charge"]``.
     """
     overrides = dict(plan.incar_overrides.get(calc.kind, {}))
     ediffg = _inputs_meta(plan).get("neb_endpoint_ediffg")
     if calc.role in ENDPOINT_ROLES and ediffg is not None and "EDIFFG" not in overrides:
         overrides["EDIFFG"] = float(ediffg)
     return get_input_set(
-        calc.kind, relax_cell=calc.relax_cell, incar_overrides=overrides, **_common(plan)
+        calc.kind,
+        relax_cell=calc.relax_cell,
+        incar_overrides=overrides,
+        charge=int(calc.meta.get("charge", 0)),
+        **_common(plan),
     )
 
 
@@ -160,6 +165,7 @@ def neb_input_set_for(plan: StudyPlan, neb: NebSpec) -> VaspInputSet:
         host="bulk" if host == "bulk" else "slab",
         vtst=bool(_inputs_meta(plan).get("vtst", True)),
         incar_overrides=dict(plan.incar_overrides.get("neb", {})),
+        charge=int(neb.meta.get("charge", 0)),
         **_common(plan),
     )
 

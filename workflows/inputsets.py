@@ -260,6 +260,10 @@ class VaspInputSet:
         rounded up to a whole Å.
     potcar_overrides
         Element -> POTCAR symbol, replacing the preset's choice.
+    charge
+        Net charge of the cell in units of e (+1 = one electron removed, e.g. a V_Br+ halide
+        vacancy); a non-zero charge sets NELECT from the preset's ZVAL table. An explicit
+        NELECT override wins.
     """
 
     preset: str = "base"
@@ -269,9 +273,12 @@ class VaspInputSet:
     dispersion: Literal["none", "d3bj"] = "none"
     box: float | None = None
     potcar_overrides: Mapping[str, str] = field(default_factory=dict)
+    charge: int = 0
 
     def __post_init__(self) -> None:
         settings = load_preset(self.preset)  # raises for an unknown preset
+        if isinstance(self.charge, bool) or not isinstance(self.charge, int):
+            raise InputSetError(f"charge = {self.charge!r}; must be an integer number of e")
         if not isinstance(self.incar_overrides, Mapping):
             raise InputSetError(
                 f"incar_overrides must be a mapping TAG -> value, got {self.incar_overrides!r}"
@@ -402,12 +409,36 @@ class VaspInputSet:
             tags["DIPOL"] = centre
         tags["LREAL"] = "Auto" if len(atoms) >= int(settings["LREAL_AUTO_MIN_ATOMS"]) else False
         tags["SYSTEM"] = f"{atoms.get_chemical_formula(mode='hill')} {self.preset}"
+        if self.charge:
+            tags["NELECT"] = float(self.neutral_electrons(atoms) - self.charge)
         for tag, value in self.incar_overrides.items():
             if value is None:
                 tags.pop(tag, None)
             else:
                 tags[tag] = value
         return validate_incar(tags, allow_none=False)
+
+    def neutral_electrons(self, atoms: Atoms) -> int:
+        """Valence electrons of the neutral cell from the preset's ZVAL table.
+
+        Raises
+        ------
+        InputSetError
+            If a POTCAR in use has no ZVAL entry (e.g. after a ``potcar_overrides``).
+        """
+        zval = dict(self._settings.get("ZVAL", {}))
+        choice = dict(self._settings["POTCAR"])
+        choice.update(self.potcar_overrides)
+        total = 0
+        for symbol in atoms.get_chemical_symbols():
+            potcar = choice.get(symbol)
+            if potcar not in zval:
+                raise InputSetError(
+                    f"no ZVAL for POTCAR {potcar!r} (element {symbol}); known: {sorted(zval)}. "
+                    "Set NELECT with an INCAR override for charged cells."
+                )
+            total += int(zval[potcar])
+        return total
 
     def potcar_symbols(self, atoms: Atoms) -> list[str]:
         """POTCAR symbol of each consecutive element group, in POSCAR order.
@@ -466,6 +497,7 @@ class VaspInputSet:
             "dispersion": self.dispersion,
             "box": self.box,
             "potcar_overrides": dict(self.potcar_overrides),
+            "charge": self.charge,
         }
 
 

@@ -162,6 +162,11 @@ class NebOptions(_Strict):
         Slab termination of the surface hosts.
     bulk_supercell
         Supercell of the bulk host.
+    vacancy_charge
+        Net charge of the vacancy cells (NEB endpoints and bands) for VASP: +1 = V_Br+, the
+        mobile closed-shell defect usually computed for halide migration (a neutral vacancy
+        cell has an odd electron count); 0 = neutral. Written as NELECT; the ML engine
+        ignores it (CHGNet has no charge).
     rattle
         Standard deviation (Å) of the seeded Gaussian rattle applied to the host before the
         endpoints are built (0 = ideal host); the ideal cubic cell is a saddle point under
@@ -173,6 +178,7 @@ class NebOptions(_Strict):
     x: float = 2.0
     termination: Literal["CsX", "PbX2"] = "PbX2"
     bulk_supercell: tuple[int, int, int] = (2, 2, 2)
+    vacancy_charge: int = Field(default=1, ge=-1, le=1)
     rattle: float = Field(default=0.03, ge=0.0, le=0.2)
     paths: list[NebPath] = Field(
         default_factory=lambda: [
@@ -427,6 +433,7 @@ neb:
   x: 2.0
   termination: PbX2   # both passivated presets are closed-shell on PbX2 (ligands added)
   bulk_supercell: [2, 2, 2]
+  vacancy_charge: 1   # V_Br+ (NELECT = neutral - 1) in VASP; 0 = neutral (odd-electron) cell
   rattle: 0.03        # A, seeded rattle of the host (the ideal cube is a saddle point)
   paths:
     - {host: bulk}      # n_images: null = from the hop distance
@@ -738,6 +745,7 @@ class _Planner:
         kind = kinds.get(path.host, "adsorbed")
         tag = f"{path.host}-{_x_tag(study.neb.x)}"
         meta = {"x": study.neb.x, "host": path.host, "vacancy_index": vacancy}
+        meta["charge"] = study.neb.vacancy_charge
         meta["hop_index"] = moves[path.hop]
         first = self.add(f"neb-{tag}-initial", kind, initial, role="neb_initial", meta=meta)
         last = self.add(f"neb-{tag}-final", kind, final, role="neb_final", meta=meta)
