@@ -232,9 +232,13 @@ def resolve_backend(name: str, options: Mapping[str, Any], fw_spec: Mapping[str,
     return get_backend(name, **options.get("settings", {}))
 
 
-def task_directory(root: str | None, name: str) -> Path:
-    """Folder of the calculation ``name``: ``root/name``, or under the launch dir (cwd)."""
-    return (Path(root) if root else Path.cwd()) / name
+def task_directory(root: str | None, name: str, group: str = "calcs") -> Path:
+    """Return the folder of calculation ``name``.
+
+    ``root/<group>/name`` (the engine's run-folder layout: ``calcs`` for relaxations,
+    ``neb`` for bands), or ``<launch dir>/name`` without a root.
+    """
+    return Path(root) / group / name if root else Path.cwd() / name
 
 
 def _latest_docs(fw_spec: Mapping[str, Any], key: str) -> dict[str, dict[str, Any]]:
@@ -321,7 +325,7 @@ class NebTask(FiretaskBase):
             _doc_from_dict(RelaxDoc, docs[neb.initial]),
             _doc_from_dict(RelaxDoc, docs[neb.final]),
             backend,
-            task_directory(self.get("root"), neb.name),
+            task_directory(self.get("root"), neb.name, "neb"),
         )
         return _action("neb", doc_to_dict(doc), NEB_DOCS_KEY)
 

@@ -566,14 +566,46 @@ def run_plan_on_launchpad(
         states = workflow_states(lp, fw_id)
         docs = collect_results(lp, fw_id)
         failures = _failures(lp, states)
-    results = _write_results(plan, backend_name, out, docs, time.perf_counter() - start)
     if failures:
+        partial = _write_results(plan, backend_name, out, docs, time.perf_counter() - start)
         raise CalculationFailed(
             f"{len(failures)} Firework(s) failed in {out}: "
             + "; ".join(failures)
-            + f". Completed results are in {results}; fix the cause and rerun to resume."
+            + f". Completed results are in {partial}; fix the cause and rerun to resume."
         )
-    return results
+    unfinished = [r["name"] for r in states if r["state"] != "COMPLETED"]
+    if unfinished:
+        raise CalculationFailed(
+            f"{len(unfinished)} Firework(s) of {wf.name!r} did not run ({unfinished[:5]}...): "
+            "they wait on Fireworks another worker holds; rerun when those are done"
+        )
+    from pqdflow.workflows.runner import run_study
+
+    # Every calculation folder now holds its result.json: the engine's run_study reads them
+    # (never computes: the backend below refuses to) and writes results.json/.csv and plots.
+    names = {d.get("backend") for kind in ("relax", "neb") for d in docs[kind]} - {None}
+    recorded = _RecordedResults(
+        names.pop() if len(names) == 1 else backend_name, dict(backend_options or {})
+    )
+    run_study(plan, recorded, out, progress=False, echo=progress)
+    return out / "results.json"
+
+
+class _RecordedResults:
+    """A backend that only names results already computed by the Fireworks."""
+
+    def __init__(self, name: str, options: dict[str, Any]) -> None:
+        self.name = name
+        self.options = options
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "launcher": "fireworks", "options": self.options}
+
+    def relax(self, atoms: Any, directory: Path, **kwargs: Any) -> Any:
+        raise CalculationFailed(f"{directory}: no result.json although its Firework completed")
+
+    def neb(self, initial: Any, final: Any, directory: Path, **kwargs: Any) -> Any:
+        raise CalculationFailed(f"{directory}: no result.json although its Firework completed")
 
 
 def _failures(lp: LaunchPad, states: list[dict[str, Any]]) -> list[str]:

@@ -1,0 +1,308 @@
+"""Running a study through FireWorks on the embedded launchpad: completion, results read by a
+fresh process, SIGKILL of a launcher and recovery, two launchers at once, the vasp backend."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ase import Atoms
+from ase.build import bulk, molecule
+
+from pqdflow.errors import LaunchpadLockedError
+from pqdflow.workflows.documents import StudyResults
+from pqdflow.workflows.fw_workflows import (
+    collect_results,
+    find_workflow,
+    plan_fingerprint,
+    workflow_states,
+)
+from pqdflow.workflows.launchpad import (
+    EmbeddedLaunchPad,
+    embedded_store_path,
+    open_embedded_launchpad,
+    run_plan_on_launchpad,
+)
+from pqdflow.workflows.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
+
+
+def small_plan(n_extra: int = 0) -> StudyPlan:
+    """Slab + adsorbate + molecule + a 3-image NEB on a small Cu cell: 9 Fireworks (+ extra)."""
+    slab = bulk("Cu", "fcc", a=3.6, cubic=True)
+    slab.center(vacuum=5.0, axis=2)
+    h2 = molecule("H2")
+    h2.center(vacuum=4.0)
+    ads = slab.copy()
+    ads += Atoms("H2", positions=[[0.0, 0.0, 9.0], [0.0, 0.0, 9.74]])
+    vac = slab.copy()
+    del vac[3]
+    hop = vac.copy()
+    hop.positions[2] = slab.positions[3]  # the neighbour hops into the vacancy
+    calcs = [
+        CalcSpec("slab", "slab", slab),
+        CalcSpec("ads", "adsorbed", ads),
+        CalcSpec("h2", "molecule", h2, role="ligand_reference"),
+        CalcSpec("neb-a", "slab", vac, role="neb_initial"),
+        CalcSpec("neb-b", "slab", hop, role="neb_final"),
+    ]
+    for i in range(n_extra):
+        extra = h2.copy()
+        extra.positions[1, 2] += 0.01 * (i + 1)
+        calcs.append(CalcSpec(f"h2-{i}", "molecule", extra))
+    return StudyPlan(
+        name="small",
+        calculations=calcs,
+        bindings=[BindingSpec("binding-H2", "H2", "top", "ads", "slab", {"h2": 1.0})],
+        nebs=[NebSpec("neb-Cu", "clean", "neb-a", "neb-b", n_images=3, hopping_index=2)],
+    )
+
+
+#: Linear band start: plumbing tests need no IDPP path
+FAST_NEB = {"settings": {"neb_interpolation": "linear"}}
+
+LAUNCHER = textwrap.dedent(
+    """
+    import pickle, sys, time
+    from pqdflow.workflows.backends import get_backend
+    from pqdflow.workflows.fw_tasks import register_backend
+    from pqdflow.workflows.launchpad import run_plan_on_launchpad
+
+    class SlowMock:
+        name = "slowmock"
+        def __init__(self, delay):
+            self.inner, self.delay = get_backend("mock", neb_interpolation="linear"), delay
+            self.inner.name = self.name
+        def describe(self):
+            return self.inner.describe()
+        def relax(self, *args, **kwargs):
+            time.sleep(self.delay)
+            return self.inner.relax(*args, **kwargs)
+        def neb(self, *args, **kwargs):
+            return self.inner.neb(*args, **kwargs)
+
+    plan_file, out, delay, wait = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+    register_backend("slowmock", lambda options: SlowMock(delay))
+    with open(plan_file, "rb") as fh:
+        plan = pickle.load(fh)
+    print(run_plan_on_launchpad(plan, "slowmock", out, progress=True, wait=wait), flush=True)
+    """
+)
+
+
+def _launcher(
+    tmp_path: Path, plan: StudyPlan, out: Path, delay: float, wait: float = 0.0
+) -> subprocess.Popen[str]:
+    script, plan_file = tmp_path / "launcher.py", tmp_path / "plan.pkl"
+    script.write_text(LAUNCHER)
+    plan_file.write_bytes(pickle.dumps(plan))
+    return subprocess.Popen(
+        [sys.executable, str(script), str(plan_file), str(out), str(delay), str(wait)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _states(out: Path) -> dict[str, str]:
+    lp = EmbeddedLaunchPad(embedded_store_path(out), readonly=True)
+    return {d["name"]: d["state"] for d in lp.fireworks.find({}, {"name": 1, "state": 1})}
+
+
+def _launches(out: Path) -> list[dict[str, Any]]:
+    lp = EmbeddedLaunchPad(embedded_store_path(out), readonly=True)
+    return list(lp.launches.find({}, {"fw_id": 1, "state": 1, "launch_id": 1, "action": 1}))
+
+
+def _wait_for(predicate: Any, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"launcher exited early ({proc.returncode}): {proc.communicate()}")
+        assert time.monotonic() < deadline, "timed out waiting for the launcher"
+        time.sleep(0.02)
+
+
+def test_mock_study_completes_and_a_fresh_process_reads_the_results(tmp_path: Path) -> None:
+    plan = small_plan()
+    out = tmp_path / "run"
+    results_path = run_plan_on_launchpad(
+        plan, "mock", out, progress=False, backend_options=FAST_NEB
+    )
+    assert results_path == out.resolve() / "results.json"
+    states = _states(out)
+    assert len(states) == 5 + 1 + 2
+    assert set(states.values()) == {"COMPLETED"}
+    results = StudyResults.read(results_path)
+    assert [c["name"] for c in results.calculations] == [c.name for c in plan.calculations]
+    assert [b["name"] for b in results.binding] == ["binding-H2"]
+    assert [n["path"] for n in results.neb] == ["neb-Cu"]
+    assert (out / "calcs" / "slab" / "result.json").is_file()  # calculation folders live under OUT
+    # binding energy consistent with the relaxations it was computed from
+    energy = {c["name"]: c["energy_per_formula_unit"] for c in results.calculations}
+    assert results.binding[0]["E_b_eV"] == pytest.approx(
+        energy["ads"] - energy["slab"] - energy["h2"]
+    )
+    # a fresh process reads the same documents from the store file alone
+    reader = textwrap.dedent(
+        f"""
+        import json
+        from pqdflow.workflows.fw_workflows import collect_results, find_workflow
+        from pqdflow.workflows.launchpad import EmbeddedLaunchPad
+        lp = EmbeddedLaunchPad({str(embedded_store_path(out))!r}, readonly=True)
+        docs = collect_results(lp, find_workflow(lp, {plan_fingerprint(plan, "mock")!r}))
+        names = {{k: [d.get("name") or d.get("path") for d in v] for k, v in docs.items()}}
+        print(json.dumps(names))
+        print(json.dumps(docs["binding"][0]["E_b_eV"]))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", reader], capture_output=True, text=True, check=True, timeout=120
+    )
+    names_line, eb_line = done.stdout.strip().splitlines()[-2:]
+    names = json.loads(names_line)
+    assert names["relax"] == [c.name for c in plan.calculations] or sorted(
+        names["relax"]
+    ) == sorted(c.name for c in plan.calculations)
+    assert names["neb_analysis"] == ["neb-Cu"]
+    assert json.loads(eb_line) == pytest.approx(results.binding[0]["E_b_eV"], abs=1e-12)
+    # running again resumes: nothing is launched twice
+    n_launches = len(_launches(out))
+    run_plan_on_launchpad(plan, "mock", out, progress=False, backend_options=FAST_NEB)
+    assert len(_launches(out)) == n_launches
+
+
+def test_sigkill_mid_run_then_relaunch_recovers_without_duplicates(tmp_path: Path) -> None:
+    plan = small_plan(n_extra=4)
+    out = tmp_path / "run"
+    proc = _launcher(tmp_path, plan, out, delay=0.6)
+    try:
+        store = embedded_store_path(out)
+
+        def two_done_one_running() -> bool:
+            if not store.exists():
+                return False
+            values = list(_states(out).values())
+            return values.count("COMPLETED") >= 2 and "RUNNING" in values
+
+        _wait_for(two_done_one_running, proc)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+    before = _states(out)
+    running = [n for n, s in before.items() if s == "RUNNING"]
+    completed = {n for n, s in before.items() if s == "COMPLETED"}
+    assert len(running) == 1, before  # the store on disk holds the state at the kill
+    launches_before = {
+        d["fw_id"]: (d["launch_id"], d["action"]["stored_data"]["pqdflow_doc"])
+        for d in _launches(out)
+        if d["state"] == "COMPLETED"
+    }
+    # relaunch: the lost run is detected and rerun, the rest completes
+    again = _launcher(tmp_path, plan, out, delay=0.0)
+    stdout, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+    assert "reran lost Firework(s) of a killed launcher" in stdout
+    after = _states(out)
+    assert set(after.values()) == {"COMPLETED"}
+    launches = _launches(out)
+    # finished results intact: same launch, same document
+    for fw_id, (launch_id, doc) in launches_before.items():
+        mine = [d for d in launches if d["fw_id"] == fw_id]
+        assert [d["launch_id"] for d in mine] == [launch_id]
+        assert mine[0]["action"]["stored_data"]["pqdflow_doc"] == doc
+    # nothing duplicated: one COMPLETED launch per Firework; the lost one has a FIZZLED one too
+    completed_per_fw: dict[int, int] = {}
+    for d in launches:
+        if d["state"] == "COMPLETED":
+            completed_per_fw[d["fw_id"]] = completed_per_fw.get(d["fw_id"], 0) + 1
+    assert sorted(completed_per_fw.values()) == [1] * len(after)
+    assert [d["state"] for d in launches].count("FIZZLED") == 1
+    results = StudyResults.read(out / "results.json")
+    names = [c["name"] for c in results.calculations]
+    assert sorted(names) == sorted(c.name for c in plan.calculations)
+    assert completed <= set(after)
+
+
+def test_two_launchers_at_once_the_second_is_refused_or_queued(tmp_path: Path) -> None:
+    plan = small_plan()
+    out = tmp_path / "run"
+    first = _launcher(tmp_path, plan, out, delay=0.3)
+    try:
+        _wait_for(
+            lambda: embedded_store_path(out).exists() and "RUNNING" in _states(out).values(), first
+        )
+        with pytest.raises(LaunchpadLockedError, match=rf"pid={first.pid}"):
+            run_plan_on_launchpad(plan, "mock", out, progress=False)
+        # a second launcher that waits gets the store after the first finishes: nothing to redo
+        queued = _launcher(tmp_path, plan, out, delay=0.0, wait=120.0)
+        assert first.wait(timeout=300) == 0
+        stdout, stderr = queued.communicate(timeout=300)
+        assert queued.returncode == 0, stderr
+        assert "resuming workflow" in stdout
+    finally:
+        first.kill()
+        first.communicate(timeout=30)
+    launches = _launches(out)
+    assert all(d["state"] == "COMPLETED" for d in launches)
+    assert len(launches) == len(_states(out)) == 8
+
+
+def test_vasp_backend_through_fireworks_with_worker_env(
+    vasp_reference: Path, tmp_path: Path
+) -> None:
+    """Relaxations with backend "vasp": the commands come from the worker's env (>>vasp_cmd<<),
+    molecules use gamma_vasp_cmd; mock VASP copies the real Si outputs."""
+    from ase.io import read
+    from fireworks import FWorker
+
+    from pqdflow.workflows.fw_workflows import add_workflow_once, build_workflow
+    from pqdflow.workflows.launchpad import launch_rapidfire
+    from pqdflow.workflows.mock_vasp import CALLS_FILE, write_mock_script
+
+    si = read(vasp_reference / "si_relax_plain_small" / "POSCAR", format="vasp")
+    mol = si.copy()
+    mol.pbc = True
+    mol.info["kind"] = "molecule"
+    plan = StudyPlan(
+        name="si",
+        calculations=[
+            CalcSpec("si-bulk", "bulk", si, relax_cell=True),
+            CalcSpec("si2", "molecule", mol),
+        ],
+    )
+    ref = vasp_reference / "si_relax_plain_small"
+    std = write_mock_script(
+        tmp_path / "std.json", [{"reference": ref, "expect_incar": {"ISIF": 3}}]
+    )
+    gam = write_mock_script(tmp_path / "gam.json", [{"reference": ref, "expect_natoms": 2}])
+    mock = [sys.executable, "-m", "pqdflow.workflows.mock_vasp"]
+    worker = FWorker(env={"vasp_cmd": [*mock, str(std)], "gamma_vasp_cmd": [*mock, str(gam)]})
+    out = tmp_path / "run"
+    options = {"custodian": {"polling_time_step": 0.05, "monitor_freq": 10_000, "max_errors": 2}}
+    wf = build_workflow(plan, "vasp", root=out, backend_options=options)
+    with open_embedded_launchpad(embedded_store_path(out)) as lp:
+        fw_id, _ = add_workflow_once(lp, wf)
+        assert launch_rapidfire(lp, out / "fw_launches", fworker=worker) == 2
+        assert {r["state"] for r in workflow_states(lp, fw_id)} == {"COMPLETED"}
+        docs = collect_results(lp, fw_id)["relax"]
+    assert {d["name"]: d["energy"] for d in docs} == pytest.approx(
+        {"si-bulk": -10.84671647, "si2": -10.84671647}
+    )
+    assert all(d["backend"] == "vasp" for d in docs)
+    scripts = {
+        name: json.loads((out / "calcs" / name / CALLS_FILE).read_text())[0]["script"]
+        for name in ("si-bulk", "si2")
+    }
+    assert scripts == {"si-bulk": str(std.resolve()), "si2": str(gam.resolve())}
+    assert find_workflow(
+        EmbeddedLaunchPad(embedded_store_path(out), readonly=True), plan_fingerprint(plan, "vasp")
+    )
