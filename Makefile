@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.pqdflow-installed
 OUT    ?= runs/paper
 
-.PHONY: setup study test lint clean
+.PHONY: setup study test lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src structures workflows analysis tests benchmarks
 	$(BIN)/ruff format --check src structures workflows analysis tests benchmarks
+
+# mypy needs the installed namespace (pqdflow.structures, ...): mirror it with symlinks
+typecheck: $(STAMP)
+	rm -rf build/typecheck && mkdir -p build/typecheck/pqdflow
+	for f in src/pqdflow/*; do ln -s "$(CURDIR)/$$f" build/typecheck/pqdflow/; done
+	for p in structures workflows analysis; do ln -s "$(CURDIR)/$$p" build/typecheck/pqdflow/$$p; done
+	MYPYPATH=build/typecheck $(BIN)/mypy -p pqdflow
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from scipy.interpolate import CubicHermiteSpline, CubicSpline
 
 from pqdflow.errors import InputError
@@ -85,9 +86,9 @@ def path_coordinates(positions: Sequence[np.ndarray], cell: np.ndarray | None = 
 
 
 def neb_barrier(
-    energies: Sequence[float],
-    reaction_coordinate: Sequence[float] | None = None,
-    tangential_forces: Sequence[float] | None = None,
+    energies: npt.ArrayLike,
+    reaction_coordinate: npt.ArrayLike | None = None,
+    tangential_forces: npt.ArrayLike | None = None,
     *,
     reference: Reference = "initial_state",
     climbing_index: int | None = None,
@@ -102,7 +103,8 @@ def neb_barrier(
         Path length at each image (Å); evenly spaced unit steps if omitted.
     tangential_forces
         Force along the path at each image (eV/Å), positive pointing towards the last image.
-        Used as spline slopes (dE/ds = -F_t); a plain cubic spline if omitted.
+        Used as spline slopes (dE/ds = -F_t); a plain cubic spline if omitted or if any
+        entry is None/NaN.
     reference
         Label of the first energy (see :class:`BarrierDoc`).
     climbing_index
@@ -130,7 +132,10 @@ def neb_barrier(
     rel = e - e[0]
     method = "cubic"
     if tangential_forces is not None:
-        f = np.asarray(tangential_forces, dtype=float)
+        f = np.array(
+            [np.nan if v is None else v for v in np.asarray(tangential_forces, dtype=object)],
+            dtype=float,
+        )
         if f.shape != e.shape:
             raise InputError(f"{len(f)} tangential forces for {len(e)} energies")
         if np.all(np.isfinite(f)):
@@ -154,7 +159,9 @@ def neb_barrier(
         if not climbing_is_highest:
             notes.append(f"climbing image {climbing_index} is not the highest image ({highest})")
     if reference == "image_01":
-        notes.append("endpoint energies missing: barrier measured from image 01, not the initial state")
+        notes.append(
+            "endpoint energies missing: barrier measured from image 01, not the initial state"
+        )
     return BarrierDoc(
         energies=rel.tolist(),
         reaction_coordinate=s.tolist(),

@@ -45,3 +45,12 @@ def test_path_coordinates_minimum_image():
 def test_bad_energies(bad):
     with pytest.raises(InputError):
         neb_barrier(bad)
+
+
+def test_missing_tangential_force_falls_back_to_cubic_spline():
+    doc = neb_barrier(
+        np.array([0.0, 0.3, 0.5, 0.3, 0.1]), tangential_forces=[0.0, None, 0.0, 0.1, 0.0]
+    )
+    assert doc.spline_method == "cubic"
+    assert doc.forward == pytest.approx(0.5)
+    assert doc.reverse == pytest.approx(0.4)
