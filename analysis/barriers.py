@@ -8,6 +8,7 @@ Both directions are given: forward = max - first, reverse = max - last.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -75,7 +76,7 @@ def path_coordinates(positions: Sequence[np.ndarray], cell: np.ndarray | None = 
     """Cumulative path length (Å) along a band, minimum-image where a cell is given."""
     coords = [0.0]
     inv = np.linalg.inv(cell) if cell is not None else None
-    for a, b in zip(positions[:-1], positions[1:], strict=True):
+    for a, b in itertools.pairwise(positions):
         d = np.asarray(b, float) - np.asarray(a, float)
         if cell is not None and inv is not None:
             frac = d @ inv
