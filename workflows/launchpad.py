@@ -8,8 +8,8 @@ FireWorks does not do for it are done here:
   garbage-collected (a ``weakref.finalize`` at interpreter exit), non-atomically; a
   ``kill -9`` loses every update of the session. :class:`EmbeddedLaunchPad` saves the whole
   store atomically (temporary sibling + rename) after every public method that changes the
-  database returns (checkout, checkpoint ping, completion, rerun, ...), so the file always
-  holds the state after the last finished launchpad operation.
+  database returns (checkout, checkpoint ping, completion, rerun, ...; not heartbeat pings),
+  so the file always holds the state after the last finished launchpad operation.
 * **Exclusion.** The store lives in the memory of one process; two processes writing the
   same file would silently overwrite each other's updates. A launcher holds an exclusive
   ``fcntl`` lock on ``<store>.lock`` for as long as it has the store open; a second one gets
@@ -27,6 +27,7 @@ import contextlib
 import datetime as _dt
 import fcntl
 import functools
+import json
 import logging
 import os
 import re
@@ -90,7 +91,6 @@ _MUTATING_METHODS: tuple[str, ...] = (
     "mark_fizzled",
     "pause_fw",
     "pause_wf",
-    "ping_launch",
     "recover_offline",
     "reignite_fw",
     "reignite_wf",
@@ -285,9 +285,26 @@ class EmbeddedLaunchPad(LaunchPad):
         if self.readonly:
             raise InputError(f"embedded launchpad {self.store_file} was opened read-only")
         with self._op_lock:
-            text = bson.json_util.dumps(self.connection._store.to_dict())
+            # json's C encoder, with bson's extended-JSON hook for dates/ObjectIds only: the
+            # same file as bson.json_util.dumps (FireWorks' format), several times faster
+            text = json.dumps(self.connection._store.to_dict(), default=bson.json_util.default)
             atomic_write_text(self.store_file, text)
             self.n_saves += 1
+
+    def ping_launch(self, launch_id: int, ptime: Any = None, checkpoint: Any = None) -> None:
+        """Ping a launch; saved to disk only when it records a checkpoint.
+
+        A plain heartbeat only moves a timestamp: losing it costs nothing, since a launcher
+        holding the lock treats every RUNNING launch it finds at start as lost anyway.
+        """
+        with self._op_lock:
+            self._depth += 1
+            try:
+                LaunchPad.ping_launch(self, launch_id, ptime=ptime, checkpoint=checkpoint)
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and checkpoint is not None:
+                    self.save()
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise as FireWorks does; ``store_file`` lets :meth:`from_dict` reopen it."""
