@@ -11,12 +11,19 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from ase.io import read, write
 
-from pqdflow.analysis.vibrations import HopVibDoc, default_neb_subset, plot_vibrational_spectrum
+from pqdflow.analysis.vibrations import (
+    NOISE_TOLERANCE_THZ,
+    HopVibDoc,
+    default_neb_subset,
+    plot_vibrational_spectrum,
+    vibrational_analysis,
+)
 from pqdflow.cli import main
 from pqdflow.errors import VibrationalError
 from pqdflow.structures.bulk import build_bulk
@@ -32,16 +39,24 @@ from pqdflow.workflows.vib_inputs import (
 from .test_vib_inputs import write_fake_vasprun
 
 
-def run_bulk_hop(backend_name: str, out: Path) -> Path:
-    """Relax the cell, build and relax the V_Br endpoints, run the NEB; return its folder."""
-    backend = get_backend(backend_name)
+def run_bulk_hop(backend_name: str, out: Path, **settings: Any) -> Path:
+    """Relax the cell and a rattled host, build and relax the V_Br endpoints, run the NEB.
+
+    The host is rattled and relaxed once before the vacancy is made (the ideal cube is a
+    saddle of the ML potentials, shared/NEB_NOTES.md), so the tight endpoint relaxations
+    only relax around the vacancy. Returns the NEB folder.
+    """
+    backend = get_backend(backend_name, **settings)
     bulk = backend.relax(
         build_bulk("Br"), out / "bulk", name="bulk", kind="bulk", relax_cell=True, tight=True
     )
     host = read(out / "bulk" / bulk.structure_path).repeat((2, 2, 2))
+    host.rattle(0.03, seed=0)
+    relaxed = backend.relax(host, out / "host", name="host", kind="bulk")
+    host = read(out / "host" / relaxed.structure_path)
     hop = enumerate_halide_hops(host)[0]
     initial, final = build_neb_endpoints(
-        host, vacancy_index=hop.vacancy_index, hop_index=hop.hop_index, rattle=0
+        host, vacancy_index=hop.vacancy_index, hop_index=hop.hop_index
     )
     ends = [
         backend.relax(s, out / name, name=name, kind="bulk", tight=True)
@@ -78,8 +93,9 @@ def check_bulk_hop(doc: HopVibDoc) -> None:
     assert doc.endpoints_are_minima
     assert doc.prefactor_THz is not None
     assert 0.1 < doc.prefactor_THz < 10.0
-    # edge hop between neighbouring Br sites: a / sqrt(2) with a ~ 5.9-6.1 Å
-    assert 4.0 < doc.hop_length_A < 4.4
+    # edge hop between neighbouring Br sites: a / sqrt(2) = 4.2-4.3 Å in the cube, 3.8-4.9 Å
+    # once the octahedra tilt (CHGNet's relaxed host: 4.78 Å measured)
+    assert 3.8 < doc.hop_length_A < 5.0
     assert doc.rate_300K_per_s is not None
     assert doc.D_300K_cm2_per_s is not None
     # k = ν* exp(-Ea/kT) [1/s] and D = z k a² / 6 [cm²/s], recomputed from the doc's fields
@@ -227,9 +243,30 @@ def test_vasp_route_for_a_hop_matches_the_local_route(
 
 
 @pytest.mark.mlip
+def test_chgnet_hessian_noise_is_far_below_the_tolerance() -> None:
+    """Symmetry-degenerate modes of cubic CsPbBr3 under CHGNet (float32) agree to << 0.2 THz.
+
+    Pb sits on an m-3m site (three equal modes); Br on a 4/mmm site (two equal transverse
+    modes). Their spread measures the finite-difference noise the tolerance must exceed.
+    """
+    pytest.importorskip("chgnet")
+    from pqdflow.workflows.backends import chgnet_calculator_factory
+
+    calc = chgnet_calculator_factory()()
+    cell = build_bulk("Br", a=6.028)  # CHGNet 0.3.0's relaxed cubic lattice constant (Å)
+    pb = vibrational_analysis(cell, calc, [1]).frequencies_THz
+    br = vibrational_analysis(cell, calc, [2]).frequencies_THz
+    assert max(pb) - min(pb) < 0.01
+    assert min(pb) > NOISE_TOLERANCE_THZ
+    assert abs(br[0] - br[1]) < 0.01  # transverse pair
+    assert br[2] > 1.0  # Pb-Br-Pb stretch, well above the transverse pair
+
+
+@pytest.mark.slow
+@pytest.mark.mlip
 def test_chgnet_bulk_hop_is_a_first_order_saddle(tmp_path: Path) -> None:
     pytest.importorskip("chgnet")
-    neb = run_bulk_hop("chgnet", tmp_path)
+    neb = run_bulk_hop("chgnet", tmp_path, endpoint_fmax=0.01)
     backend = get_backend("chgnet")
     doc = neb_folder_vibrations(neb, backend.calculator_factory(), backend="chgnet")
     check_bulk_hop(doc)
