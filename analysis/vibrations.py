@@ -12,9 +12,12 @@ are only made symmetric, ``(Φ + Φᵀ)/2``.
 
 Conventions: frequencies in THz with imaginary modes shown as negative numbers (phonopy's
 convention); energies in eV; lengths in Å; rates in 1/s; diffusion coefficients in cm²/s.
-Modes with ``|ν| < NOISE_TOLERANCE_THZ`` (0.2 THz, about 0.8 meV) are numerical noise of
-central differences with δ = 0.01 Å and single-precision ML forces: they are neither counted as
-imaginary nor used in ZPE/F_vib. The calculator is any ASE calculator passed in; this module
+Modes with ``|ν| < NOISE_TOLERANCE_THZ`` (0.2 THz, 0.8 meV) count as numerical noise: they
+are neither imaginary nor used in ZPE/F_vib. With δ = 0.01 Å, CHGNet's float32 forces split
+symmetry-degenerate modes of cubic CsPbBr3 by ~1e-4 THz (measured); VASP forces converged to
+EDIFF = 1e-6 (force noise ~1e-4 eV/Å) give force-constant noise ~5e-3 eV/Å², i.e. ~0.1 THz
+for Br. Genuinely soft real modes below 0.2 THz (Br transverse modes in the ideal cube) are
+therefore also left out of F_vib. The calculator is any ASE calculator passed in; this module
 never imports :mod:`pqdflow.workflows`.
 """
 
