@@ -72,9 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.launchpad is None and args.out is None:
         raise InputError("give --launchpad FILE (MongoDB) or --out DIR (embedded launchpad)")
-    plan = plan_study(load_study(args.study))
+    study = load_study(args.study)  # a bad study file fails before any launchpad is touched
     root = args.root if args.root is not None else (args.out if args.launchpad is None else None)
-    wf = build_workflow(plan, args.backend, root=root)
     if args.launchpad is None:
         store = embedded_store_path(args.out)
         target = str(store)
@@ -83,9 +82,12 @@ def run(args: argparse.Namespace) -> int:
         store = lp.store_file if isinstance(lp, EmbeddedLaunchPad) else None
         target = str(store) if store else f"{lp.host} (database {lp.name})"
     if store is not None:
+        # lock first: a busy store is refused before the study is planned
         with open_embedded_launchpad(store, wait=args.wait) as elp:
+            wf = build_workflow(plan_study(study), args.backend, root=root)
             fw_id, added = add_workflow_once(elp, wf)
     else:
+        wf = build_workflow(plan_study(study), args.backend, root=root)
         fw_id, added = add_workflow_once(lp, wf)
     if added:
         print(
