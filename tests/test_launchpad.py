@@ -193,3 +193,33 @@ def test_embedded_launchpad_via_yaml_is_read_only(tmp_path: Path) -> None:
     assert isinstance(lp, EmbeddedLaunchPad)
     assert lp.readonly
     assert lp.get_fw_ids(count_only=True) == 1
+
+
+def test_fw_configs_templates_parse_and_hold_no_secrets() -> None:
+    import yaml
+    from fireworks import FWorker
+    from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
+
+    from pqdflow.workflows.custodian_jobs import parse_command
+
+    configs = REPO / "fw_configs"
+    launchpad = yaml.safe_load((configs / "my_launchpad.yaml").read_text())
+    for key in ("host", "username", "password"):
+        assert str(launchpad[key]).startswith("${PQDFLOW_MONGO_"), key  # from the environment
+    worker = FWorker.from_dict(yaml.safe_load((configs / "my_fworker.yaml").read_text()))
+    assert parse_command(worker.env["vasp_cmd"])[-1] == "vasp_std"
+    assert parse_command(worker.env["gamma_vasp_cmd"])[-1] == "vasp_gam"
+    for name, q_type in (("my_qadapter.yaml", "SLURM"), ("my_qadapter_pbs.yaml", "PBS")):
+        data = yaml.safe_load((configs / name).read_text())
+        assert data.pop("_fw_name") == "CommonAdapter"
+        adapter = CommonAdapter.from_dict(data)
+        assert adapter.q_type == q_type
+        assert "singleshot" in adapter["rocket_launch"]
+        script = adapter.get_script_str(str(REPO))
+        assert "rlaunch" in script
+    text = "\n".join(p.read_text() for p in configs.iterdir() if p.is_file())
+    assert "password: ${PQDFLOW_MONGO_PASSWORD}" in text
+    for line in text.splitlines():
+        stripped = line.split("#")[0]
+        if "password" in stripped.lower() and ":" in stripped:
+            assert "${" in stripped or "PASSWORD@" in line, line
