@@ -306,3 +306,19 @@ def test_vasp_backend_through_fireworks_with_worker_env(
     assert find_workflow(
         EmbeddedLaunchPad(embedded_store_path(out), readonly=True), plan_fingerprint(plan, "vasp")
     )
+
+
+@pytest.mark.mlip
+def test_chgnet_backend_inside_a_firework(tmp_path: Path) -> None:
+    pytest.importorskip("chgnet")
+    cell = bulk("Cu", "fcc", a=3.6)
+    plan = StudyPlan(name="chgnet", calculations=[CalcSpec("cu", "bulk", cell)])
+    out = tmp_path / "run"
+    options = {"settings": {"max_steps": 5}}
+    results = StudyResults.read(
+        run_plan_on_launchpad(plan, "chgnet", out, progress=False, backend_options=options)
+    )
+    (doc,) = results.calculations
+    assert doc["backend"] == "chgnet"
+    assert -5.0 < doc["energy"] < -2.0  # eV per Cu atom, CHGNet (PBE-like) territory
+    assert set(_states(out).values()) == {"COMPLETED"}
