@@ -17,7 +17,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
 
-from pqdflow.errors import LaunchpadLockedError
+from pqdflow.errors import InputError, LaunchpadLockedError
 from pqdflow.workflows.documents import StudyResults
 from pqdflow.workflows.fw_workflows import (
     collect_results,
@@ -157,7 +157,7 @@ def test_mock_study_completes_and_a_fresh_process_reads_the_results(tmp_path: Pa
         from pqdflow.workflows.fw_workflows import collect_results, find_workflow
         from pqdflow.workflows.launchpad import EmbeddedLaunchPad
         lp = EmbeddedLaunchPad({str(embedded_store_path(out))!r}, readonly=True)
-        docs = collect_results(lp, find_workflow(lp, {plan_fingerprint(plan, "mock")!r}))
+        docs = collect_results(lp, find_workflow(lp, {plan_fingerprint(plan, "mock", FAST_NEB)!r}))
         names = {{k: [d.get("name") or d.get("path") for d in v] for k, v in docs.items()}}
         print(json.dumps(names))
         print(json.dumps(docs["binding"][0]["E_b_eV"]))
@@ -176,6 +176,12 @@ def test_mock_study_completes_and_a_fresh_process_reads_the_results(tmp_path: Pa
     # running again resumes: nothing is launched twice
     n_launches = len(_launches(out))
     run_plan_on_launchpad(plan, "mock", out, progress=False, backend_options=FAST_NEB)
+    assert len(_launches(out)) == n_launches
+    # other backend options would mix folders computed two ways: refused, nothing launched
+    with pytest.raises(InputError, match="built from a different plan or backend options"):
+        run_plan_on_launchpad(
+            plan, "mock", out, progress=False, backend_options={"settings": {"fmax": 0.1}}
+        )
     assert len(_launches(out)) == n_launches
 
 
@@ -304,7 +310,8 @@ def test_vasp_backend_through_fireworks_with_worker_env(
     }
     assert scripts == {"si-bulk": str(std.resolve()), "si2": str(gam.resolve())}
     assert find_workflow(
-        EmbeddedLaunchPad(embedded_store_path(out), readonly=True), plan_fingerprint(plan, "vasp")
+        EmbeddedLaunchPad(embedded_store_path(out), readonly=True),
+        plan_fingerprint(plan, "vasp", options),
     )
 
 

@@ -72,11 +72,14 @@ def firework_name(kind: str, name: str, calc_kind: str | None = None) -> str:
     return f"{kind}/{calc_kind}: {name}" if calc_kind else f"{kind}: {name}"
 
 
-def plan_fingerprint(plan: StudyPlan, backend: str) -> str:
-    """SHA-256 of the plan's content and the backend: the same study gives the same value."""
+def plan_fingerprint(
+    plan: StudyPlan, backend: str, backend_options: Mapping[str, Any] | None = None
+) -> str:
+    """SHA-256 of the plan's content, the backend and its options (same study, same value)."""
     payload = {
         "name": plan.name,
         "backend": backend,
+        "backend_options": dict(backend_options or {}),
         "calculations": [calc_to_dict(c) for c in plan.calculations],
         "bindings": [binding_to_dict(b) for b in plan.bindings],
         "nebs": [neb_to_dict(n) for n in plan.nebs],
@@ -184,7 +187,7 @@ def build_workflow(
     metadata = {
         "pqdflow_study": plan.name,
         "pqdflow_backend": backend,
-        "pqdflow_fingerprint": plan_fingerprint(plan, backend),
+        "pqdflow_fingerprint": plan_fingerprint(plan, backend, backend_options),
         "pqdflow_root": root_str,
     }
     return Workflow(
@@ -212,6 +215,22 @@ def add_workflow_once(lp: LaunchPad, wf: Workflow) -> tuple[int, bool]:
     existing = find_workflow(lp, fingerprint) if fingerprint else None
     if existing is not None:
         return existing, False
+    root = wf.metadata.get("pqdflow_root")
+    if root is not None:
+        clash = lp.workflows.find_one(
+            {
+                "metadata.pqdflow_root": root,
+                "metadata.pqdflow_study": wf.metadata.get("pqdflow_study"),
+                "metadata.pqdflow_backend": wf.metadata.get("pqdflow_backend"),
+            },
+            {"name": 1},
+        )
+        if clash is not None:
+            raise InputError(
+                f"{root} already holds workflow {clash['name']!r} of the same study and backend "
+                "built from a different plan or backend options; its calculation folders would "
+                "be mixed. Use a new run folder (or restore the original study file/options)."
+            )
     id_map = lp.add_wf(wf)
     return int(min(id_map.values())), True
 
