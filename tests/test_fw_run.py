@@ -329,3 +329,45 @@ def test_chgnet_backend_inside_a_firework(tmp_path: Path) -> None:
     assert doc["backend"] == "chgnet"
     assert -5.0 < doc["energy"] < -2.0  # eV per Cu atom, CHGNet (PBE-like) territory
     assert set(_states(out).values()) == {"COMPLETED"}
+
+
+def test_a_failing_firework_is_reported_and_completed_results_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pqdflow.errors import CalculationFailed
+    from pqdflow.workflows import fw_tasks
+    from pqdflow.workflows.backends import get_backend
+
+    class FailsOnH2:
+        name = "fails-on-h2"
+
+        def __init__(self) -> None:
+            self.inner = get_backend("mock", neb_interpolation="linear")
+            self.inner.name = self.name
+
+        def describe(self) -> dict[str, Any]:
+            return self.inner.describe()
+
+        def relax(self, atoms: Atoms, directory: Path, **kwargs: Any) -> Any:
+            if kwargs["name"] == "h2":
+                raise CalculationFailed("SCF exploded in h2")
+            return self.inner.relax(atoms, directory, **kwargs)
+
+        def neb(self, *args: Any, **kwargs: Any) -> Any:
+            return self.inner.neb(*args, **kwargs)
+
+    monkeypatch.setitem(fw_tasks._REGISTRY, "fails-on-h2", lambda options: FailsOnH2())
+    plan = small_plan()
+    out = tmp_path / "run"
+    with pytest.raises(
+        CalculationFailed,
+        match=r"1 Firework\(s\) failed .*relax/molecule: h2 \(.*SCF exploded in h2",
+    ):
+        run_plan_on_launchpad(plan, "fails-on-h2", out, progress=False)
+    states = _states(out)
+    assert states["relax/molecule: h2"] == "FIZZLED"
+    assert states["binding: binding-H2"] == "WAITING"  # never runs on a failed parent
+    assert states["neb-analysis: neb-Cu"] == "COMPLETED"  # independent branch finished
+    partial = StudyResults.read(out / "results.json")
+    assert sorted(c["name"] for c in partial.calculations) == ["ads", "neb-a", "neb-b", "slab"]
+    assert partial.binding == []

@@ -57,7 +57,9 @@ __all__ = [
     "neb_from_dict",
     "neb_to_dict",
     "plan_fingerprint",
+    "workflow_failures",
     "workflow_states",
+    "write_partial_results",
 ]
 
 #: Backends a workflow can run with.
@@ -275,3 +277,47 @@ def collect_results(lp: LaunchPad, fw_id: int) -> dict[str, list[dict[str, Any]]
         if kind in out:
             out[kind].append(stored["pqdflow_doc"])
     return out
+
+
+def workflow_failures(lp: LaunchPad, states: list[dict[str, Any]]) -> list[str]:
+    """Return ``"<name> (<last line of its error>)"`` for every FIZZLED Firework in ``states``."""
+    failures: list[str] = []
+    for row in states:
+        if row["state"] != "FIZZLED":
+            continue
+        launch = lp.launches.find_one(
+            {"fw_id": row["fw_id"], "state": "FIZZLED"}, sort=[("launch_id", -1)]
+        )
+        stored = ((launch or {}).get("action") or {}).get("stored_data") or {}
+        trace = str((stored.get("_exception") or {}).get("_stacktrace", "")).strip().splitlines()
+        failures.append(f"{row['name']} ({trace[-1] if trace else 'no error recorded'})")
+    return failures
+
+
+def write_partial_results(
+    plan: StudyPlan,
+    backend_name: str,
+    out: Path,
+    docs: Mapping[str, list[dict[str, Any]]],
+    wall: float,
+) -> Path:
+    """Write ``out/results.json`` from the documents of the Fireworks that completed.
+
+    Used when some Fireworks failed; a complete run writes its results through the
+    engine's ``run_study`` instead.
+    """
+    from pqdflow.provenance import provenance
+    from pqdflow.workflows.documents import StudyResults
+
+    order = {c.name: i for i, c in enumerate(plan.calculations)}
+    order |= {b.name: i for i, b in enumerate(plan.bindings)}
+    results = StudyResults(
+        study=plan.name,
+        backend=backend_name,
+        binding=sorted(docs["binding"], key=lambda d: order.get(d["name"], 0)),
+        neb=docs["neb"],
+        calculations=sorted(docs["relax"], key=lambda d: order.get(d["name"], 0)),
+        wall_time_s=wall,
+        provenance=provenance(launcher="fireworks", neb_analysis=docs["neb_analysis"]),
+    )
+    return results.write(out / "results.json")

@@ -565,7 +565,9 @@ def run_plan_on_launchpad(
         add_workflow_once,
         build_workflow,
         collect_results,
+        workflow_failures,
         workflow_states,
+        write_partial_results,
     )
 
     out = Path(out).resolve()
@@ -582,9 +584,9 @@ def run_plan_on_launchpad(
         launch_rapidfire(lp, out / LAUNCHES_DIRNAME, progress=progress)
         states = workflow_states(lp, fw_id)
         docs = collect_results(lp, fw_id)
-        failures = _failures(lp, states)
+        failures = workflow_failures(lp, states)
     if failures:
-        partial = _write_results(plan, backend_name, out, docs, time.perf_counter() - start)
+        partial = write_partial_results(plan, backend_name, out, docs, time.perf_counter() - start)
         raise CalculationFailed(
             f"{len(failures)} Firework(s) failed in {out}: "
             + "; ".join(failures)
@@ -623,41 +625,3 @@ class _RecordedResults:
 
     def neb(self, initial: Any, final: Any, directory: Path, **kwargs: Any) -> Any:
         raise CalculationFailed(f"{directory}: no result.json although its Firework completed")
-
-
-def _failures(lp: LaunchPad, states: list[dict[str, Any]]) -> list[str]:
-    failures: list[str] = []
-    for row in states:
-        if row["state"] != "FIZZLED":
-            continue
-        launch = lp.launches.find_one(
-            {"fw_id": row["fw_id"], "state": "FIZZLED"}, sort=[("launch_id", -1)]
-        )
-        stored = ((launch or {}).get("action") or {}).get("stored_data") or {}
-        trace = str((stored.get("_exception") or {}).get("_stacktrace", "")).strip().splitlines()
-        failures.append(f"{row['name']} ({trace[-1] if trace else 'no error recorded'})")
-    return failures
-
-
-def _write_results(
-    plan: StudyPlan,
-    backend_name: str,
-    out: Path,
-    docs: Mapping[str, list[dict[str, Any]]],
-    wall: float,
-) -> Path:
-    from pqdflow.provenance import provenance
-    from pqdflow.workflows.documents import StudyResults
-
-    order = {c.name: i for i, c in enumerate(plan.calculations)}
-    order |= {b.name: i for i, b in enumerate(plan.bindings)}
-    results = StudyResults(
-        study=plan.name,
-        backend=backend_name,
-        binding=sorted(docs["binding"], key=lambda d: order.get(d["name"], 0)),
-        neb=docs["neb"],
-        calculations=sorted(docs["relax"], key=lambda d: order.get(d["name"], 0)),
-        wall_time_s=wall,
-        provenance=provenance(launcher="fireworks", neb_analysis=docs["neb_analysis"]),
-    )
-    return results.write(out / "results.json")
