@@ -1,0 +1,245 @@
+"""Ligand binding energies from total energies, with the definition written into every result.
+
+Two definitions (energies in eV; every energy per formula unit of its calculation, i.e.
+``E / formula_units``; negative means binding is favourable):
+
+``"exchange"`` (default, atom-balanced)
+    The reaction ``slab + sum_j m_j ligand_j -> adsorbed + sum_i n_i released_i``::
+
+        E_b = E(adsorbed) + sum_i n_i E(released_i) - E(slab) - sum_j m_j E(ligand_j)
+
+    Ligand references are neutral species (a molecule, or a neutral ion pair such as
+    oleylammonium bromide or anilinium iodide); a surface Cs or halide that the ligand
+    replaces leaves as its own neutral reference (e.g. CsBr bulk per formula unit, HBr).
+    :func:`balance_exchange` checks that atoms are conserved.
+
+``"interaction"`` (no exchange references)
+    ::
+
+        E_b = E(adsorbed) - E(slab) - sum_j m_j E(ligand_j)
+
+    The released species are ignored. Equal to ``"exchange"`` when nothing is released;
+    otherwise the reaction is not atom-balanced and the number includes the (missing)
+    energy of the replaced surface atoms, so it compares only adsorptions that replace the
+    same atoms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from ase import Atoms
+from ase.formula import Formula
+
+from pqdflow.errors import InputError
+
+__all__ = [
+    "DEFINITIONS",
+    "BindingResult",
+    "Composition",
+    "balance_exchange",
+    "binding_energy",
+    "composition_of",
+]
+
+Definition = Literal["exchange", "interaction"]
+
+#: Definition key -> the formula in words (copied into every result).
+DEFINITIONS: dict[str, str] = {
+    "exchange": (
+        "E_b = E(adsorbed) + sum_i n_i E(released_i) - E(slab) - sum_j m_j E(ligand_j); "
+        "atom-balanced exchange reaction slab + ligands -> adsorbed + released, neutral "
+        "references (ion pairs as neutral pairs), energies per formula unit; negative = "
+        "favourable"
+    ),
+    "interaction": (
+        "E_b = E(adsorbed) - E(slab) - sum_j m_j E(ligand_j); released species ignored "
+        "(not atom-balanced when surface atoms were replaced); energies per formula unit; "
+        "negative = favourable"
+    ),
+}
+
+#: A composition: a formula string, an ``Atoms``, or element -> count.
+Composition = str | Atoms | Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class BindingResult:
+    """A binding energy and how it was obtained.
+
+    Attributes
+    ----------
+    energy
+        Binding energy (eV).
+    definition
+        Definition key (``"exchange"`` or ``"interaction"``).
+    definition_text
+        The formula in words.
+    terms
+        Each energy used: label -> ``{"energy_eV": E, "coeff": c}``; ``c`` is positive for
+        products (adsorbed, released) and negative for reactants (slab, ligands).
+    """
+
+    energy: float
+    definition: str
+    definition_text: str
+    terms: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def _finite(value: float, what: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what} must be a number (eV), got {value!r}") from exc
+    if not math.isfinite(number):
+        raise InputError(f"{what} must be finite, got {number}")
+    return number
+
+
+def _pairs(values: Mapping[str, tuple[float, float]], what: str) -> dict[str, tuple[float, float]]:
+    out: dict[str, tuple[float, float]] = {}
+    for label, pair in values.items():
+        try:
+            energy, coeff = pair
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"{what}[{label!r}] must be (energy_eV, coefficient), got {pair!r}"
+            ) from exc
+        out[label] = (
+            _finite(energy, f"energy of {what} {label!r}"),
+            _finite(coeff, f"coefficient of {what} {label!r}"),
+        )
+        if out[label][1] <= 0:
+            raise InputError(f"coefficient of {what} {label!r} must be > 0, got {coeff}")
+    return out
+
+
+def binding_energy(
+    e_adsorbed: float,
+    e_slab: float,
+    ligand_energies: Mapping[str, tuple[float, float]],
+    released_energies: Mapping[str, tuple[float, float]] | None = None,
+    *,
+    definition: Definition = "exchange",
+) -> BindingResult:
+    """Binding energy of ligands on a slab (see the module docstring for the definitions).
+
+    Parameters
+    ----------
+    e_adsorbed, e_slab
+        Energies of the surface with and without the ligands (eV).
+    ligand_energies
+        Ligand reference label -> ``(energy per formula unit in eV, coefficient consumed)``.
+    released_energies
+        Released species label -> ``(energy per formula unit in eV, coefficient)``.
+    definition
+        ``"exchange"`` or ``"interaction"``.
+
+    Raises
+    ------
+    InputError
+        Unknown definition, no ligands, a non-finite energy or a non-positive coefficient.
+    """
+    if definition not in DEFINITIONS:
+        raise InputError(
+            f"unknown binding-energy definition {definition!r}; choose one of {sorted(DEFINITIONS)}"
+        )
+    if not ligand_energies:
+        raise InputError("binding_energy needs at least one ligand reference energy")
+    e_ads = _finite(e_adsorbed, "e_adsorbed")
+    e_sl = _finite(e_slab, "e_slab")
+    ligands = _pairs(ligand_energies, "ligand")
+    released = _pairs(released_energies or {}, "released species")
+    terms: dict[str, dict[str, float]] = {
+        "adsorbed": {"energy_eV": e_ads, "coeff": 1.0},
+        "slab": {"energy_eV": e_sl, "coeff": -1.0},
+    }
+    energy = e_ads - e_sl
+    for label, (e, m) in ligands.items():
+        terms[f"ligand:{label}"] = {"energy_eV": e, "coeff": -m}
+        energy -= m * e
+    if definition == "exchange":
+        for label, (e, n) in released.items():
+            terms[f"released:{label}"] = {"energy_eV": e, "coeff": n}
+            energy += n * e
+    return BindingResult(
+        energy=float(energy),
+        definition=definition,
+        definition_text=DEFINITIONS[definition],
+        terms=terms,
+    )
+
+
+def composition_of(value: Composition) -> dict[str, float]:
+    """Element -> count of a formula string, an ``Atoms`` or a mapping.
+
+    Raises
+    ------
+    InputError
+        An unparsable formula or a negative count.
+    """
+    if isinstance(value, Atoms):
+        counts: dict[str, float] = {}
+        for symbol in value.get_chemical_symbols():
+            counts[symbol] = counts.get(symbol, 0.0) + 1.0
+        return counts
+    if isinstance(value, str):
+        try:
+            return {k: float(v) for k, v in Formula(value).count().items()}
+        except ValueError as exc:
+            raise InputError(f"cannot parse chemical formula {value!r}: {exc}") from exc
+    out = {str(k): float(v) for k, v in value.items()}
+    negative = {k: v for k, v in out.items() if v < 0}
+    if negative:
+        raise InputError(f"composition counts must be >= 0, got {negative}")
+    return out
+
+
+def balance_exchange(
+    adsorbed: Composition,
+    slab: Composition,
+    ligands: Mapping[str, tuple[Composition, float]],
+    released: Mapping[str, tuple[Composition, float]] | None = None,
+    *,
+    tolerance: float = 1e-6,
+) -> None:
+    """Check that ``slab + sum m_j ligand_j == adsorbed + sum n_i released_i`` atom by atom.
+
+    Parameters
+    ----------
+    adsorbed, slab
+        Compositions of the two surfaces (whole cells).
+    ligands, released
+        Label -> ``(composition per formula unit, coefficient)``.
+    tolerance
+        Largest allowed mismatch per element (atoms).
+
+    Raises
+    ------
+    InputError
+        Naming each element whose count differs, with both sides.
+    """
+    left = dict(composition_of(slab))
+    right = dict(composition_of(adsorbed))
+    for side, species in ((left, ligands), (right, released or {})):
+        for _label, (comp, coeff) in species.items():
+            for element, count in composition_of(comp).items():
+                side[element] = side.get(element, 0.0) + float(coeff) * count
+    bad = {
+        el: (left.get(el, 0.0), right.get(el, 0.0))
+        for el in sorted(set(left) | set(right))
+        if abs(left.get(el, 0.0) - right.get(el, 0.0)) > tolerance
+    }
+    if bad:
+        detail = ", ".join(
+            f"{el}: {lhs:g} (slab + ligands) vs {rhs:g} (adsorbed + released)"
+            for el, (lhs, rhs) in bad.items()
+        )
+        raise InputError(f"binding reaction is not atom-balanced: {detail}")

@@ -1,0 +1,376 @@
+"""The one backend seam: every way of computing energies implements :class:`Backend`.
+
+A backend turns a structure into a :class:`~pqdflow.workflows.documents.RelaxDoc` and a
+pair of relaxed endpoints into a :class:`~pqdflow.workflows.documents.NebDoc`, writing its
+files into the folder it is given. :class:`AseBackend` does this with any ASE calculator:
+``"mock"`` (:class:`~pqdflow.workflows.calculators.MockPairCalculator`, plumbing, not
+physics) and ``"chgnet"`` (the pretrained CHGNet universal potential, weights shipped in the
+wheel, CPU, offline). A VASP backend fits the same protocol.
+
+Choose one by name with :func:`get_backend`; settings are keyword arguments, and a typo is
+an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+
+from pqdflow.errors import BackendError, BackendNotInstalledError, InputError
+from pqdflow.workflows.calculators import MockPairCalculator
+from pqdflow.workflows.documents import NebDoc, RelaxDoc
+from pqdflow.workflows.neb import NebSettings, run_band
+from pqdflow.workflows.relax import OPTIMIZERS, relax_structure
+
+__all__ = [
+    "BACKENDS",
+    "AseBackend",
+    "AseSettings",
+    "Backend",
+    "chgnet_calculator_factory",
+    "get_backend",
+    "load_chgnet_model",
+]
+
+#: How to install the optional ML backend (torch first: a local CPU build, no CUDA).
+CHGNET_INSTALL_HINT = 'pip install torch==2.13.0 && pip install -e ".[ml]"'
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the runner needs from a way of computing energies.
+
+    Attributes
+    ----------
+    name
+        Short name recorded in every document (``"mock"``, ``"chgnet"``, ``"vasp"``).
+    """
+
+    name: str
+
+    def describe(self) -> dict[str, Any]:
+        """Return the settings recorded in provenance (JSON-ready)."""
+        ...
+
+    def relax(
+        self,
+        atoms: Atoms,
+        directory: Path,
+        *,
+        name: str,
+        kind: str = "slab",
+        role: str = "model",
+        relax_cell: bool = False,
+        formula_units: int = 1,
+        tight: bool = False,
+        meta: Mapping[str, Any] | None = None,
+    ) -> RelaxDoc:
+        """Relax ``atoms`` in ``directory``; ``tight`` marks a NEB endpoint."""
+        ...
+
+    def neb(
+        self,
+        initial: Atoms,
+        final: Atoms,
+        directory: Path,
+        *,
+        path: str,
+        label: str,
+        n_images: int,
+        e_initial: float,
+        e_final: float,
+        initial_name: str,
+        final_name: str,
+        meta: Mapping[str, Any] | None = None,
+    ) -> NebDoc:
+        """Converge a band between relaxed endpoints in ``directory``."""
+        ...
+
+
+@dataclass(frozen=True)
+class AseSettings:
+    """Settings of an ASE-calculator backend (forces in eV/Å).
+
+    Attributes
+    ----------
+    fmax
+        Relaxation criterion, largest per-atom force norm (0.02: the paper's EDIFFG).
+    endpoint_fmax
+        Tighter criterion for NEB endpoints (the tilt modes of CsPbX3 are soft; endpoints
+        relaxed only to 0.02 leave the band's end images below them).
+    max_steps
+        Relaxation step limit.
+    optimizer
+        Relaxation optimiser: ``"bfgs"``, ``"lbfgs"`` or ``"fire"``.
+    neb
+        Band recipe (:class:`~pqdflow.workflows.neb.NebSettings`).
+    calculator
+        Extra keyword arguments of the calculator (``MockPairCalculator`` parameters, or
+        CHGNet's ``model_name`` / ``device``).
+    """
+
+    fmax: float = 0.02
+    endpoint_fmax: float = 0.005
+    max_steps: int = 1000
+    optimizer: str = "bfgs"
+    neb: NebSettings = field(default_factory=NebSettings)
+    calculator: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("fmax", "endpoint_fmax"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise BackendError(
+                    f"backend setting {name} must be a positive number, got {value!r}"
+                )
+        if self.optimizer not in OPTIMIZERS:
+            raise BackendError(
+                f"backend setting optimizer={self.optimizer!r} is unknown; "
+                f"choose one of {sorted(OPTIMIZERS)}"
+            )
+        if not isinstance(self.max_steps, int) or self.max_steps < 1:
+            raise BackendError(
+                f"backend setting max_steps must be an integer >= 1, got {self.max_steps!r}"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+class AseBackend:
+    """A backend that runs any ASE calculator in-process.
+
+    Parameters
+    ----------
+    name
+        Name recorded in documents.
+    calculator_factory
+        Returns a new calculator per call (each NEB image needs its own).
+    settings
+        Relaxation and NEB settings.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        calculator_factory: Callable[[], Calculator],
+        settings: AseSettings | None = None,
+    ) -> None:
+        self.name = name
+        self.calculator_factory = calculator_factory
+        self.settings = settings or AseSettings()
+
+    def __repr__(self) -> str:
+        return f"AseBackend(name={self.name!r})"
+
+    def describe(self) -> dict[str, Any]:
+        """Backend name and settings (JSON-ready)."""
+        return {"backend": self.name, **self.settings.as_dict()}
+
+    def relax(
+        self,
+        atoms: Atoms,
+        directory: Path,
+        *,
+        name: str,
+        kind: str = "slab",
+        role: str = "model",
+        relax_cell: bool = False,
+        formula_units: int = 1,
+        tight: bool = False,
+        meta: Mapping[str, Any] | None = None,
+    ) -> RelaxDoc:
+        """Relax with the calculator; see :func:`~pqdflow.workflows.relax.relax_structure`."""
+        s = self.settings
+        return relax_structure(
+            atoms,
+            self.calculator_factory(),
+            directory,
+            name=name,
+            backend=self.name,
+            kind=kind,
+            role=role,
+            formula_units=formula_units,
+            fmax=s.endpoint_fmax if tight else s.fmax,
+            relax_cell=relax_cell,
+            max_steps=s.max_steps,
+            optimizer=s.optimizer,  # type: ignore[arg-type]
+            settings={"tight": tight, "calculator": dict(s.calculator)},
+            meta=meta,
+        )
+
+    def neb(
+        self,
+        initial: Atoms,
+        final: Atoms,
+        directory: Path,
+        *,
+        path: str,
+        label: str,
+        n_images: int,
+        e_initial: float,
+        e_final: float,
+        initial_name: str,
+        final_name: str,
+        meta: Mapping[str, Any] | None = None,
+    ) -> NebDoc:
+        """Converge a band; see :func:`~pqdflow.workflows.neb.run_band`."""
+        return run_band(
+            initial,
+            final,
+            self.calculator_factory,
+            directory,
+            path=path,
+            backend=self.name,
+            label=label,
+            n_images=n_images,
+            e_initial=e_initial,
+            e_final=e_final,
+            settings=self.settings.neb,
+            initial_name=initial_name,
+            final_name=final_name,
+            meta=meta,
+        )
+
+
+_CHGNET_MODELS: dict[tuple[str, str], Any] = {}
+
+
+def load_chgnet_model(model_name: str = "0.3.0", device: str = "cpu") -> Any:
+    """Load the pretrained CHGNet model shipped in the chgnet wheel (cached per process).
+
+    Nothing is downloaded: ``CHGNet.load`` reads the checkpoint packaged with chgnet.
+
+    Raises
+    ------
+    BackendNotInstalledError
+        If chgnet or torch cannot be imported (the message says how to install them).
+    """
+    try:
+        model_module = importlib.import_module("chgnet.model")
+        importlib.import_module("chgnet.model.dynamics")
+    except ImportError as exc:
+        raise BackendNotInstalledError(
+            f"the 'chgnet' backend needs chgnet and torch, which are not importable ({exc}); "
+            f"install them with: {CHGNET_INSTALL_HINT}"
+        ) from exc
+    key = (model_name, device)
+    if key in _CHGNET_MODELS:
+        return _CHGNET_MODELS[key]
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = model_module.CHGNet.load(model_name=model_name, use_device=device, verbose=False)
+    _CHGNET_MODELS[key] = model
+    return model
+
+
+def chgnet_calculator_factory(
+    model_name: str = "0.3.0", device: str = "cpu"
+) -> Callable[[], Calculator]:
+    """Return a factory of CHGNet ASE calculators sharing one cached model.
+
+    Raises
+    ------
+    BackendNotInstalledError
+        If chgnet or torch is missing.
+    """
+    model = load_chgnet_model(model_name, device)
+    dynamics = importlib.import_module("chgnet.model.dynamics")
+
+    def factory() -> Calculator:
+        with contextlib.redirect_stdout(io.StringIO()):
+            calc: Calculator = dynamics.CHGNetCalculator(
+                model=model, use_device=device, on_isolated_atoms="ignore"
+            )
+        return calc
+
+    return factory
+
+
+def _mock_factory(calculator: Mapping[str, Any]) -> Callable[[], Calculator]:
+    MockPairCalculator(**calculator)  # validate parameters now, not at the first image
+
+    def factory() -> Calculator:
+        return MockPairCalculator(**calculator)
+
+    return factory
+
+
+def _chgnet_factory(calculator: Mapping[str, Any]) -> Callable[[], Calculator]:
+    allowed = {"model_name", "device"}
+    unknown = sorted(set(calculator) - allowed)
+    if unknown:
+        raise BackendError(
+            f"unknown chgnet calculator setting(s) {unknown}; allowed: {sorted(allowed)}"
+        )
+    return chgnet_calculator_factory(**calculator)
+
+
+#: Backend names -> factory of calculator factories.
+BACKENDS: dict[str, Callable[[Mapping[str, Any]], Callable[[], Calculator]]] = {
+    "mock": _mock_factory,
+    "chgnet": _chgnet_factory,
+}
+
+
+def _settings_from(overrides: Mapping[str, Any]) -> AseSettings:
+    """Build :class:`AseSettings` from flat keywords; ``neb_<field>`` sets a NEB field."""
+    top = {f.name for f in fields(AseSettings)} - {"neb"}
+    neb_fields = {f.name for f in fields(NebSettings)}
+    plain: dict[str, Any] = {}
+    neb: dict[str, Any] = {}
+    unknown: list[str] = []
+    for key, value in overrides.items():
+        if key in top:
+            plain[key] = value
+        elif key.startswith("neb_") and key[4:] in neb_fields:
+            neb[key[4:]] = value
+        elif key == "neb" and isinstance(value, NebSettings):
+            plain["neb"] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        allowed = sorted(top) + sorted(f"neb_{n}" for n in neb_fields)
+        raise BackendError(f"unknown backend setting(s) {sorted(unknown)}; allowed: {allowed}")
+    settings = AseSettings(**plain)
+    if neb:
+        try:
+            settings = replace(settings, neb=replace(settings.neb, **neb))
+        except InputError as exc:
+            raise BackendError(str(exc)) from exc
+    return settings
+
+
+def get_backend(name: str, **settings: Any) -> AseBackend:
+    """Return the backend called ``name`` with ``settings`` applied.
+
+    Parameters
+    ----------
+    name
+        ``"mock"`` (fast pair potential; plumbing, not physics) or ``"chgnet"``.
+    **settings
+        Fields of :class:`AseSettings` (``fmax``, ``endpoint_fmax``, ``max_steps``,
+        ``optimizer``, ``calculator``) and ``neb_<field>`` for the fields of
+        :class:`~pqdflow.workflows.neb.NebSettings` (e.g. ``neb_fmax=0.05``).
+
+    Raises
+    ------
+    BackendError
+        Unknown backend name (the message lists the choices) or unknown/invalid setting.
+    BackendNotInstalledError
+        ``"chgnet"`` without chgnet/torch installed.
+    """
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
+    parsed = _settings_from(settings)
+    factory = BACKENDS[name](parsed.calculator)
+    return AseBackend(name, factory, parsed)

@@ -1,0 +1,490 @@
+"""Climbing-image NEB with any ASE calculator, tuned for few force calls to an accurate barrier.
+
+The recipe (defaults in :class:`NebSettings`), built on measured facts about halide-vacancy
+hops under ML potentials (``shared/NEB_NOTES.md``):
+
+1. **Endpoints** arrive relaxed (the runner relaxes NEB endpoints tighter than the band) and
+   carry fixed single-point energies: they are never recomputed.
+2. **Start path**: linear interpolation with the minimum-image convention, then the IDPP
+   path converged tightly (``idpp_fmax``; ASE's ``interpolate(method="idpp")`` stops at a
+   loose 0.1 and often changes nothing). :func:`pqdflow.structures.defects.interpolate_band`
+   is used when that module is installed.
+3. **Fast stage**: climbing image from the start, ASE's adaptive ODE optimiser
+   (``loose_optimizer``) to a loose criterion (``loose_fmax``). It stops early and its
+   barrier is measurably off (tens of meV under ML potentials), so:
+4. **Tight stage**: FIRE; the band is converged to ``fmax`` (per-atom force norm,
+   every image) and the climbing image harder, to ``climb_fmax``, because the barrier
+   depends on it alone. Images already below their threshold are not moved, so they are not
+   recomputed (ASE's result cache; a frozen image that a neighbour's move pushes back above
+   its threshold moves again). Improved tangent throughout.
+
+The barrier is reported from the highest image and from a Hermite spline through image
+energies and tangential forces, forward and reverse
+(:func:`pqdflow.analysis.barriers.neb_barrier`). Every interior-image force evaluation is
+counted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.mep.neb import NEB, BaseNEB, DyNEB, NEBOptimizer, NEBState, idpp_interpolate, interpolate
+from ase.optimize import BFGS, FIRE, LBFGS, MDMin
+
+from pqdflow.analysis.barriers import neb_barrier, path_coordinates
+from pqdflow.errors import EndpointError, InputError
+from pqdflow.provenance import provenance
+from pqdflow.workflows.calculators import CountingCalculator
+from pqdflow.workflows.documents import NebDoc
+from pqdflow.workflows.relax import RESULT_FILE, write_frame
+
+__all__ = [
+    "BandOutcome",
+    "NebSettings",
+    "TieredNEB",
+    "interpolate_images",
+    "optimize_band",
+    "run_band",
+]
+
+BandOptimizer = Literal["fire", "lbfgs", "bfgs", "mdmin", "ode"]
+_BAND_OPTIMIZERS = ("fire", "lbfgs", "bfgs", "mdmin", "ode")
+
+
+@dataclass(frozen=True)
+class NebSettings:
+    """How a band is built and converged (forces in eV/Å, spring constant in eV/Å²).
+
+    Attributes
+    ----------
+    fmax
+        Per-atom NEB force norm every image must reach (0.05).
+    climb_fmax
+        Tighter criterion for the climbing image (0.01); the barrier depends on it.
+    loose_fmax
+        Criterion of the first, fast stage (0.05; for ``"ode"`` the largest force component
+        of the non-climbing images, ASE's convention); 0 skips the stage.
+    climb
+        Use a climbing image.
+    k
+        Spring constant.
+    optimizer
+        Optimiser of the climbing stage (``"fire"``; also ``"lbfgs"``, ``"bfgs"``,
+        ``"mdmin"``).
+    loose_optimizer
+        Optimiser of the loose stage (``"ode"``: ASE's adaptive ODE ``NEBOptimizer``).
+    dynamic
+        Do not move (hence not recompute) images already below their criterion.
+    interpolation
+        ``"idpp"`` (tight IDPP after a minimum-image linear start) or ``"linear"``.
+    idpp_fmax
+        Convergence of the IDPP path (in the IDPP's own units, Å-like).
+    max_steps
+        Step limit of each stage.
+    """
+
+    fmax: float = 0.05
+    climb_fmax: float = 0.01
+    loose_fmax: float = 0.05
+    climb: bool = True
+    k: float = 0.1
+    optimizer: BandOptimizer = "fire"
+    loose_optimizer: BandOptimizer = "ode"
+    dynamic: bool = True
+    interpolation: Literal["idpp", "linear"] = "idpp"
+    idpp_fmax: float = 0.005
+    max_steps: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("fmax", "climb_fmax", "k", "idpp_fmax"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise InputError(f"NEB setting {name} must be a positive number, got {value!r}")
+        if not (math.isfinite(self.loose_fmax) and self.loose_fmax >= 0):
+            raise InputError(f"NEB setting loose_fmax must be >= 0, got {self.loose_fmax!r}")
+        for name in ("optimizer", "loose_optimizer"):
+            if getattr(self, name) not in _BAND_OPTIMIZERS:
+                raise InputError(
+                    f"NEB setting {name}={getattr(self, name)!r} is unknown; "
+                    f"choose one of {list(_BAND_OPTIMIZERS)}"
+                )
+        if self.optimizer == "ode":
+            raise InputError(
+                "NEB optimizer 'ode' judges convergence by the largest force component, not "
+                "the per-atom norm, and cannot converge a climbing image to climb_fmax; use "
+                "it as loose_optimizer only"
+            )
+        if self.interpolation not in ("idpp", "linear"):
+            raise InputError(
+                f"NEB interpolation {self.interpolation!r} is unknown; choose 'idpp' or 'linear'"
+            )
+        if self.max_steps < 1:
+            raise InputError(f"NEB max_steps must be >= 1, got {self.max_steps}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+class TieredNEB(DyNEB):
+    """Improved-tangent NEB whose climbing image has its own, tighter criterion.
+
+    With ``dynamic=True`` an image whose NEB force norm is below its criterion (``fmax``,
+    or ``climb_fmax`` for the climbing image) is neither moved nor recomputed, and its
+    force is reported as zero to the optimiser; run the optimiser to ``climb_fmax``.
+    ASE's ``DyNEB`` cannot do this: it freezes the climbing image at ``fmax``.
+    """
+
+    def __init__(
+        self,
+        images: list[Atoms],
+        *,
+        k: float = 0.1,
+        climb: bool = True,
+        fmax: float = 0.05,
+        climb_fmax: float = 0.01,
+        dynamic: bool = True,
+    ) -> None:
+        super().__init__(
+            images,
+            k=k,
+            climb=climb,
+            fmax=fmax,
+            dynamic_relaxation=dynamic,
+            method="improvedtangent",
+        )
+        self.climb_fmax = climb_fmax
+
+    def neb_forces(self) -> np.ndarray:
+        """NEB forces of the interior images, shape ``(n_images, n_atoms, 3)``, none zeroed."""
+        forces = BaseNEB.get_forces(self)
+        return np.asarray(forces).reshape(self.nimages - 2, self.natoms, 3)
+
+    def image_thresholds(self) -> np.ndarray:
+        """Criterion of each interior image (eV/Å)."""
+        thresholds = np.full(self.nimages - 2, float(self.fmax))
+        if self.climb and self.energies is not None:
+            thresholds[self.imax - 1] = self.climb_fmax
+        return thresholds
+
+    def image_fmax(self) -> np.ndarray:
+        """Largest per-atom NEB force norm of each interior image (eV/Å)."""
+        forces = self.neb_forces()
+        if self.natoms == 0:
+            return np.zeros(self.nimages - 2)
+        return np.asarray(np.sqrt((forces**2).sum(axis=2)).max(axis=1))
+
+    def get_forces(self) -> np.ndarray:
+        """NEB forces, zero on images below their criterion when dynamic."""
+        forces = self.neb_forces()
+        if self.dynamic_relaxation:
+            norms = np.sqrt((forces**2).sum(axis=2)).max(axis=1)
+            forces[norms < self.image_thresholds()] = 0.0
+        return forces.reshape(-1, 3)
+
+    def set_positions(self, positions: np.ndarray, adjust_positions: bool = True) -> None:
+        """Move the images that are not yet below their criterion (all when not dynamic)."""
+        if not self.dynamic_relaxation:
+            BaseNEB.set_positions(self, positions, adjust_positions)
+            return
+        active = self.image_fmax() >= self.image_thresholds()
+        positions = np.asarray(positions).reshape(self.nimages - 2, self.natoms, 3)
+        for i, image in enumerate(self.images[1:-1]):
+            if active[i]:
+                image.set_positions(positions[i])
+
+
+def interpolate_images(
+    initial: Atoms,
+    final: Atoms,
+    n_images: int,
+    *,
+    method: Literal["idpp", "linear"] = "idpp",
+    idpp_fmax: float = 0.005,
+) -> list[Atoms]:
+    """Band of ``n_images`` intermediate images between two endpoints (endpoints included).
+
+    Uses :func:`pqdflow.structures.defects.interpolate_band` when installed; otherwise a
+    minimum-image linear interpolation, followed for ``"idpp"`` by ASE's IDPP routine run
+    to ``idpp_fmax`` (not ASE's loose default of 0.1).
+
+    Raises
+    ------
+    EndpointError
+        Endpoints with different atoms, numbers of atoms or cells.
+    InputError
+        ``n_images`` < 1.
+    """
+    if n_images < 1:
+        raise InputError(f"n_images must be >= 1, got {n_images}")
+    if len(initial) != len(final) or list(initial.numbers) != list(final.numbers):
+        raise EndpointError(
+            f"NEB endpoints differ in atoms: {initial.get_chemical_formula()} "
+            f"({len(initial)} atoms) vs {final.get_chemical_formula()} ({len(final)} atoms)"
+        )
+    if not np.allclose(np.array(initial.cell), np.array(final.cell), atol=1e-6):
+        raise EndpointError("NEB endpoints have different cells; the band needs one fixed cell")
+    try:
+        defects = importlib.import_module("pqdflow.structures.defects")
+    except ModuleNotFoundError:
+        defects = None
+    if defects is not None and hasattr(defects, "interpolate_band"):
+        band = defects.interpolate_band(initial, final, n_images, method=method, fmax=idpp_fmax)
+        return [image.copy() for image in band]
+    images = [initial.copy()] + [initial.copy() for _ in range(n_images)] + [final.copy()]
+    mic = bool(initial.pbc.any())
+    interpolate(images, mic=mic, apply_constraint=False)
+    if method == "idpp":
+        neb = NEB(images, method="improvedtangent")
+        idpp_interpolate(
+            neb, traj=None, log=None, fmax=idpp_fmax, optimizer=MDMin, mic=mic, steps=5000
+        )
+    for image in images:
+        image.calc = None
+    return images
+
+
+@dataclass
+class BandOutcome:
+    """What :func:`optimize_band` reached (energies eV, forces eV/Å).
+
+    ``images`` holds the final band (endpoints included) with single-point results.
+    """
+
+    images: list[Atoms]
+    energies: list[float]
+    tangential_forces: list[float]
+    climbing_index: int | None
+    fmax: float
+    fmax_climbing: float
+    converged: bool
+    n_force_calls: int
+    n_steps: int
+
+
+def _optimizer(name: BandOptimizer, neb: BaseNEB) -> Any:
+    if name == "ode":
+        return NEBOptimizer(neb, logfile=None, method="ode")
+    cls = {"fire": FIRE, "lbfgs": LBFGS, "bfgs": BFGS, "mdmin": MDMin}[name]
+    return cls(neb, logfile=None)
+
+
+def _tangential_forces(neb: BaseNEB) -> list[float]:
+    """Force along the improved tangent at each image (endpoints 0), towards the last image."""
+    state = NEBState(neb, neb.images, neb.energies)
+    values = [0.0]
+    spring1 = state.spring(0)
+    for i in range(1, neb.nimages - 1):
+        spring2 = state.spring(i)
+        tangent = neb.neb_method.get_tangent(state, spring1, spring2, i)
+        values.append(float(np.vdot(neb.real_forces[i], tangent)))
+        spring1 = spring2
+    values.append(0.0)
+    return values
+
+
+def optimize_band(
+    images: list[Atoms],
+    calculators: list[Calculator],
+    settings: NebSettings,
+    *,
+    e_initial: float,
+    e_final: float,
+    on_stage: Callable[[str, list[Atoms]], None] | None = None,
+) -> BandOutcome:
+    """Converge a band in place with the staged recipe of :class:`NebSettings`.
+
+    Parameters
+    ----------
+    images
+        The band, endpoints included (from :func:`interpolate_images`); modified in place.
+    calculators
+        One calculator per interior image (never shared: ASE's per-image result cache is
+        what makes frozen images free). Each is wrapped to count evaluations.
+    settings
+        The recipe.
+    e_initial, e_final
+        Fixed endpoint energies (eV).
+    on_stage
+        Called with the stage name and the images after each stage.
+    """
+    n_interior = len(images) - 2
+    if len(calculators) != n_interior:
+        raise InputError(f"{len(calculators)} calculators for {n_interior} interior images")
+    if len({id(c) for c in calculators}) != len(calculators):
+        raise InputError("each NEB image needs its own calculator instance")
+    for image, energy in ((images[0], e_initial), (images[-1], e_final)):
+        image.calc = SinglePointCalculator(image, energy=energy, forces=np.zeros((len(image), 3)))
+    counted = [CountingCalculator(c) for c in calculators]
+    for image, calc in zip(images[1:-1], counted, strict=True):
+        image.calc = calc
+    n_steps = 0
+    neb = TieredNEB(
+        images,
+        k=settings.k,
+        climb=False,
+        fmax=settings.fmax,
+        climb_fmax=settings.climb_fmax,
+        dynamic=settings.dynamic,
+    )
+    if on_stage is not None:
+        on_stage("start", images)
+    if settings.loose_fmax > 0:
+        if settings.loose_optimizer == "ode":
+            loose = NEB(images, k=settings.k, climb=settings.climb, method="improvedtangent")
+        else:
+            neb.fmax = settings.loose_fmax
+            neb.climb_fmax = settings.loose_fmax
+            neb.climb = settings.climb
+            loose = neb
+        opt = _optimizer(settings.loose_optimizer, loose)
+        opt.run(fmax=settings.loose_fmax, steps=settings.max_steps)
+        n_steps += int(opt.nsteps)
+        if on_stage is not None:
+            on_stage("loose", images)
+    neb.fmax = settings.fmax
+    neb.climb_fmax = settings.climb_fmax
+    neb.climb = settings.climb
+    target = settings.climb_fmax if settings.climb else settings.fmax
+    opt = _optimizer(settings.optimizer, neb)
+    opt.run(fmax=target, steps=settings.max_steps)
+    n_steps += int(opt.nsteps)
+    norms = neb.image_fmax()
+    climbing = int(neb.imax) if settings.climb else None
+    if climbing is not None:
+        fmax_climbing = float(norms[climbing - 1])
+        others = np.delete(norms, climbing - 1)
+    else:
+        fmax_climbing = float("nan")
+        others = norms
+    fmax = float(others.max()) if others.size else 0.0
+    converged = fmax <= settings.fmax and (climbing is None or fmax_climbing <= settings.climb_fmax)
+    energies = [float(e) for e in neb.energies]
+    tangential = _tangential_forces(neb)
+    if on_stage is not None:
+        on_stage("climb", images)
+    return BandOutcome(
+        images=images,
+        energies=energies,
+        tangential_forces=tangential,
+        climbing_index=climbing,
+        fmax=fmax,
+        fmax_climbing=fmax_climbing,
+        converged=bool(converged),
+        n_force_calls=sum(c.n_calls for c in counted),
+        n_steps=n_steps,
+    )
+
+
+def run_band(
+    initial: Atoms,
+    final: Atoms,
+    calculator_factory: Callable[[], Calculator],
+    directory: str | Path,
+    *,
+    path: str,
+    backend: str,
+    label: str = "",
+    n_images: int = 5,
+    e_initial: float,
+    e_final: float,
+    settings: NebSettings | None = None,
+    initial_name: str = "initial",
+    final_name: str = "final",
+    meta: Mapping[str, Any] | None = None,
+) -> NebDoc:
+    """Build, converge and document one NEB band in ``directory``.
+
+    Parameters
+    ----------
+    initial, final
+        Relaxed endpoints (same atoms, same cell).
+    calculator_factory
+        Returns a new calculator per call (one per image).
+    directory
+        NEB folder (created): ``neb.extxyz`` (the band after each stage), ``band.extxyz``
+        (final band) and, last and atomically, ``result.json``.
+    path, backend, label, initial_name, final_name, meta
+        Recorded in the document.
+    n_images
+        Intermediate images.
+    e_initial, e_final
+        Relaxed endpoint energies (eV), kept fixed.
+    settings
+        The recipe (defaults: :class:`NebSettings`).
+
+    Raises
+    ------
+    EndpointError, InputError
+        Mismatched endpoints or bad settings, before anything is written.
+    """
+    settings = settings or NebSettings()
+    for name, value in (("e_initial", e_initial), ("e_final", e_final)):
+        if not math.isfinite(value):
+            raise InputError(f"NEB {path!r}: endpoint energy {name} must be finite, got {value}")
+    images = interpolate_images(
+        initial, final, n_images, method=settings.interpolation, idpp_fmax=settings.idpp_fmax
+    )
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    calculators = [calculator_factory() for _ in range(n_images)]
+    with (directory / "neb.extxyz").open("w") as handle:
+
+        def record(stage: str, band: list[Atoms]) -> None:
+            for image in band:
+                image.info["neb_stage"] = stage
+                write_frame(handle, image)
+
+        outcome = optimize_band(
+            images, calculators, settings, e_initial=e_initial, e_final=e_final, on_stage=record
+        )
+    tmp = directory / ".band.extxyz.tmp"
+    with tmp.open("w") as handle:
+        for image in outcome.images:
+            write_frame(handle, image)
+    tmp.replace(directory / "band.extxyz")
+    coords = path_coordinates([im.get_positions() for im in outcome.images], np.array(initial.cell))
+    barrier = neb_barrier(
+        outcome.energies,
+        coords,
+        outcome.tangential_forces,
+        reference="initial_state",
+        climbing_index=outcome.climbing_index,
+    )
+    doc = NebDoc(
+        path=path,
+        label=label,
+        backend=backend,
+        image_energies=outcome.energies,
+        reaction_coordinate=[float(s) for s in coords],
+        tangential_forces=outcome.tangential_forces,
+        barrier=barrier.as_dict(),
+        Ea_eV=barrier.forward,
+        Ea_reverse_eV=barrier.reverse,
+        Ea_spline_eV=barrier.forward_spline,
+        Ea_reverse_spline_eV=barrier.reverse_spline,
+        n_images=n_images,
+        climbing_index=outcome.climbing_index,
+        fmax=outcome.fmax,
+        fmax_climbing=outcome.fmax_climbing,
+        converged=outcome.converged,
+        n_force_calls=outcome.n_force_calls,
+        n_steps=outcome.n_steps,
+        initial=initial_name,
+        final=final_name,
+        directory=str(directory.resolve()),
+        settings=settings.as_dict(),
+        meta=dict(meta or {}),
+        provenance=provenance(backend=backend),
+    )
+    doc.write(directory / RESULT_FILE)
+    return doc
