@@ -319,14 +319,44 @@ def _fixed(atoms: Atoms) -> set[int]:
     return out
 
 
-def check_endpoints(initial: Atoms, final: Atoms, *, max_other_displacement: float = 1.5) -> int:
+#: Elements of molecular ligands: free to relax differently between NEB endpoints.
+_MOLECULAR_ELEMENTS = frozenset({"H", "C", "N", "O", "Si"})
+
+
+def _ligand_atoms(atoms: Atoms) -> set[int]:
+    """Return ligand atom indices: recorded ligands plus every atom of a molecular element."""
+    found = {i for i, s in enumerate(atoms.get_chemical_symbols()) if s in _MOLECULAR_ELEMENTS}
+    for record in atoms.info.get("ligands", []) or []:
+        found.update(int(i) for i in record.get("indices", []))
+    return found
+
+
+def check_endpoints(
+    initial: Atoms,
+    final: Atoms,
+    *,
+    max_other_displacement: float = 1.5,
+    hopping_index: int | None = None,
+) -> int:
     """Check that two NEB endpoints correspond atom by atom; return the hopping atom.
 
     The endpoints must have the same length, the same elements in the same order, the same
-    cell and the same fixed atoms; exactly one atom (the hopping one) may be displaced by
-    more than ``max_other_displacement`` Å (minimum image), and it must move. The 1.5 Å
-    default lets separately relaxed endpoints through (tilts, ligand relaxation) while a
-    permuted atom order (same-species atoms are >= 2.5 Å apart) is caught.
+    cell and the same fixed atoms. Apart from the hopping atom, no atom of the inorganic
+    framework may be displaced by more than ``max_other_displacement`` Å (minimum image): the
+    1.5 Å default lets separately relaxed endpoints through (octahedral tilts) while a
+    permuted atom order (same-species framework atoms are >= 2.5 Å apart) is caught. Ligand
+    atoms (recorded in ``atoms.info["ligands"]`` or of a molecular element H, C, N, O, Si)
+    are exempt: flexible chains legitimately relax differently in the two endpoints.
+
+    Parameters
+    ----------
+    initial, final
+        The endpoints.
+    max_other_displacement
+        Largest allowed displacement of a framework atom other than the hopping one (Å).
+    hopping_index
+        The hopping atom if known; else ``initial.info["neb"]["hopping_index"]`` if recorded,
+        else the framework atom that moves most.
 
     Raises
     ------
@@ -351,13 +381,25 @@ def check_endpoints(initial: Atoms, final: Atoms, *, max_other_displacement: flo
         raise EndpointError("endpoints fix different atoms; the FixAtoms sets must be equal")
     disp, _ = find_mic(final.positions - initial.positions, initial.cell, initial.pbc)
     moved = np.linalg.norm(disp, axis=1)
-    big = np.flatnonzero(moved > max_other_displacement)
-    if len(big) > 1:
+    ligand = _ligand_atoms(initial)
+    framework = np.array([i not in ligand for i in range(len(initial))], dtype=bool)
+    if hopping_index is None:
+        recorded = (initial.info.get("neb") or {}).get("hopping_index")
+        if recorded is not None:
+            hopping_index = int(recorded)
+    if hopping_index is None:
+        candidates = np.where(framework, moved, -1.0)
+        k = int(np.argmax(candidates))
+    else:
+        k = int(hopping_index)
+        if not 0 <= k < len(initial):
+            raise EndpointError(f"hopping_index {k} is outside 0..{len(initial) - 1}")
+    big = [int(i) for i in np.flatnonzero(framework & (moved > max_other_displacement)) if i != k]
+    if big:
         raise EndpointError(
-            f"atoms {big.tolist()} move by more than {max_other_displacement} Å between the "
+            f"atoms {big} move by more than {max_other_displacement} Å between the "
             "endpoints; only the hopping atom may (the atom order probably differs)"
         )
-    k = int(np.argmax(moved))
     if moved[k] < 0.1:
         raise EndpointError("no atom moves between the endpoints; they are the same state")
     return k

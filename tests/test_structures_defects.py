@@ -190,3 +190,23 @@ def test_interpolate_band_idpp_tight(slab: Atoms) -> None:
     assert not np.allclose(linear[2].positions, band[2].positions)
     with pytest.raises(InputError, match=r"n_images=0"):
         interpolate_band(initial, final, 0)
+
+
+def test_relaxed_ligands_may_move_but_framework_may_not() -> None:
+    from pqdflow.structures.adsorption import build_passivated_surface
+
+    surface = build_passivated_surface(build_slab(x=3.0, termination="PbX2"), "control")
+    hop = enumerate_halide_hops(surface)[0]
+    initial, final = build_neb_endpoints(
+        surface, vacancy_index=hop.vacancy_index, hop_index=hop.hop_index
+    )
+    k = check_endpoints(initial, final)
+    ligand = [i for r in final.info["ligands"] for i in r["indices"]]
+    flopped = final.copy()
+    flopped.positions[ligand] += [2.0, 0.0, 0.0]  # chains relaxed into another conformation
+    assert check_endpoints(initial, flopped) == k
+    framework = [i for i in range(len(final)) if i not in ligand and i != k]
+    shifted = final.copy()
+    shifted.positions[framework[0]] += [2.0, 0.0, 0.0]
+    with pytest.raises(EndpointError, match=rf"atoms \[{framework[0]}\] move by more than"):
+        check_endpoints(initial, shifted)
