@@ -73,14 +73,17 @@ def atomic_write_json(path: str | Path, data: Any, *, indent: int = 2) -> None:
 
 
 def find_outputs(directory: str | Path) -> list[Path]:
-    """Return the calculation output files in ``directory`` and its image sub-folders."""
+    """Return every calculation output file in ``directory`` and all its sub-folders.
+
+    Sub-folders are searched at any depth (NEB images ``00 .. NN``, phonopy displacement
+    folders, engine calculation folders), so a forced rewrite never deletes outputs that sit
+    below the folder it replaces.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = [directory / name for name in OUTPUT_FILES if (directory / name).exists()]
-    for sub in sorted(p for p in directory.iterdir() if p.is_dir() and p.name.isdigit()):
-        found.extend(sub / name for name in OUTPUT_FILES if (sub / name).exists())
-    return found
+    names = set(OUTPUT_FILES)
+    return sorted(p for p in directory.rglob("*") if p.name in names and p.is_file())
 
 
 def guard_outputs(directory: str | Path, *, force: bool = False) -> None:
