@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ase import Atoms
+from ase.data import chemical_symbols
 from ase.formula import Formula
 
 from pqdflow.errors import InputError
@@ -192,10 +193,14 @@ def composition_of(value: Composition) -> dict[str, float]:
         return counts
     if isinstance(value, str):
         try:
-            return {k: float(v) for k, v in Formula(value).count().items()}
+            out = {k: float(v) for k, v in Formula(value).count().items()}
         except ValueError as exc:
             raise InputError(f"cannot parse chemical formula {value!r}: {exc}") from exc
-    out = {str(k): float(v) for k, v in value.items()}
+    else:
+        out = {str(k): float(v) for k, v in value.items()}
+    unknown = sorted(k for k in out if k not in chemical_symbols[1:])
+    if unknown:
+        raise InputError(f"unknown element symbol(s) {unknown} in composition {value!r}")
     negative = {k: v for k, v in out.items() if v < 0}
     if negative:
         raise InputError(f"composition counts must be >= 0, got {negative}")

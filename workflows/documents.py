@@ -271,6 +271,8 @@ class StudyResults(_Doc):
         ``Ea_reverse_eV``).
     calculations
         One :class:`RelaxDoc` dict per relaxed structure.
+    failed
+        Paths that could not be computed: ``{"name", "kind", "error"}`` (retried on rerun).
     wall_time_s
         Wall time of the run that completed the study (s).
     """
@@ -280,6 +282,7 @@ class StudyResults(_Doc):
     binding: list[dict[str, Any]] = field(default_factory=list)
     neb: list[dict[str, Any]] = field(default_factory=list)
     calculations: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
     wall_time_s: float = 0.0
     provenance: dict[str, Any] = field(default_factory=dict)
     doc_type: str = "StudyResults"

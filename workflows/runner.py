@@ -29,7 +29,7 @@ from ase.io import read
 from tqdm import tqdm
 
 from pqdflow.analysis.binding import balance_exchange, binding_energy, composition_of
-from pqdflow.errors import InputError, OverwriteError, ParseError, StudyError
+from pqdflow.errors import CalculationFailed, InputError, OverwriteError, ParseError, StudyError
 from pqdflow.fileio import atomic_write_text
 from pqdflow.provenance import provenance
 from pqdflow.workflows.backends import Backend
@@ -245,6 +245,8 @@ def format_table(results: StudyResults) -> str:
                 f"{n['path']:<22} {n['label']:<9} {n['Ea_eV']:>8.3f} "
                 f"{n['Ea_reverse_eV']:>11.3f}  {n['converged']}"
             )
+    for fail in results.failed:
+        lines.append(f"FAILED {fail['kind']} {fail['name']}: {fail['error']}")
     lines.append(
         f"(backend: {results.backend}"
         + ("; mock numbers are plumbing, not physics)" if results.backend == "mock" else ")")
@@ -387,6 +389,7 @@ def run_study(
     start = time.perf_counter()
     docs: dict[str, RelaxDoc] = {}
     nebs: list[NebDoc] = []
+    failed: list[dict[str, str]] = []
     total = len(plan.calculations) + len(plan.nebs)
     with tqdm(
         total=total, file=sys.stderr, disable=not progress, unit="calc", desc=plan.name
@@ -397,15 +400,20 @@ def run_study(
             bar.update()
         for neb_spec in plan.nebs:
             bar.set_postfix_str(neb_spec.name)
-            nebs.append(
-                run_neb(
-                    neb_spec,
-                    docs[neb_spec.initial],
-                    docs[neb_spec.final],
-                    backend,
-                    out / "neb" / neb_spec.name,
+            try:
+                nebs.append(
+                    run_neb(
+                        neb_spec,
+                        docs[neb_spec.initial],
+                        docs[neb_spec.final],
+                        backend,
+                        out / "neb" / neb_spec.name,
+                    )
                 )
-            )
+            except (CalculationFailed, InputError) as exc:
+                # one bad path (e.g. endpoints that relaxed apart) must not sink the study;
+                # it is reported, and retried by the next run
+                failed.append({"name": neb_spec.name, "kind": "neb", "error": str(exc)})
             bar.update()
     bindings = [compute_binding(b, docs, definition=definition) for b in plan.bindings]
     results = StudyResults(
@@ -414,6 +422,7 @@ def run_study(
         binding=[b.as_dict() for b in bindings],
         neb=[n.as_dict() for n in nebs],
         calculations=[d.as_dict() for d in docs.values()],
+        failed=failed,
         wall_time_s=round(time.perf_counter() - start, 3),
         provenance=provenance(backend=backend.describe(), study_meta=plan.meta),
     )

@@ -12,6 +12,7 @@ check of the plumbing whose numbers are not physics. Interrupted and rerun with 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,4 +73,8 @@ def run(args: argparse.Namespace) -> int:
         plots=not args.no_plots,
     )
     print(f"results: {Path(args.out) / 'results.json'} ({results.wall_time_s:.1f} s)")
+    if results.failed:
+        names = ", ".join(f["name"] for f in results.failed)
+        print(f"pqdflow run: {len(results.failed)} calculation(s) failed: {names}", file=sys.stderr)
+        return 1
     return 0

@@ -1,0 +1,213 @@
+"""NEB: the V_Br hop in bulk CsPbBr3 converges (mock), recipe details, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import read
+from ase.mep.neb import NEB, interpolate
+from ase.optimize import FIRE
+
+from pqdflow.errors import EndpointError, InputError
+from pqdflow.workflows.backends import AseBackend, get_backend
+from pqdflow.workflows.calculators import CountingCalculator, MockPairCalculator
+from pqdflow.workflows.documents import NebDoc
+from pqdflow.workflows.neb import NebSettings, TieredNEB, interpolate_images, optimize_band
+
+
+def vbr_host(a: float, seed: int = 0) -> Atoms:
+    h = a / 2
+    unit = Atoms(
+        "CsPbBr3",
+        positions=[(h, h, h), (0, 0, 0), (h, 0, 0), (0, h, 0), (0, 0, h)],
+        cell=np.eye(3) * a,
+        pbc=True,
+    )
+    host = unit.repeat((2, 2, 2))
+    host.rattle(0.03, seed=seed)
+    return host
+
+
+def vbr_endpoints(a: float, seed: int = 0) -> tuple[Atoms, Atoms]:
+    """A Br vacancy at the first Br and its nearest Br hopping into it (same atom order)."""
+    host = vbr_host(a, seed)
+    br = [i for i, s in enumerate(host.get_chemical_symbols()) if s == "Br"]
+    vacancy = br[0]
+    d = host.get_distances(vacancy, br, mic=True)
+    hop = br[int(np.argmin(np.where(d > 0.1, d, np.inf)))]
+    vec = host.get_distance(hop, vacancy, mic=True, vector=True)
+    initial = host.copy()
+    del initial[vacancy]
+    final = initial.copy()
+    final.positions[hop - (hop > vacancy)] += vec
+    return initial, final
+
+
+@pytest.fixture(scope="module")
+def relaxed_mock_endpoints(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[AseBackend, Atoms, Atoms, float, float]:
+    backend = get_backend("mock")
+    root = tmp_path_factory.mktemp("endpoints")
+    initial, final = vbr_endpoints(5.945)
+    d_i = backend.relax(initial, root / "i", name="i", kind="bulk", tight=True)
+    d_f = backend.relax(final, root / "f", name="f", kind="bulk", tight=True)
+    assert d_i.converged
+    assert d_f.converged
+    ini = read(d_i.structure_file(), format="extxyz")
+    fin = read(d_f.structure_file(), format="extxyz")
+    return backend, ini, fin, d_i.energy, d_f.energy
+
+
+def test_bulk_vbr_neb_converges_with_mock(
+    relaxed_mock_endpoints: tuple[AseBackend, Atoms, Atoms, float, float], tmp_path: Path
+) -> None:
+    backend, ini, fin, e_i, e_f = relaxed_mock_endpoints
+    doc = backend.neb(
+        ini,
+        fin,
+        tmp_path / "neb",
+        path="neb-bulk",
+        label="bulk",
+        n_images=5,
+        e_initial=e_i,
+        e_final=e_f,
+        initial_name="i",
+        final_name="f",
+    )
+    settings = NebSettings()
+    assert doc.converged
+    assert doc.fmax <= settings.fmax
+    assert doc.fmax_climbing <= settings.climb_fmax
+    assert doc.backend == "mock"
+    energies = np.array(doc.image_energies)
+    assert len(energies) == 7
+    assert energies[0] == e_i  # endpoint energies kept, never recomputed
+    assert energies[-1] == e_f
+    assert doc.climbing_index == int(np.argmax(energies))
+    assert doc.Ea_eV == pytest.approx(energies.max() - e_i)
+    assert doc.Ea_eV - doc.Ea_reverse_eV == pytest.approx(e_f - e_i)
+    assert doc.Ea_eV > 0.1
+    assert doc.Ea_spline_eV >= doc.Ea_eV - 1e-9
+    assert doc.n_force_calls > 0
+    # path length (all atoms, Å) at least the ~a/sqrt(2) = 4.2 Å straight hop
+    assert 4.0 < doc.reaction_coordinate[-1] < 7.0
+    assert np.all(np.diff(doc.reaction_coordinate) > 0)
+    assert NebDoc.read(tmp_path / "neb" / "result.json") == doc
+    band = read(tmp_path / "neb" / "band.extxyz", index=":", format="extxyz")
+    assert len(band) == 7
+
+
+def test_recipe_beats_ase_plain_and_matches_tight_reference(
+    relaxed_mock_endpoints: tuple[AseBackend, Atoms, Atoms, float, float],
+) -> None:
+    _, ini, fin, e_i, e_f = relaxed_mock_endpoints
+
+    def fire_band(images: list[Atoms], fmax: float) -> tuple[int, float]:
+        for image, energy in ((images[0], e_i), (images[-1], e_f)):
+            image.calc = SinglePointCalculator(
+                image, energy=energy, forces=np.zeros((len(image), 3))
+            )
+        calcs = [CountingCalculator(MockPairCalculator()) for _ in images[1:-1]]
+        for image, calc in zip(images[1:-1], calcs, strict=True):
+            image.calc = calc
+        neb = NEB(images, climb=True, method="improvedtangent")
+        FIRE(neb, logfile=None).run(fmax=fmax, steps=3000)
+        return sum(c.n_calls for c in calcs), float(max(neb.energies) - e_i)
+
+    linear = [ini.copy() for _ in range(6)] + [fin.copy()]
+    interpolate(linear, mic=True, apply_constraint=False)
+    ase_calls, _ = fire_band(linear, 0.05)
+    _, reference = fire_band(interpolate_images(ini, fin, 5), 0.01)
+    images = interpolate_images(ini, fin, 5)
+    out = optimize_band(
+        images, [MockPairCalculator() for _ in range(5)], NebSettings(), e_initial=e_i, e_final=e_f
+    )
+    assert out.converged
+    assert out.n_force_calls < ase_calls
+    assert max(out.energies) - e_i == pytest.approx(reference, abs=0.01)
+
+
+def test_idpp_start_differs_from_linear_and_keeps_endpoints() -> None:
+    ini, fin = vbr_endpoints(5.945)
+    idpp = interpolate_images(ini, fin, 5, method="idpp")
+    linear = interpolate_images(ini, fin, 5, method="linear")
+    assert len(idpp) == 7
+    np.testing.assert_allclose(idpp[0].positions, ini.positions)
+    np.testing.assert_allclose(idpp[-1].positions, fin.positions)
+    assert np.abs(idpp[3].positions - linear[3].positions).max() > 0.05
+
+
+def test_mismatched_endpoints_are_rejected() -> None:
+    ini, fin = vbr_endpoints(5.945)
+    with pytest.raises(EndpointError):
+        interpolate_images(ini, fin[:-1], 5)
+    with pytest.raises(InputError, match="n_images"):
+        interpolate_images(ini, fin, 0)
+
+
+def test_tiered_neb_freezes_converged_images_but_not_the_climbing_one() -> None:
+    ini, fin = vbr_endpoints(5.945)
+    images = interpolate_images(ini, fin, 3)
+    for image in (images[0], images[-1]):
+        image.calc = SinglePointCalculator(image, energy=0.0, forces=np.zeros((len(image), 3)))
+    for image in images[1:-1]:
+        image.calc = MockPairCalculator()
+    neb = TieredNEB(images, climb=True, fmax=1e3, climb_fmax=1e-6)
+    forces = neb.get_forces().reshape(3, len(ini), 3)
+    climbing = neb.imax - 1
+    frozen = [k for k in range(3) if k != climbing]
+    assert np.all(forces[frozen] == 0.0)
+    assert np.abs(forces[climbing]).max() > 0
+    before = [image.positions.copy() for image in images[1:-1]]
+    neb.set_positions(neb.get_positions() + 0.01)
+    for k in range(3):
+        moved = not np.allclose(images[k + 1].positions, before[k])
+        assert moved == (k == climbing)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"optimizer": "ode"}, "loose_optimizer only"),
+        ({"fmax": -0.05}, "fmax"),
+        ({"loose_optimizer": "adam"}, "adam"),
+        ({"interpolation": "spline"}, "spline"),
+        ({"max_steps": 0}, "max_steps"),
+    ],
+)
+def test_bad_neb_settings(kwargs: dict, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        NebSettings(**kwargs)
+
+
+@pytest.mark.mlip
+@pytest.mark.slow
+def test_chgnet_vbr_barrier_is_positive_and_below_one_ev(tmp_path: Path) -> None:
+    pytest.importorskip("chgnet")
+    backend = get_backend("chgnet")
+    bulk = backend.relax(
+        vbr_host(5.9, seed=0)[:5], tmp_path / "unit", name="unit", kind="bulk", relax_cell=True
+    )
+    a = float(np.mean(np.linalg.norm(bulk.cell, axis=1)))
+    ini, fin = vbr_endpoints(a, seed=0)
+    d_i = backend.relax(ini, tmp_path / "i", name="i", kind="bulk", tight=True)
+    d_f = backend.relax(fin, tmp_path / "f", name="f", kind="bulk", tight=True)
+    doc = backend.neb(
+        read(d_i.structure_file()),
+        read(d_f.structure_file()),
+        tmp_path / "neb",
+        path="neb-bulk",
+        label="bulk",
+        n_images=5,
+        e_initial=d_i.energy,
+        e_final=d_f.energy,
+        initial_name="i",
+        final_name="f",
+    )
+    assert 0.0 < doc.Ea_eV < 1.0
+    assert doc.fmax_climbing <= 0.011

@@ -1,0 +1,131 @@
+"""Relaxations: criterion, fixed atoms, trajectory, document, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import molecule
+from ase.constraints import FixAtoms
+from ase.io import read
+
+from pqdflow.errors import InputError
+from pqdflow.workflows.calculators import MockPairCalculator
+from pqdflow.workflows.documents import RelaxDoc
+from pqdflow.workflows.relax import relax_structure
+
+
+def slab() -> Atoms:
+    h = 5.95 / 2
+    unit = Atoms(
+        "CsPbBr3",
+        positions=[(h, h, h), (0, 0, 0), (h, 0, 0), (0, h, 0), (0, 0, h)],
+        cell=np.eye(3) * 5.95,
+        pbc=True,
+    )
+    atoms = unit.repeat((2, 2, 2))
+    atoms.center(vacuum=8.0, axis=2)
+    atoms.pbc = (True, True, True)
+    atoms.rattle(0.08, seed=3)
+    z = atoms.positions[:, 2]
+    atoms.set_constraint(FixAtoms(mask=z < z.min() + 1.0))
+    return atoms
+
+
+def test_relaxes_to_criterion_and_respects_fixed_atoms(tmp_path: Path) -> None:
+    atoms = slab()
+    fixed = atoms.constraints[0].get_indices()
+    start = atoms.positions.copy()
+    doc = relax_structure(
+        atoms, MockPairCalculator(), tmp_path / "s", name="s", backend="mock", fmax=0.02
+    )
+    assert doc.converged
+    assert doc.fmax < 0.02
+    assert np.array_equal(atoms.positions, start)  # input not modified
+    final = read(doc.structure_file(), format="extxyz")
+    np.testing.assert_allclose(final.positions[fixed], start[fixed], atol=1e-6)  # extxyz digits
+    moved = np.linalg.norm(final.positions - start, axis=1)
+    assert moved.max() > 0.01
+    free_forces = np.linalg.norm(final.get_forces(), axis=1)
+    assert free_forces[fixed].max() == 0.0  # constraint kept in the file
+    trajectory = read(tmp_path / "s" / doc.trajectory_path, index=":", format="extxyz")
+    assert len(trajectory) == doc.n_steps + 1
+    energies = [frame.get_potential_energy() for frame in trajectory]
+    assert energies[-1] < energies[0]
+    assert energies[-1] == pytest.approx(doc.energy)
+    assert doc.n_force_calls >= doc.n_steps
+
+
+def test_document_round_trip(tmp_path: Path) -> None:
+    mol = molecule("CH3OH")
+    mol.center(vacuum=5.0)
+    doc = relax_structure(
+        mol,
+        MockPairCalculator(),
+        tmp_path / "m",
+        name="m",
+        backend="mock",
+        kind="molecule",
+        formula_units=2,
+        meta={"note": "x"},
+    )
+    data = json.loads((tmp_path / "m" / "result.json").read_text())
+    assert data["doc_type"] == "RelaxDoc"
+    assert data["backend"] == "mock"
+    again = RelaxDoc.read(tmp_path / "m" / "result.json")
+    assert again == doc
+    assert again.energy_per_formula_unit == pytest.approx(doc.energy / 2)
+    assert again.formula == "CH4O"
+
+
+def test_step_limit_gives_unconverged_document(tmp_path: Path) -> None:
+    doc = relax_structure(
+        slab(), MockPairCalculator(), tmp_path / "s", name="s", backend="mock", max_steps=2
+    )
+    assert not doc.converged
+    assert doc.n_steps == 2
+    assert doc.fmax > 0.02
+
+
+def test_cell_relaxation(tmp_path: Path) -> None:
+    h = 6.3 / 2
+    atoms = Atoms(
+        "CsPbBr3",
+        positions=[(h, h, h), (0, 0, 0), (h, 0, 0), (0, h, 0), (0, 0, h)],
+        cell=np.eye(3) * 6.3,
+        pbc=True,
+    )
+    doc = relax_structure(
+        atoms, MockPairCalculator(), tmp_path / "b", name="b", backend="mock", relax_cell=True
+    )
+    assert doc.converged
+    assert np.linalg.norm(doc.cell[0]) < 6.1  # the mock's minimum is near 5.95 Å
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"optimizer": "newton"}, "newton"),
+        ({"fmax": 0.0}, "fmax"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"formula_units": 0}, "formula_units"),
+    ],
+)
+def test_bad_input_raises_before_writing(tmp_path: Path, kwargs: dict, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        relax_structure(
+            slab(), MockPairCalculator(), tmp_path / "x", name="x", backend="mock", **kwargs
+        )
+    assert not (tmp_path / "x").exists()
+
+
+def test_cell_relaxation_needs_a_periodic_structure(tmp_path: Path) -> None:
+    mol = molecule("H2O")
+    with pytest.raises(InputError, match="3D-periodic"):
+        relax_structure(
+            mol, MockPairCalculator(), tmp_path / "x", name="w", backend="mock", relax_cell=True
+        )
+    assert not (tmp_path / "x").exists()

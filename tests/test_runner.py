@@ -1,0 +1,212 @@
+"""run_study on a small hand-made plan (mock): outputs, tables, restart without recompute."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import molecule
+from ase.constraints import FixAtoms
+
+from pqdflow.errors import InputError, OverwriteError, StudyError
+from pqdflow.workflows.backends import AseBackend, get_backend
+from pqdflow.workflows.documents import RelaxDoc, StudyResults
+from pqdflow.workflows.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
+from pqdflow.workflows.runner import compute_binding, format_table, relax_calculation, run_study
+
+A = 5.945
+
+
+def unit() -> Atoms:
+    h = A / 2
+    return Atoms(
+        "CsPbBr3",
+        positions=[(h, h, h), (0, 0, 0), (h, 0, 0), (0, h, 0), (0, 0, h)],
+        cell=np.eye(3) * A,
+        pbc=True,
+    )
+
+
+def small_plan() -> StudyPlan:
+    slab = unit().repeat((2, 2, 1))
+    slab.center(vacuum=7.0, axis=2)
+    slab.set_constraint(FixAtoms(indices=[i for i, a in enumerate(slab) if a.symbol == "Pb"]))
+    top_cs = next(i for i, a in enumerate(slab) if a.symbol == "Cs")
+    # methylammonium in place of a surface Cs: slab + CH3NH3Br -> adsorbed + CsBr
+    ma = molecule("H3CNH2") + Atoms("H", positions=[(1.0, -1.06, 0.0)])
+    ma.translate(slab.positions[top_cs] - ma.positions[1] + np.array([0.0, 0.0, 0.3]))
+    adsorbed = slab.copy()
+    del adsorbed[top_cs]
+    adsorbed += ma
+    pair = molecule("H3CNH2") + Atoms("HBr", positions=[(1.0, -1.06, 0.0), (3.1, -1.8, 0.0)])
+    pair.center(vacuum=5.0)
+    csbr = Atoms("CsBr", positions=[(0, 0, 0), (2.1, 2.1, 2.1)], cell=np.eye(3) * 4.2, pbc=True)
+    host = unit().repeat((2, 2, 2))
+    host.rattle(0.03, seed=1)
+    initial = host.copy()
+    del initial[2]  # the first Br
+    final = initial.copy()
+    hop = 2  # host index 3 (Br at (0, h, 0)) moves onto the vacancy at (h, 0, 0)
+    final.positions[hop] += host.get_distance(3, 2, mic=True, vector=True)
+    return StudyPlan(
+        name="small",
+        calculations=[
+            CalcSpec("slab", "slab", slab),
+            CalcSpec("ads-MA", "adsorbed", adsorbed),
+            CalcSpec("ligand-MABr", "molecule", pair, role="ligand_reference"),
+            CalcSpec("ref-CsBr", "bulk", csbr, relax_cell=True, role="reference"),
+            CalcSpec("neb-i", "bulk", initial, role="neb_initial", formula_units=8),
+            CalcSpec("neb-f", "bulk", final, role="neb_final", formula_units=8),
+        ],
+        bindings=[
+            BindingSpec(
+                "binding-MA",
+                "MA",
+                "A_pocket",
+                "ads-MA",
+                "slab",
+                {"ligand-MABr": 1.0},
+                {"ref-CsBr": 1.0},
+            )
+        ],
+        nebs=[NebSpec("neb-bulk", "bulk", "neb-i", "neb-f", n_images=3, hopping_index=hop)],
+    )
+
+
+class CountingBackend(AseBackend):
+    """The mock backend, counting calls and optionally failing after some relaxations."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        mock = get_backend("mock", max_steps=300)
+        super().__init__("mock", mock.calculator_factory, mock.settings)
+        self.relaxed: list[str] = []
+        self.nebs: list[str] = []
+        self.fail_after = fail_after
+
+    def relax(self, atoms: Atoms, directory: Path, **kwargs: Any) -> RelaxDoc:
+        if self.fail_after is not None and len(self.relaxed) >= self.fail_after:
+            raise KeyboardInterrupt("simulated kill")
+        self.relaxed.append(kwargs["name"])
+        return super().relax(atoms, directory, **kwargs)
+
+    def neb(self, *args: Any, **kwargs: Any) -> Any:
+        self.nebs.append(kwargs["path"])
+        return super().neb(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def finished(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, StudyResults, CountingBackend]:
+    out = tmp_path_factory.mktemp("study")
+    interrupted = CountingBackend(fail_after=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(small_plan(), interrupted, out, progress=False, echo=False)
+    assert interrupted.relaxed == ["slab", "ads-MA", "ligand-MABr"]
+    assert not (out / "results.json").exists()
+    resumed = CountingBackend()
+    results = run_study(small_plan(), resumed, out, progress=False, echo=False)
+    return out, results, resumed
+
+
+def test_restart_does_not_recompute_finished_calculations(
+    finished: tuple[Path, StudyResults, CountingBackend],
+) -> None:
+    out, results, resumed = finished
+    assert resumed.relaxed == ["ref-CsBr", "neb-i", "neb-f"]  # the first three were done
+    assert resumed.nebs == ["neb-bulk"]
+    again = CountingBackend()
+    rerun = run_study(small_plan(), again, out, progress=False, echo=False, plots=False)
+    assert again.relaxed == []
+    assert again.nebs == []
+    assert rerun.binding == results.binding
+    assert rerun.neb == results.neb
+
+
+def test_results_files(finished: tuple[Path, StudyResults, CountingBackend]) -> None:
+    out, results, _ = finished
+    data = json.loads((out / "results.json").read_text())
+    assert data["backend"] == "mock"
+    (binding,) = data["binding"]
+    assert binding["ligand"] == "MA"
+    assert np.isfinite(binding["E_b_eV"])
+    assert binding["definition"] == "exchange"
+    assert binding["balanced"] is True
+    assert "E_b = E(adsorbed)" in binding["definition_text"]
+    (neb,) = data["neb"]
+    assert neb["path"] == "neb-bulk"
+    assert neb["Ea_eV"] > 0
+    assert neb["Ea_eV"] - neb["Ea_reverse_eV"] == pytest.approx(
+        neb["image_energies"][-1] - neb["image_energies"][0]
+    )
+    stored = StudyResults.read(out / "results.json")
+    assert (stored.binding, stored.neb, stored.study) == (results.binding, results.neb, "small")
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
+    assert [r["type"] for r in rows] == ["binding", "neb"]
+    assert float(rows[0]["E_b_eV"]) == pytest.approx(binding["E_b_eV"], abs=1e-6)
+    assert (out / "binding_energies.png").stat().st_size > 1000
+    assert (out / "neb_profiles.png").stat().st_size > 1000
+    # NEB endpoints relaxed with the tight criterion, others with fmax 0.02
+    docs = {d["name"]: d for d in data["calculations"]}
+    assert docs["neb-i"]["settings"]["fmax"] == 0.005
+    assert docs["slab"]["settings"]["fmax"] == 0.02
+
+
+def test_binding_energy_matches_the_documents(
+    finished: tuple[Path, StudyResults, CountingBackend],
+) -> None:
+    _, results, _ = finished
+    docs = {d["name"]: RelaxDoc.from_dict(d) for d in results.calculations}
+    expected = (
+        docs["ads-MA"].energy
+        + docs["ref-CsBr"].energy / docs["ref-CsBr"].formula_units
+        - docs["slab"].energy
+        - docs["ligand-MABr"].energy
+    )
+    assert results.binding[0]["E_b_eV"] == pytest.approx(expected)
+    interaction = compute_binding(small_plan().bindings[0], docs, definition="interaction")
+    assert interaction.E_b_eV == pytest.approx(expected - docs["ref-CsBr"].energy)
+    assert interaction.balanced is False
+
+
+def test_table_lists_binding_and_neb(finished: tuple[Path, StudyResults, CountingBackend]) -> None:
+    _, results, _ = finished
+    table = format_table(results)
+    assert "MA" in table
+    assert "neb-bulk" in table
+    assert "not physics" in table
+
+
+def test_unbalanced_reaction_is_an_error(
+    finished: tuple[Path, StudyResults, CountingBackend],
+) -> None:
+    _, results, _ = finished
+    docs = {d["name"]: RelaxDoc.from_dict(d) for d in results.calculations}
+    spec = BindingSpec("bad", "MA", "A_pocket", "ads-MA", "slab", {"ligand-MABr": 1.0})
+    with pytest.raises(InputError, match="Cs"):
+        compute_binding(spec, docs)
+
+
+def test_result_of_another_backend_is_not_reused(
+    finished: tuple[Path, StudyResults, CountingBackend],
+) -> None:
+    out, _, _ = finished
+    spec = small_plan().calculations[0]
+    other = AseBackend("other", get_backend("mock").calculator_factory)
+    with pytest.raises(OverwriteError, match="'mock'"):
+        relax_calculation(spec, other, out / "calcs" / spec.name)
+
+
+def test_empty_study_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StudyError, match="no calculations"):
+        StudyPlan(name="empty", calculations=[])
+    plan = small_plan()
+    plan.calculations, plan.nebs, plan.bindings = [], [], []
+    with pytest.raises(StudyError, match="no calculations"):
+        run_study(plan, get_backend("mock"), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
