@@ -259,22 +259,24 @@ def parse_neb(
         notes.append(f"no energy for images {missing}: no barrier")
     else:
         coords = None
-        if all(g is not None for g in band_g):
-            coords = path_coordinates([g[1] for g in band_g], band_g[0][0])  # type: ignore[index]
+        known_g = [g for g in band_g if g is not None]
+        if len(known_g) == len(band_g):
+            coords = path_coordinates([g[1] for g in known_g], known_g[0][0])
             if np.any(np.diff(coords) <= 0):
                 coords = None
                 notes.append(
                     "images do not advance along the path: unit reaction-coordinate steps used"
                 )
-        forces_ok = all(t is not None and np.isfinite(t) for t in band_t) and coords is not None
+        known_t = [t for t in band_t if t is not None and np.isfinite(t)]
+        forces_ok = len(known_t) == len(band_t) and coords is not None
         barrier = neb_barrier(
             band_e,
             coords,
-            band_t if forces_ok else None,
+            known_t if forces_ok else None,
             reference=reference,
             climbing_index=None if climbing is None else climbing - offset,
         ).as_dict()
-    statuses = [d.status for d in image_docs]
+    statuses: list[str] = [d.status for d in image_docs]
     status: Literal["ok", "unconverged", "incomplete"] = "ok"
     if any(e is None for e in energies):
         status = "incomplete"

@@ -256,7 +256,7 @@ def _entries_for_x(
     hosts.append(("bulk", bulk_host, (bulk_hop.vacancy_index, bulk_hop.hop_index), None))
     for label, (surf, term_of) in surfaces.items():
         hosts.append((label, surf, _surface_hop(surf), term_of))
-    for label, host, (v, h), term in hosts:
+    for label, host, (v, h), host_term in hosts:
         initial, final = build_neb_endpoints(host, vacancy_index=v, hop_index=h, rattle=rattle)
         lig_names = [r["name"] for r in host.info.get("ligands", [])]
         meta = dict(initial.info["neb"], label=label, n_images=default_n_images(initial, final))
@@ -268,7 +268,7 @@ def _entries_for_x(
                     "neb_initial" if role == "initial" else "neb_final",
                     atoms,
                     lig_names,
-                    term,
+                    host_term,
                     x,
                     meta=dict(meta),
                 )

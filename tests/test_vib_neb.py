@@ -234,6 +234,14 @@ def test_vasp_route_for_a_hop_matches_the_local_route(
         mock_neb, MockPairCalculator(), indices=subset, temperature_K=330.0
     )
     assert vasp.backend == "vasp"
+    # the manifest's hop atom, hop length and tangent reach hop_vibrations unchanged
+    assert vasp.hop_index == local.hop_index == hop
+    assert vasp.hop_length_A == pytest.approx(local.hop_length_A, abs=1e-9)
+    assert vasp.saddle_mode_tangent_overlap == pytest.approx(
+        local.saddle_mode_tangent_overlap, abs=1e-4
+    )
+    assert vasp.is_first_order_saddle
+    assert vasp.temperature_K == 330.0
     assert vasp.frequencies_saddle_THz == pytest.approx(local.frequencies_saddle_THz, abs=1e-4)
     assert vasp.prefactor_THz == pytest.approx(local.prefactor_THz, rel=1e-4)
     assert vasp.Ea_eV == pytest.approx(local.Ea_eV, abs=1e-6)

@@ -602,7 +602,12 @@ def run_plan_on_launchpad(
 
     # Every calculation folder now holds its result.json: the engine's run_study reads them
     # (never computes: the backend below refuses to) and writes results.json/.csv and plots.
-    names = {d.get("backend") for kind in ("relax", "neb") for d in docs[kind]} - {None}
+    names: set[str] = {
+        d["backend"]
+        for kind in ("relax", "neb")
+        for d in docs[kind]
+        if d.get("backend") is not None
+    }
     recorded = _RecordedResults(
         names.pop() if len(names) == 1 else backend_name, dict(backend_options or {})
     )

@@ -1,7 +1,7 @@
 """Vibrational analysis as workflow steps: VASP displacement folders and NEB run folders.
 
 Two routes give the same :class:`~pqdflow.analysis.vibrations.VibrationalDoc` /
-:class:`~pqdflow.analysis.vibrations.HopVibDoc`:
+:class:`~pqdflow.analysis.rates.HopVibDoc`:
 
 * **Local** (:func:`neb_folder_vibrations`): read an NEB folder written by the engine
   (``result.json`` = ``NebDoc``, ``band.extxyz``) and compute the three partial Hessians
@@ -32,18 +32,15 @@ from ase.geometry import find_mic
 from ase.io import read
 from phonopy.interface.vasp import parse_set_of_forces, read_vasp
 
+from pqdflow.analysis.rates import HopVibDoc, hop_geometry, hop_vibrations, neb_vibrations
 from pqdflow.analysis.vibrations import (
     DEFAULT_DISPLACEMENT_A,
     DEFAULT_SHELL_CUTOFF_A,
     NOISE_TOLERANCE_THZ,
-    HopVibDoc,
     VibrationalDoc,
     default_neb_subset,
     displacement_dataset,
-    hop_geometry,
-    hop_vibrations,
     modes_from_forces,
-    neb_vibrations,
 )
 from pqdflow.errors import InputError, OverwriteError, ParseError, VibrationalError
 from pqdflow.fileio import OUTPUT_FILES, atomic_directory, move_outputs_aside
@@ -319,7 +316,7 @@ def neb_folder_vibrations(
 
     ``hop_index`` defaults to ``meta["hopping_index"]`` of the NebDoc, else to the atom
     that moves furthest; the climbing image is the NebDoc's. ``options`` go to
-    :func:`~pqdflow.analysis.vibrations.neb_vibrations`.
+    :func:`~pqdflow.analysis.rates.neb_vibrations`.
 
     Raises
     ------
@@ -365,7 +362,7 @@ def write_hop_vib_inputs(
     """Write ``initial/``, ``saddle/`` and ``final/`` displacement sets of one hop (dry run).
 
     The hop (migrating atom, saddle image, tangent, hop length) is located as in
-    :func:`~pqdflow.analysis.vibrations.hop_geometry` and stored in ``hop_manifest.json``.
+    :func:`~pqdflow.analysis.rates.hop_geometry` and stored in ``hop_manifest.json``.
 
     Raises
     ------
@@ -402,17 +399,21 @@ def write_hop_vib_inputs(
 def read_hop_vib_outputs(directory: str | Path, **options: Any) -> HopVibDoc:
     """Parse a :func:`write_hop_vib_inputs` folder after VASP ran into a ``HopVibDoc``.
 
-    ``options`` go to :func:`~pqdflow.analysis.vibrations.hop_vibrations`
+    ``options`` go to :func:`~pqdflow.analysis.rates.hop_vibrations`
     (``temperature_K``, ``barrier_eV``, ...); the barrier defaults to the VASP energy
     difference saddle - initial of the two ``ref`` single points.
     """
     directory = Path(directory)
     man = _load_json(directory / HOP_MANIFEST, "HopManifest")
-    docs = [read_vib_outputs(directory / name) for name in ("initial", "saddle", "final")]
+    initial, saddle, final = (
+        read_vib_outputs(directory / name) for name in ("initial", "saddle", "final")
+    )
     options.setdefault("label", man["label"])
     options.setdefault("backend", "vasp")
     return hop_vibrations(
-        *docs,
+        initial,
+        saddle,
+        final,
         np.asarray(man["tangent"], float),
         hop_index=man["hop_index"],
         hop_length_A=man["hop_length_A"],

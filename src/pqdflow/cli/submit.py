@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give --launchpad FILE (MongoDB) or --out DIR (embedded launchpad)")
     study = load_study(args.study)  # a bad study file fails before any launchpad is touched
     root = args.root if args.root is not None else (args.out if args.launchpad is None else None)
+    store: Path | None
     if args.launchpad is None:
         store = embedded_store_path(args.out)
         target = str(store)

@@ -17,11 +17,10 @@ from typing import Any
 
 from ase.io import read
 
+from pqdflow.analysis.rates import HopVibDoc, neb_vibrations
 from pqdflow.analysis.vibrations import (
     DEFAULT_DISPLACEMENT_A,
     DEFAULT_SHELL_CUTOFF_A,
-    HopVibDoc,
-    neb_vibrations,
     plot_vibrational_spectrum,
 )
 from pqdflow.errors import InputError, ParseError
