@@ -204,7 +204,7 @@ class AseBackend:
             fmax=s.endpoint_fmax if tight else s.fmax,
             relax_cell=relax_cell,
             max_steps=s.max_steps,
-            optimizer=s.optimizer,  # type: ignore[arg-type]
+            optimizer=s.optimizer,
             settings={"tight": tight, "calculator": dict(s.calculator)},
             meta=meta,
         )

@@ -8,34 +8,39 @@ Functional form
 ---------------
 Every element is given a *role* (``cation`` for metals, ``anion`` for halogens,
 ``covalent`` for everything else: H, B, C, N, O, Si, P, S, ...) and two radii. Each pair
-``(i, j)`` contributes up to two shifted-force Morse-type terms
+``(i, j)`` contributes up to three switched Morse-type terms
 
 .. math::
 
-    V(r) = D\\,[e^{-2\\alpha(r-r_0)} - 2c\\,e^{-\\alpha(r-r_0)}],\\qquad
-    V_{sf}(r) = V(r) - V(r_c) - (r - r_c)\\,V'(r_c)\\quad (r < r_c),
+    V(r) = D\,[e^{-2\alpha(r-r_0)} - 2c\,e^{-\alpha(r-r_0)}],\qquad
+    E(r) = V(r)\,S(r),
 
-with ``c = 1`` (a Morse well of depth ``D`` at ``r0``) or ``c = 0`` (pure repulsion):
+where ``S`` is a cubic switch from 1 at ``r_on`` to 0 at ``r_c`` (energy and forces are
+continuous), with ``c = 1`` (a Morse well of depth ``D`` at ``r0``) or ``c = 0`` (pure
+repulsion):
 
 * **ionic** term between ions (cation/anion): a well for cation-anion pairs at the sum of
   the contact radii, pure repulsion between like ions. The Cs, Pb, Br and I contact radii
   are chosen so that cubic CsPbBr3 is a minimum near the experimental 5.87 Å (CsPbI3 near
   6.3 Å).
 * **covalent** term between two non-metals (halogens included): a deep, short-ranged well
-  at the sum of covalent radii with ``r_c = 1.35 r0``, so bonded neighbours hold molecules
+  at the sum of covalent radii with ``r_c = 1.45 r0``, so bonded neighbours hold molecules
   together while second neighbours do not interact (no angular terms: molecules stay
   intact but are floppy).
 * **contact** term between a non-metal and a cation (ligand binding to Cs/Pb) and between
   hydrogen and an anion (hydrogen bonds): a shallow well.
+* **valence saturation**: a covalent atom (H, C, N, O, Si, ...) whose smooth covalent
+  coordination ``Z`` exceeds its valence pays ``saturation * (Z - valence)**2``; without it
+  the pair wells would collapse molecules into clusters.
 
-Forces are the exact negative gradient (shifted-force truncation keeps them continuous),
-and the stress is the virial; everything is vectorised over an ASE neighbour list.
+Forces are the exact negative gradient and the stress is the virial; everything is
+vectorised over a cached (Verlet-skin) ASE neighbour list: ~1 ms per call for 200 atoms.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -213,8 +218,8 @@ class MockPairCalculator(Calculator):
     energy/force evaluations is counted in :attr:`n_calls`.
     """
 
-    implemented_properties: ClassVar[list[str]] = ["energy", "free_energy", "forces", "stress"]
-    default_parameters: ClassVar[dict[str, Any]] = {
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]  # noqa: RUF012
+    default_parameters: dict[str, Any] = {  # noqa: RUF012
         "ionic_depth": 0.45,
         "ionic_alpha": 1.3,
         "repulsion": 0.05,

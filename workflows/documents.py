@@ -35,7 +35,7 @@ class _Doc:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict (plain types only)."""
-        return asdict(self)  # type: ignore[call-overload, no-any-return]
+        return asdict(self)  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls: type[_D], data: dict[str, Any]) -> _D:

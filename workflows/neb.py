@@ -286,6 +286,7 @@ def _tangential_forces(neb: BaseNEB) -> list[float]:
     for i in range(1, neb.nimages - 1):
         spring2 = state.spring(i)
         tangent = neb.neb_method.get_tangent(state, spring1, spring2, i)
+        assert neb.real_forces is not None
         values.append(float(np.vdot(neb.real_forces[i], tangent)))
         spring1 = spring2
     values.append(0.0)
@@ -339,6 +340,7 @@ def optimize_band(
     if on_stage is not None:
         on_stage("start", images)
     if settings.loose_fmax > 0:
+        loose: BaseNEB
         if settings.loose_optimizer == "ode":
             loose = NEB(images, k=settings.k, climb=settings.climb, method="improvedtangent")
         else:
@@ -368,6 +370,7 @@ def optimize_band(
         others = norms
     fmax = float(others.max()) if others.size else 0.0
     converged = fmax <= settings.fmax and (climbing is None or fmax_climbing <= settings.climb_fmax)
+    assert neb.energies is not None
     energies = [float(e) for e in neb.energies]
     tangential = _tangential_forces(neb)
     if on_stage is not None:

@@ -195,7 +195,17 @@ def compute_binding(
     ads, slab = docs[spec.adsorbed], docs[spec.slab]
     lig = {n: (docs[n].energy_per_formula_unit, c) for n, c in spec.ligands.items()}
     rel = {n: (docs[n].energy_per_formula_unit, c) for n, c in spec.released.items()}
-    result = binding_energy(ads.energy, slab.energy, lig, rel, definition=definition)  # type: ignore[arg-type]
+    if definition not in ("exchange", "interaction"):
+        raise InputError(
+            f"unknown binding-energy definition {definition!r}; choose 'exchange' or 'interaction'"
+        )
+    result = binding_energy(
+        ads.energy,
+        slab.energy,
+        lig,
+        rel,
+        definition="exchange" if definition == "exchange" else "interaction",
+    )
     comp_lig = {n: (_per_fu(docs[n]), c) for n, c in spec.ligands.items()}
     comp_rel = {n: (_per_fu(docs[n]), c) for n, c in spec.released.items()}
     try:
