@@ -33,6 +33,7 @@ __all__ = [
     "check_endpoints",
     "default_n_images",
     "enumerate_halide_hops",
+    "final_in_initial_basin",
     "hop_distance",
     "interpolate_band",
 ]
@@ -403,6 +404,54 @@ def check_endpoints(
     if moved[k] < 0.1:
         raise EndpointError("no atom moves between the endpoints; they are the same state")
     return k
+
+
+def final_in_initial_basin(
+    initial: Atoms, final: Atoms, hopping_index: int, *, shell: float = 4.5
+) -> Atoms:
+    """Return a final-endpoint start in the same distortion basin as ``initial``.
+
+    Separately relaxed endpoints of a soft perovskite can fall into different octahedral
+    tilt patterns (framework atoms 1-2 Å apart); a band between them would mix a collective
+    tilt change into the hop. This puts the hopping atom of ``initial`` on the vacancy site
+    it occupies in ``final``, mapped into the frame of ``initial`` by the mean displacement
+    of the framework atoms within ``shell`` Å of that site. Relax the result (tightly)
+    before using it as the final endpoint.
+
+    Parameters
+    ----------
+    initial, final
+        Relaxed endpoints with the same atoms in the same order.
+    hopping_index
+        The migrating atom.
+    shell
+        Radius (Å) of the neighbourhood whose relaxation shift is applied to the site.
+
+    Returns
+    -------
+    Atoms
+        A copy of ``initial`` (constraints and info kept) with the hopping atom moved.
+    """
+    if len(initial) != len(final) or initial.get_chemical_symbols() != final.get_chemical_symbols():
+        raise EndpointError("endpoints must have the same atoms in the same order")
+    k = int(hopping_index)
+    site = final.positions[k]
+    to_site, _ = find_mic(final.positions - site, final.cell, final.pbc)
+    near = np.linalg.norm(to_site, axis=1) < shell
+    near[k] = False
+    near &= np.array([s not in _MOLECULAR_ELEMENTS for s in final.get_chemical_symbols()])
+    shift = np.zeros(3)
+    if near.any():
+        delta, _ = find_mic(
+            initial.positions[near] - final.positions[near], initial.cell, initial.pbc
+        )
+        shift = delta.mean(axis=0)
+    out = initial.copy()
+    out.positions[k] = site + shift
+    out.info = dict(initial.info)
+    if isinstance(out.info.get("neb"), dict):
+        out.info["neb"] = {**out.info["neb"], "role": "final"}
+    return out
 
 
 def hop_distance(initial: Atoms, final: Atoms) -> float:

@@ -210,3 +210,26 @@ def test_relaxed_ligands_may_move_but_framework_may_not() -> None:
     shifted.positions[framework[0]] += [2.0, 0.0, 0.0]
     with pytest.raises(EndpointError, match=rf"atoms \[{framework[0]}\] move by more than"):
         check_endpoints(initial, shifted)
+
+
+def test_final_in_initial_basin_follows_the_initial_tilts() -> None:
+    from pqdflow.structures.defects import final_in_initial_basin
+
+    host = build_mixed_halide(3.0, (2, 2, 2))
+    hop = enumerate_halide_hops(host)[0]
+    initial, final = build_neb_endpoints(
+        host, vacancy_index=hop.vacancy_index, hop_index=hop.hop_index
+    )
+    k = check_endpoints(initial, final)
+    # the initial endpoint relaxed into a differently distorted basin: framework shifted
+    tilted = initial.copy()
+    rng = np.random.default_rng(1)
+    tilted.positions += np.array([0.4, -0.3, 0.2]) + rng.normal(0, 0.02, (len(tilted), 3))
+    with pytest.raises(EndpointError):
+        check_endpoints(tilted, final, max_other_displacement=0.3)
+    rebased = final_in_initial_basin(tilted, final, k)
+    moved = np.linalg.norm(rebased.positions - tilted.positions, axis=1)
+    assert np.flatnonzero(moved > 1e-9).tolist() == [k]
+    # the hopping atom lands on the vacancy site carried along with the framework shift
+    assert np.allclose(rebased.positions[k], final.positions[k] + [0.4, -0.3, 0.2], atol=0.05)
+    assert check_endpoints(tilted, rebased, max_other_displacement=0.3) == k
