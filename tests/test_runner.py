@@ -210,3 +210,34 @@ def test_empty_study_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StudyError, match="no calculations"):
         run_study(plan, get_backend("mock"), tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_endpoints_in_different_basins_are_rebased(tmp_path: Path) -> None:
+    from pqdflow.workflows.runner import run_neb
+
+    plan = small_plan()
+    spec = plan.nebs[0]
+    backend = CountingBackend()
+    docs = {
+        name: relax_calculation(plan.get(name), backend, tmp_path / name)
+        for name in (spec.initial, spec.final)
+    }
+    # the final endpoint "relaxed" into another basin: every framework atom 1.8 Å away
+    from ase.io import read, write
+
+    far = read(docs[spec.final].structure_file(), format="extxyz")
+    far.positions += [1.8, 0.0, 0.0]
+    write(docs[spec.final].structure_file(), far, format="extxyz")
+    neb = run_neb(spec, docs[spec.initial], docs[spec.final], backend, tmp_path / "neb")
+    assert f"{spec.final}-rebased" in backend.relaxed
+    assert neb.final == f"{spec.final}-rebased"
+    assert "move by more than" in neb.meta["final_rebased"]["reason"]
+    # rebuilt in the initial's frame: a normal V_Br hop, same as the original endpoints give
+    reference = run_neb(
+        spec,
+        docs[spec.initial],
+        relax_calculation(plan.get(spec.final), backend, tmp_path / "fresh-final"),
+        backend,
+        tmp_path / "neb-reference",
+    )
+    assert neb.barrier["forward"] == pytest.approx(reference.barrier["forward"], abs=0.02)

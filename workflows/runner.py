@@ -23,15 +23,23 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ase.io import read
 from tqdm import tqdm
 
 from pqdflow.analysis.binding import balance_exchange, binding_energy, composition_of
-from pqdflow.errors import CalculationFailed, InputError, OverwriteError, ParseError, StudyError
+from pqdflow.errors import (
+    CalculationFailed,
+    EndpointError,
+    InputError,
+    OverwriteError,
+    ParseError,
+    StudyError,
+)
 from pqdflow.fileio import atomic_write_text
 from pqdflow.provenance import provenance
+from pqdflow.structures.defects import check_endpoints, final_in_initial_basin
 from pqdflow.workflows.backends import Backend
 from pqdflow.workflows.documents import BindingDoc, NebDoc, RelaxDoc, StudyResults
 from pqdflow.workflows.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
@@ -145,6 +153,29 @@ def run_neb(
         return done
     initial = read(initial_doc.structure_file(), format="extxyz")
     final = read(final_doc.structure_file(), format="extxyz")
+    e_final, final_name = final_doc.energy, spec.final
+    meta: dict[str, Any] = {"hopping_index": spec.hopping_index, **spec.meta}
+    try:
+        check_endpoints(initial, final, hopping_index=spec.hopping_index)
+    except EndpointError as exc:
+        # The endpoints relaxed into different tilt basins: a band between them would mix a
+        # collective distortion into the hop. Rebuild the final endpoint in the initial's
+        # basin and relax it as tightly as the other endpoints.
+        start = final_in_initial_basin(initial, final, spec.hopping_index)
+        rebased = backend.relax(
+            start,
+            directory / "final-rebased",
+            name=f"{spec.final}-rebased",
+            kind=final_doc.kind,
+            role="neb_final",
+            formula_units=final_doc.formula_units,
+            tight=True,
+            meta={**spec.meta, "rebased_from": spec.final},
+        )
+        final = read(rebased.structure_file(), format="extxyz")
+        check_endpoints(initial, final, hopping_index=spec.hopping_index)
+        e_final, final_name = rebased.energy, rebased.name
+        meta["final_rebased"] = {"reason": str(exc), "energy": rebased.energy}
     return backend.neb(
         initial,
         final,
@@ -153,10 +184,10 @@ def run_neb(
         label=spec.label,
         n_images=spec.n_images,
         e_initial=initial_doc.energy,
-        e_final=final_doc.energy,
+        e_final=e_final,
         initial_name=spec.initial,
-        final_name=spec.final,
-        meta={"hopping_index": spec.hopping_index, **spec.meta},
+        final_name=final_name,
+        meta=meta,
     )
 
 
