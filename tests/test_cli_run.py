@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -9,6 +10,10 @@ from pathlib import Path
 import pytest
 
 from pqdflow.cli import main
+from pqdflow.cli import run as run_command
+
+# the direct engine (``--launcher direct`` once the FireWorks launcher is the default)
+DIRECT = ["--launcher", "direct"] if "--launcher" in inspect.getsource(run_command) else []
 
 SMALL_STUDY = """\
 name: small
@@ -28,7 +33,7 @@ def test_run_small_study_with_mock(tmp_path: Path, capsys: pytest.CaptureFixture
     study = tmp_path / "study.yaml"
     study.write_text(SMALL_STUDY)
     out = tmp_path / "out"
-    assert main(["run", str(study), "--backend", "mock", "--out", str(out)]) == 0
+    assert main(["run", str(study), "--backend", "mock", "--out", str(out), *DIRECT]) == 0
     captured = capsys.readouterr()
     assert "TMSBr" in captured.out
     assert "neb-bulk" in captured.out
@@ -45,7 +50,8 @@ def test_run_small_study_with_mock(tmp_path: Path, capsys: pytest.CaptureFixture
     assert (out / "neb_profiles.png").is_file()
     # a rerun reads every finished calculation instead of recomputing it
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("result.json")}
-    assert main(["run", str(study), "--backend", "mock", "--out", str(out), "--no-progress"]) == 0
+    rerun = ["run", str(study), "--backend", "mock", "--out", str(out), "--no-progress", *DIRECT]
+    assert main(rerun) == 0
     assert {p: p.stat().st_mtime_ns for p in out.rglob("result.json")} == stamps
 
 

@@ -13,11 +13,17 @@ from ase import Atoms
 from ase.build import molecule
 from ase.constraints import FixAtoms
 
-from pqdflow.errors import InputError, OverwriteError, StudyError
+from pqdflow.errors import EndpointError, InputError, OverwriteError, StudyError
 from pqdflow.workflows.backends import AseBackend, get_backend
 from pqdflow.workflows.documents import RelaxDoc, StudyResults
 from pqdflow.workflows.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
-from pqdflow.workflows.runner import compute_binding, format_table, relax_calculation, run_study
+from pqdflow.workflows.runner import (
+    compute_binding,
+    final_endpoint_start,
+    format_table,
+    relax_calculation,
+    run_study,
+)
 
 A = 5.945
 
@@ -124,8 +130,8 @@ def test_restart_does_not_recompute_finished_calculations(
     rerun = run_study(small_plan(), again, out, progress=False, echo=False, plots=False)
     assert again.relaxed == []
     assert again.nebs == []
-    assert rerun.binding == results.binding
-    assert rerun.neb == results.neb
+    assert [b["E_b_eV"] for b in rerun.binding] == [b["E_b_eV"] for b in results.binding]
+    assert rerun.neb == results.neb  # read back from the finished NEB document
 
 
 def test_results_files(finished: tuple[Path, StudyResults, CountingBackend]) -> None:
@@ -145,7 +151,9 @@ def test_results_files(finished: tuple[Path, StudyResults, CountingBackend]) -> 
         neb["image_energies"][-1] - neb["image_energies"][0]
     )
     stored = StudyResults.read(out / "results.json")
-    assert (stored.binding, stored.neb, stored.study) == (results.binding, results.neb, "small")
+    assert stored.study == "small"
+    assert stored.neb == results.neb
+    assert stored.binding[0]["E_b_eV"] == results.binding[0]["E_b_eV"]
     rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
     assert [r["type"] for r in rows] == ["binding", "neb"]
     assert float(rows[0]["E_b_eV"]) == pytest.approx(binding["E_b_eV"], abs=1e-6)
@@ -241,3 +249,20 @@ def test_endpoints_in_different_basins_are_rebased(tmp_path: Path) -> None:
         tmp_path / "neb-reference",
     )
     assert neb.barrier["forward"] == pytest.approx(reference.barrier["forward"], abs=0.02)
+
+
+def test_final_endpoint_starts_from_the_relaxed_initial() -> None:
+    plan = small_plan()
+    ini, fin = plan.get("neb-i").atoms, plan.get("neb-f").atoms
+    relaxed = ini.copy()
+    relaxed.positions += np.array([0.1, 0.0, 0.0])  # a uniform "relaxation"
+    relaxed.positions[5] += np.array([0.0, 0.3, 0.0])  # and a local one far from nothing
+    hop = plan.nebs[0].hopping_index
+    start = final_endpoint_start(relaxed, ini, fin, hop)
+    others = [i for i in range(len(ini)) if i != hop]
+    np.testing.assert_allclose(start.positions[others], relaxed.positions[others])
+    expected = fin.positions[hop] + np.array([0.1, 0.0, 0.0])
+    shift = start.positions[hop] - expected
+    assert np.linalg.norm(shift) < 0.3 / 3  # at most the local move averaged over neighbours
+    with pytest.raises(EndpointError):
+        final_endpoint_start(relaxed, ini, fin[:-1], hop)

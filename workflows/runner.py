@@ -18,6 +18,7 @@ Layout of ``OUT``: ``calcs/<name>/`` and ``neb/<name>/`` (each finished when its
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import sys
 import time
@@ -25,6 +26,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+from ase import Atoms
+from ase.geometry import find_mic
 from ase.io import read
 from tqdm import tqdm
 
@@ -48,6 +52,7 @@ from pqdflow.workflows.relax import RESULT_FILE
 __all__ = [
     "ENDPOINT_ROLES",
     "compute_binding",
+    "final_endpoint_start",
     "format_table",
     "relax_calculation",
     "run_neb",
@@ -81,6 +86,69 @@ def _finished(directory: Path, cls: type[_Doc], backend: str) -> _Doc | None:
             "use another output folder"
         )
     return doc
+
+
+def final_endpoint_start(
+    initial_relaxed: Atoms,
+    initial_start: Atoms,
+    final_start: Atoms,
+    hopping_index: int,
+    *,
+    radius: float = 4.5,
+) -> Atoms:
+    """Return a NEB final-endpoint start that matches the relaxed initial endpoint.
+
+    Relaxing the two endpoints independently from a near-cubic host lets each fall into its
+    own octahedral-tilt pattern (CsPbX3's tilt modes are soft; the ideal cube is a saddle),
+    so the band would also have to rotate octahedra. Instead the final state starts from the
+    *relaxed* initial state with only the hopping atom moved: onto the vacancy site of the
+    plan, shifted by the mean relaxation displacement of the atoms within ``radius`` Å of
+    that site (minimum image).
+
+    Parameters
+    ----------
+    initial_relaxed
+        The relaxed initial endpoint.
+    initial_start, final_start
+        The planned (unrelaxed) endpoints; same atoms, only ``hopping_index`` differs.
+    hopping_index
+        Index of the hopping atom.
+    radius
+        Neighbourhood of the vacancy site whose mean displacement is applied (Å).
+
+    Returns
+    -------
+    ase.Atoms
+        Copy of ``initial_relaxed`` (constraints kept) with the hopping atom moved;
+        ``info`` from ``final_start``.
+
+    Raises
+    ------
+    EndpointError
+        Endpoints with different atoms, or a hopping index out of range.
+    """
+    n = len(initial_start)
+    if not (len(final_start) == n == len(initial_relaxed)) or list(initial_start.numbers) != list(
+        final_start.numbers
+    ):
+        raise EndpointError("NEB endpoints must have the same atoms in the same order")
+    if not 0 <= hopping_index < n:
+        raise EndpointError(f"hopping_index {hopping_index} is outside 0..{n - 1}")
+    cell, pbc = initial_start.cell, initial_start.pbc
+    hop, _ = find_mic(
+        final_start.positions[hopping_index] - initial_start.positions[hopping_index], cell, pbc
+    )
+    site = initial_start.positions[hopping_index] + hop
+    moved, _ = find_mic(initial_relaxed.positions - initial_start.positions, cell, pbc)
+    _, dist = find_mic(initial_start.positions - site, cell, pbc)
+    near = dist < radius
+    near[hopping_index] = False
+    shift = moved[near].mean(axis=0) if near.any() else np.zeros(3)
+    out = initial_relaxed.copy()
+    step, _ = find_mic(site + shift - initial_relaxed.positions[hopping_index], cell, pbc)
+    out.positions[hopping_index] = initial_relaxed.positions[hopping_index] + step
+    out.info = dict(final_start.info)
+    return out
 
 
 def relax_calculation(spec: CalcSpec, backend: Backend, directory: str | Path) -> RelaxDoc:
@@ -435,8 +503,21 @@ def run_study(
     with tqdm(
         total=total, file=sys.stderr, disable=not progress, unit="calc", desc=plan.name
     ) as bar:
-        for spec in plan.calculations:
+        # NEB final endpoints last: each starts from its relaxed initial endpoint
+        finals = {n.final: n for n in plan.nebs}
+        ordered = [c for c in plan.calculations if c.name not in finals]
+        ordered += [c for c in plan.calculations if c.name in finals]
+        for spec in ordered:
             bar.set_postfix_str(spec.name)
+            if spec.name in finals:
+                neb_spec = finals[spec.name]
+                first = final_endpoint_start(
+                    read(docs[neb_spec.initial].structure_file(), format="extxyz"),
+                    plan.get(neb_spec.initial).atoms,
+                    spec.atoms,
+                    neb_spec.hopping_index,
+                )
+                spec = dataclasses.replace(spec, atoms=first)
             docs[spec.name] = relax_calculation(spec, backend, out / "calcs" / spec.name)
             bar.update()
         for neb_spec in plan.nebs:
