@@ -144,7 +144,9 @@ class StudyPlan:
     def validate(self) -> None:
         """Check names are unique and every reference resolves; raise StudyError if not."""
         if not self.calculations and not self.nebs:
-            raise StudyError(f"study {self.name!r} has no calculations; add compositions/ligands/NEB paths")
+            raise StudyError(
+                f"study {self.name!r} has no calculations; add compositions/ligands/NEB paths"
+            )
         names = [c.name for c in self.calculations]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -157,4 +159,6 @@ class StudyPlan:
         for n in self.nebs:
             missing = [p for p in (n.initial, n.final) if p not in known]
             if missing:
-                raise StudyError(f"NEB {n.name!r} refers to unknown endpoint calculations {missing}")
+                raise StudyError(
+                    f"NEB {n.name!r} refers to unknown endpoint calculations {missing}"
+                )

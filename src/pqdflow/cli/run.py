@@ -4,9 +4,11 @@ Examples
 --------
 ``pqdflow run --example --backend chgnet --out runs/chgnet`` runs the paper's default study
 (clean slabs, ligands, control and treated surfaces, binding energies, V_X migration NEBs)
-with the pretrained CHGNet potential, on CPU, offline. ``--backend mock`` is a seconds-long
-check of the plumbing whose numbers are not physics. Interrupted and rerun with the same
-``--out``, it continues without recomputing finished calculations.
+with the pretrained CHGNet potential, on CPU, offline. ``--backend mock`` is a quick check
+of the plumbing whose numbers are not physics. By default the study runs as a FireWorks
+workflow on an embedded, file-backed launchpad in ``--out`` (``--launchpad`` names a real
+one, ``--launcher direct`` skips FireWorks). Interrupted and rerun with the same ``--out``,
+it continues without recomputing finished calculations.
 """
 
 from __future__ import annotations
@@ -48,6 +50,18 @@ def register(subparsers: Any) -> None:
         default="exchange",
         help="binding-energy definition (default: atom-balanced exchange)",
     )
+    parser.add_argument(
+        "--launcher",
+        choices=["fireworks", "direct"],
+        default="fireworks",
+        help="fireworks (default: a workflow on the embedded launchpad in --out) or direct",
+    )
+    parser.add_argument(
+        "--launchpad",
+        type=Path,
+        default=None,
+        help="my_launchpad.yaml of a real MongoDB launchpad (default: embedded store in --out)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.set_defaults(func=run)
@@ -61,9 +75,25 @@ def run(args: argparse.Namespace) -> int:
 
     if args.example == (args.study is not None):
         raise StudyError("give either a study file or --example (not both, not neither)")
-    backend = get_backend(args.backend)
+    backend = get_backend(args.backend)  # unknown / not installed: clear error, nothing written
     study = example_study() if args.example else load_study(args.study)
     plan = plan_study(study)
+    if args.launcher == "fireworks":
+        if args.definition != "exchange":
+            raise StudyError("--definition other than exchange needs --launcher direct")
+        from pqdflow.workflows.launchpad import run_plan_on_launchpad
+
+        path = run_plan_on_launchpad(
+            plan,
+            args.backend,
+            args.out,
+            launchpad_file=args.launchpad,
+            progress=not args.no_progress,
+        )
+        print(f"results: {path}")
+        return 0
+    if args.launchpad is not None:
+        raise StudyError("--launchpad needs --launcher fireworks")
     results = run_study(
         plan,
         backend,
