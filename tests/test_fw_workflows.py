@@ -92,10 +92,15 @@ def test_hand_made_plan_graph_is_exact(tmp_path: Path) -> None:
     assert _parents(wf, binding) == {relax[n] for n in plan.bindings[0].parents()}
     assert _parents(wf, neb) == {relax["neb-Cu-initial"], relax["neb-Cu-final"]}
     assert _parents(wf, analysis) == {neb}
-    assert all(_parents(wf, relax[n]) == set() for n in relax)
+    # the NEB final endpoint starts from the relaxed initial one (same tilt basin)
+    assert _parents(wf, relax["neb-Cu-final"]) == {relax["neb-Cu-initial"]}
+    assert all(_parents(wf, relax[n]) == set() for n in relax if n != "neb-Cu-final")
+    final_task = next(fw.tasks[0] for fw in wf.fws if fw.fw_id == relax["neb-Cu-final"])
+    assert final_task["start_from"]["initial"] == "neb-Cu-initial"
+    assert final_task["start_from"]["hopping_index"] == plan.nebs[0].hopping_index
     # nothing else hangs off the relaxations
     assert set(wf.links[relax["slab-Cu"]]) == {binding}
-    assert set(wf.links[relax["neb-Cu-initial"]]) == {neb}
+    assert set(wf.links[relax["neb-Cu-initial"]]) == {neb, relax["neb-Cu-final"]}
     kinds = {fw.name: type(fw.tasks[0]) for fw in wf.fws}
     assert kinds["binding: binding-H-Cu"] is BindingTask
     assert kinds["neb: neb-Cu"] is NebTask

@@ -273,13 +273,36 @@ class RelaxTask(FiretaskBase):
     """
 
     required_params: ClassVar[list[str]] = ["calc", "backend"]
-    optional_params: ClassVar[list[str]] = ["root", "backend_options"]
+    optional_params: ClassVar[list[str]] = ["root", "backend_options", "start_from"]
 
     def run_task(self, fw_spec: dict[str, Any]) -> FWAction:
-        """Run the relaxation and return the document as stored data and a spec push."""
-        from pqdflow.workflows.runner import relax_calculation
+        """Run the relaxation and return the document as stored data and a spec push.
+
+        ``start_from`` (NEB final endpoints): ``{"initial": name, "initial_start": atoms
+        dict, "hopping_index": i}``; the relaxation then starts from the parent's relaxed
+        initial endpoint with only the hopping atom moved, so both endpoints share one
+        octahedral-tilt basin (:func:`~pqdflow.workflows.runner.final_endpoint_start`).
+        """
+        import dataclasses
+
+        from ase.io import read
+
+        from pqdflow.workflows.documents import RelaxDoc
+        from pqdflow.workflows.runner import final_endpoint_start, relax_calculation
 
         calc = calc_from_dict(self["calc"])
+        start_from = self.get("start_from")
+        if start_from:
+            docs = _latest_docs(fw_spec, RELAX_DOCS_KEY)
+            _require(docs, [start_from["initial"]], f"NEB final endpoint {calc.name!r}")
+            initial = _doc_from_dict(RelaxDoc, docs[start_from["initial"]])
+            first = final_endpoint_start(
+                read(initial.structure_file(), format="extxyz"),
+                atoms_from_dict(start_from["initial_start"]),
+                calc.atoms,
+                int(start_from["hopping_index"]),
+            )
+            calc = dataclasses.replace(calc, atoms=first)
         backend = resolve_backend(self["backend"], self.get("backend_options") or {}, fw_spec)
         doc = relax_calculation(calc, backend, task_directory(self.get("root"), calc.name))
         return _action("relax", doc_to_dict(doc), RELAX_DOCS_KEY)

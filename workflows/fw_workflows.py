@@ -152,11 +152,26 @@ def build_workflow(
     common: dict[str, Any] = {"backend": backend, "root": root_str, "backend_options": options}
 
     relax_fws: dict[str, Firework] = {}
-    for calc in plan.calculations:
+    finals = {neb.final: neb for neb in plan.nebs}
+    # NEB final endpoints after their initial endpoint: they start from its relaxed structure
+    ordered = [c for c in plan.calculations if c.name not in finals]
+    ordered += [c for c in plan.calculations if c.name in finals]
+    for calc in ordered:
+        extra: dict[str, Any] = {}
+        parents: list[Firework] = []
+        if calc.name in finals:
+            neb = finals[calc.name]
+            extra["start_from"] = {
+                "initial": neb.initial,
+                "initial_start": atoms_to_dict(plan.get(neb.initial).atoms),
+                "hopping_index": neb.hopping_index,
+            }
+            parents = [relax_fws[neb.initial]]
         relax_fws[calc.name] = Firework(
-            [RelaxTask(calc=calc_to_dict(calc), **common)],
+            [RelaxTask(calc=calc_to_dict(calc), **common, **extra)],
             spec=_spec("relax", calc.name, cats, plan.name),
             name=firework_name("relax", calc.name, calc.kind),
+            parents=parents or None,
         )
     analysis_fws: list[Firework] = []
     for binding in plan.bindings:
