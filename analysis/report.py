@@ -14,6 +14,11 @@ and POTCAR choice per element (:func:`check_consistency`). Missing or unfinished
 become rows with their status; they never stop the report.
 
 :func:`write_report` writes ``report.csv``, ``report.json``, ``report.md`` and the plots.
+
+Hop vibrational analyses (``vib.json``, a :class:`~pqdflow.analysis.rates.HopVibDoc` written
+by ``pqdflow vib NEB_DIR``) anywhere under the tree become the ``vibrations`` rows: imaginary
+mode counts, saddle-mode/tangent overlap, Vineyard prefactor, Ea, k(300 K) and D(300 K),
+with the spectrum picture (``vib_spectrum.png`` next to the document) copied or drawn.
 """
 
 from __future__ import annotations
@@ -30,12 +35,15 @@ from typing import Any
 
 from pqdflow.analysis.neb_parse import EnergyKey, parse_neb
 from pqdflow.analysis.plots import plot_binding_energies, plot_neb_profiles
+from pqdflow.analysis.rates import HopVibDoc
 from pqdflow.analysis.vasp import VaspCalcDoc, parse_calculation
 from pqdflow.errors import InputError, ParseError, PqdflowError, StudyError
-from pqdflow.fileio import atomic_write_text
+from pqdflow.fileio import atomic_write_bytes, atomic_write_text
 from pqdflow.provenance import provenance
 
 __all__ = [
+    "VIB_DOC",
+    "VIB_SPECTRUM",
     "InconsistentCalculationsError",
     "StudyReport",
     "build_report",
@@ -44,6 +52,10 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+#: File names ``pqdflow vib NEB_DIR`` saves into the NEB folder and the report looks for.
+VIB_DOC = "vib.json"
+VIB_SPECTRUM = "vib_spectrum.png"
+SPECTRA_DIR = "vib_spectra"
 _CSV_FIELDS = (
     "section",
     "name",
@@ -127,6 +139,9 @@ class StudyReport:
         Which VASP energy was used (``energy_sigma0`` by default).
     calculations, bindings, nebs
         One row (dict) per calculation, binding reaction and NEB path.
+    vibrations
+        One row per hop vibrational analysis (``vib.json``) found under the tree; left out
+        of :meth:`as_dict` when empty, so trees without one report exactly as before.
     warnings
         Anything that was skipped or suspicious.
     """
@@ -139,10 +154,14 @@ class StudyReport:
     nebs: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    vibrations: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
+        """JSON-ready dict (no ``vibrations`` key when there are none)."""
+        data = asdict(self)
+        if not data["vibrations"]:
+            del data["vibrations"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudyReport:
@@ -279,7 +298,55 @@ def build_report(
 
     for spec in manifest.get("nebs", []):
         report.nebs.append(_neb_row(root, spec, entries, docs, energy_key, strict))
+    report.vibrations = _vib_rows(root, report.warnings)
     return report
+
+
+def _vib_rows(root: Path, warnings: list[str]) -> list[dict[str, Any]]:
+    """One row per ``vib.json`` (HopVibDoc) under ``root``; anything else is a warning.
+
+    Symlinked folders are not followed (``Path.rglob``), so linked reference trees are not
+    crawled.
+    """
+    rows: list[dict[str, Any]] = []
+    for path in sorted(root.rglob(VIB_DOC)):
+        rel = path.relative_to(root).as_posix()
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            warnings.append(f"{rel}: unreadable ({exc}); not in the hop-rate table")
+            continue
+        kind = data.get("doc_type") if isinstance(data, dict) else type(data).__name__
+        if kind != "HopVibDoc":
+            warnings.append(f"{rel}: doc_type {kind!r} is not 'HopVibDoc'; skipped")
+            continue
+        try:
+            doc = HopVibDoc.from_dict(data)
+        except TypeError as exc:
+            warnings.append(f"{rel}: not a valid HopVibDoc ({exc}); skipped")
+            continue
+        spectrum = path.parent / VIB_SPECTRUM
+        rows.append(
+            {
+                "path": rel,
+                "label": doc.label,
+                "backend": doc.backend,
+                "hop_index": doc.hop_index,
+                "n_imaginary_initial": doc.n_imaginary_initial,
+                "n_imaginary_saddle": doc.n_imaginary_saddle,
+                "n_imaginary_final": doc.n_imaginary_final,
+                "saddle_mode_tangent_overlap": doc.saddle_mode_tangent_overlap,
+                "prefactor_THz": doc.prefactor_THz,
+                "Ea_eV": doc.Ea_eV,
+                "rate_300K_per_s": doc.rate_300K_per_s,
+                "D_300K_cm2_per_s": doc.D_300K_cm2_per_s,
+                "is_first_order_saddle": doc.is_first_order_saddle,
+                "endpoints_are_minima": doc.endpoints_are_minima,
+                "spectrum": spectrum.relative_to(root).as_posix() if spectrum.is_file() else None,
+                "notes": list(doc.notes),
+            }
+        )
+    return rows
 
 
 def _neb_row(
@@ -351,7 +418,49 @@ def _csv_rows(report: StudyReport) -> list[dict[str, Any]]:
     return [{k: r.get(k) for k in _CSV_FIELDS} for r in rows]
 
 
-def _markdown(report: StudyReport) -> str:
+def _sci(value: float | None) -> str:
+    return "" if value is None else f"{value:.3e}"
+
+
+def _vib_markdown(report: StudyReport, spectra: Mapping[str, str]) -> list[str]:
+    head = (
+        "hop",
+        "label",
+        "imaginary (ini/sad/fin)",
+        "|overlap|",
+        "ν* (THz)",
+        "Ea (eV)",
+        "k(300 K) (1/s)",
+        "D(300 K) (cm²/s)",
+        "first-order saddle",
+    )
+    lines = ["", "## Hop rates (harmonic TST)", ""]
+    lines += [
+        "k = ν* exp(-Ea/kT) (Vineyard ν* from partial Hessians), D = z k a² / (2d).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for r in report.vibrations:
+        cells = (
+            r["path"],
+            r["label"],
+            f"{r['n_imaginary_initial']}/{r['n_imaginary_saddle']}/{r['n_imaginary_final']}",
+            _fmt(r["saddle_mode_tangent_overlap"]),
+            _fmt(r["prefactor_THz"]),
+            _fmt(r["Ea_eV"]),
+            _sci(r["rate_300K_per_s"]),
+            _sci(r["D_300K_cm2_per_s"]),
+            "yes" if r["is_first_order_saddle"] else "no",
+        )
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    for r in report.vibrations:
+        if r["path"] in spectra:
+            lines += ["", f"![{r['label'] or r['path']} spectrum]({spectra[r['path']]})"]
+    return lines
+
+
+def _markdown(report: StudyReport, spectra: Mapping[str, str] | None = None) -> str:
     def table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         return out + ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
@@ -397,9 +506,38 @@ def _markdown(report: StudyReport) -> str:
             for r in report.calculations
         ],
     )
+    if report.vibrations:
+        lines += _vib_markdown(report, spectra or {})
     if report.warnings:
         lines += ["", "## Warnings", "", *[f"- {w}" for w in report.warnings]]
     return "\n".join(lines) + "\n"
+
+
+def _spectrum(report: StudyReport, row: Mapping[str, Any], out: Path) -> tuple[Path, str]:
+    """Place the hop's spectrum PNG for the report in ``out``; return (path, link).
+
+    A ``vib_spectrum.png`` already inside ``out`` is linked where it is; one outside is
+    copied to ``out/vib_spectra/``; a missing one is drawn there from the ``vib.json``.
+    """
+    root = Path(report.directory)
+    if row.get("spectrum"):
+        src = root / row["spectrum"]
+        try:
+            return src, src.resolve().relative_to(out.resolve()).as_posix()
+        except ValueError:
+            pass
+    name = Path(row["path"]).parent.as_posix().replace("/", "__").strip("._") or "hop"
+    dest = out / SPECTRA_DIR / f"{name}.png"
+    if row.get("spectrum"):
+        atomic_write_bytes(dest, (root / row["spectrum"]).read_bytes())
+    else:
+        from pqdflow.analysis.vibrations import plot_vibrational_spectrum
+
+        doc = HopVibDoc.from_dict(json.loads((root / row["path"]).read_text()))
+        tmp = dest.with_name(f".{dest.stem}.tmp.png")
+        plot_vibrational_spectrum(doc, tmp)
+        tmp.replace(dest)
+    return dest, dest.relative_to(out).as_posix()
 
 
 def write_report(report: StudyReport, out: str | Path, *, plots: bool = True) -> dict[str, Path]:
@@ -408,7 +546,8 @@ def write_report(report: StudyReport, out: str | Path, *, plots: bool = True) ->
     Returns
     -------
     dict
-        Kind (``csv``, ``json``, ``markdown``, ``binding_plot``, ``neb_plot``) -> written path.
+        Kind (``csv``, ``json``, ``markdown``, ``binding_plot``, ``neb_plot`` and one
+        ``vib_spectrum:<path of vib.json>`` per hop analysis) -> written or linked path.
     """
     out = Path(out)
     buffer = io.StringIO()
@@ -424,7 +563,12 @@ def write_report(report: StudyReport, out: str | Path, *, plots: bool = True) ->
     atomic_write_text(
         written["json"], json.dumps(report.as_dict(), indent=2, allow_nan=False) + "\n"
     )
-    atomic_write_text(written["markdown"], _markdown(report))
+    spectra: dict[str, str] = {}
+    for row in report.vibrations if plots else []:
+        png, link = _spectrum(report, row, out)
+        written[f"vib_spectrum:{row['path']}"] = png
+        spectra[row["path"]] = link
+    atomic_write_text(written["markdown"], _markdown(report, spectra))
     if plots and report.bindings:
         entries = [
             {

@@ -6,6 +6,11 @@ Examples::
     pqdflow vib --initial A.extxyz --saddle S.extxyz --final B.extxyz --hop-index 12
     pqdflow vib runs/neb/neb-bulk-VBr --write-vasp vib-vasp      # dry run for a cluster
     pqdflow vib --from-vasp vib-vasp --temperature 330 --json    # after VASP ran there
+
+With NEB_DIR the document is also saved as ``NEB_DIR/vib.json`` and its spectrum as
+``NEB_DIR/vib_spectrum.png`` (``--no-save`` skips this), which ``pqdflow report`` picks up.
+An existing ``vib.json`` is only replaced if it is a HopVibDoc (a previous ``pqdflow vib``)
+or with ``--force``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from ase.io import read
 
 from pqdflow.analysis.rates import HopVibDoc, neb_vibrations
+from pqdflow.analysis.report import VIB_DOC, VIB_SPECTRUM
 from pqdflow.analysis.vibrations import (
     DEFAULT_DISPLACEMENT_A,
     DEFAULT_SHELL_CUTOFF_A,
@@ -63,7 +69,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--final", type=Path, help="final structure (instead of NEB_DIR)")
     parser.add_argument("--write-vasp", type=Path, help="write VASP displacement folders here")
     parser.add_argument("--from-vasp", type=Path, help="parse VASP displacement folders")
-    parser.add_argument("--force", action="store_true", help="move existing outputs aside")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="move existing VASP outputs aside; replace a vib.json/png that is not ours",
+    )
+    parser.add_argument(
+        "--no-save",
+        action="store_true",
+        help=f"do not save NEB_DIR/{VIB_DOC} and NEB_DIR/{VIB_SPECTRUM}",
+    )
     parser.set_defaults(func=run_vib)
 
 
@@ -79,6 +94,44 @@ def _images(args: argparse.Namespace) -> list[Any] | None:
     if any(files) and (args.neb_dir or not all(files)):
         raise InputError("give either NEB_DIR or all three of --initial, --saddle, --final")
     return [_read(p) for p in files] if all(files) else None
+
+
+def _saved_paths(args: argparse.Namespace) -> tuple[Path, Path] | None:
+    """``(NEB_DIR/vib.json, NEB_DIR/vib_spectrum.png)`` to save, after the overwrite check.
+
+    Raises
+    ------
+    InputError
+        A ``vib.json`` there that is not a HopVibDoc, or a spectrum PNG without our
+        ``vib.json`` beside it (someone else's file), unless ``--force``.
+    """
+    if args.neb_dir is None or args.no_save or args.write_vasp is not None:
+        return None
+    doc_path, png_path = args.neb_dir / VIB_DOC, args.neb_dir / VIB_SPECTRUM
+    ours = False
+    if doc_path.exists():
+        try:
+            ours = json.loads(doc_path.read_text()).get("doc_type") == "HopVibDoc"
+        except (OSError, ValueError, AttributeError):
+            ours = False
+        if not ours and not args.force:
+            raise InputError(
+                f"{doc_path} exists and is not a HopVibDoc from pqdflow vib; "
+                "use --force to replace it or --no-save to leave it"
+            )
+    if png_path.exists() and not ours and not args.force:
+        raise InputError(
+            f"{png_path} exists without a pqdflow vib document beside it; "
+            "use --force to replace it or --no-save to leave it"
+        )
+    return doc_path, png_path
+
+
+def _write_plot(doc: HopVibDoc, path: Path) -> None:
+    """Draw the spectrum to a temporary sibling, then rename it into place."""
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    plot_vibrational_spectrum(doc, tmp)
+    tmp.replace(path)
 
 
 def _summary(doc: HopVibDoc) -> str:
@@ -110,6 +163,7 @@ def run_vib(args: argparse.Namespace) -> int:
     from pqdflow.workflows import vib_inputs
 
     images = _images(args)
+    saved = _saved_paths(args)
     if args.from_vasp is not None:
         if images is not None or args.neb_dir is not None:
             raise InputError("--from-vasp reads its own folder; give no NEB_DIR or structures")
@@ -156,9 +210,13 @@ def run_vib(args: argparse.Namespace) -> int:
             doc = vib_inputs.neb_folder_vibrations(
                 args.neb_dir, calculator, backend=args.backend, hop_index=args.hop_index, **options
             )
-    if args.output is not None:
-        atomic_write_json(args.output, doc.as_dict())
-    if args.plot is not None:
-        plot_vibrational_spectrum(doc, args.plot)
+    for doc_path in (args.output, saved[0] if saved else None):
+        if doc_path is not None:
+            atomic_write_json(doc_path, doc.as_dict())
+    for png_path in (args.plot, saved[1] if saved else None):
+        if png_path is not None:
+            _write_plot(doc, png_path)
     print(json.dumps(doc.as_dict(), indent=2) if args.json else _summary(doc))
+    if saved and not args.json:
+        print(f"saved {saved[0]} and {saved[1]}")
     return 0
