@@ -266,3 +266,26 @@ def test_final_endpoint_starts_from_the_relaxed_initial() -> None:
     assert np.linalg.norm(shift) < 0.3 / 3  # at most the local move averaged over neighbours
     with pytest.raises(EndpointError):
         final_endpoint_start(relaxed, ini, fin[:-1], hop)
+
+
+@pytest.mark.mlip
+@pytest.mark.slow
+def test_chgnet_four_ligands_bind_with_converged_relaxations(tmp_path: Path) -> None:
+    pytest.importorskip("chgnet")
+    from pqdflow.workflows.study import plan_study, study_from_dict
+
+    study = study_from_dict(
+        {
+            "name": "ligands",
+            "compositions": [3.0],
+            "ligands": {"names": ["OAm", "OAc", "AnHI", "TMSBr"], "surfaces": []},
+            "neb": {"paths": []},
+        }
+    )
+    results = run_study(plan_study(study), get_backend("chgnet"), tmp_path, progress=False)
+    by_ligand = {b["ligand"]: b for b in results.binding}
+    assert sorted(by_ligand) == ["AnHI", "OAc", "OAm", "TMSBr"]
+    for entry in by_ligand.values():
+        assert np.isfinite(entry["E_b_eV"])
+        assert abs(entry["E_b_eV"]) < 10.0
+        assert entry["all_converged"]
