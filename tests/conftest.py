@@ -40,7 +40,9 @@ def vasp_reference(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _vasp_tripwire(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _vasp_tripwire(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     bindir = tmp_path_factory.mktemp("tripwire-bin")
     marker = bindir / "LAUNCHED"
     for name in _TRIPWIRE_NAMES:

@@ -135,7 +135,7 @@ class StudyPlan:
         self.validate()
 
     def get(self, name: str) -> CalcSpec:
-        """The calculation called ``name``."""
+        """Return the calculation called ``name``."""
         for calc in self.calculations:
             if calc.name == name:
                 return calc
