@@ -26,9 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 from ase import Atoms
-from ase.geometry import find_mic
 from ase.io import read
 from tqdm import tqdm
 
@@ -134,19 +132,9 @@ def final_endpoint_start(
         raise EndpointError("NEB endpoints must have the same atoms in the same order")
     if not 0 <= hopping_index < n:
         raise EndpointError(f"hopping_index {hopping_index} is outside 0..{n - 1}")
-    cell, pbc = initial_start.cell, initial_start.pbc
-    hop, _ = find_mic(
-        final_start.positions[hopping_index] - initial_start.positions[hopping_index], cell, pbc
-    )
-    site = initial_start.positions[hopping_index] + hop
-    moved, _ = find_mic(initial_relaxed.positions - initial_start.positions, cell, pbc)
-    _, dist = find_mic(initial_start.positions - site, cell, pbc)
-    near = dist < radius
-    near[hopping_index] = False
-    shift = moved[near].mean(axis=0) if near.any() else np.zeros(3)
-    out = initial_relaxed.copy()
-    step, _ = find_mic(site + shift - initial_relaxed.positions[hopping_index], cell, pbc)
-    out.positions[hopping_index] = initial_relaxed.positions[hopping_index] + step
+    # the planned endpoints share their framework, so the planned final state carries the
+    # vacancy site; the structures builder maps it into the relaxed initial's frame
+    out = final_in_initial_basin(initial_relaxed, final_start, hopping_index, shell=radius)
     out.info = dict(final_start.info)
     return out
 
