@@ -9,17 +9,21 @@ that holds outputs (OUTCAR, vasprun.xml, image OUTCARs, ...) is never overwritte
 inputs are unchanged it is left alone, if they differ the run stops before writing anything
 unless ``force``, which moves the old folder aside.
 
-NEB bands here are interpolated (IDPP) between the *unrelaxed* endpoints, so that the dry
-run is complete and inspectable. On a cluster, the FireWorks workflow rebuilds each band
-from the relaxed endpoint CONTCARs before the NEB runs.
+NEB bands here are interpolated (IDPP) between the plan's endpoints: the *unrelaxed* ones,
+so that the dry run is complete and inspectable, or the ML pre-relaxed ones when the
+``prerelax`` hook (:mod:`pqdflow.workflows.prerelax`) replaced them. On a cluster, the
+FireWorks workflow rebuilds each band from the relaxed endpoint CONTCARs before the NEB
+runs. A calculation's or NEB's ``meta["prerelax"]`` record is copied into its folder's
+``pqdflow_inputs.json``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from ase import Atoms
@@ -35,6 +39,7 @@ from pqdflow.workflows.inputsets import (
     prepare_vasp_inputs,
 )
 from pqdflow.workflows.plan import CalcSpec, NebSpec, StudyPlan
+from pqdflow.workflows.vaspfiles import INPUT_PROVENANCE_FILE
 
 __all__ = [
     "ENDPOINT_ROLES",
@@ -189,6 +194,31 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _with_prerelax(
+    prepared: PreparedInputs, meta: Mapping[str, Any], **extra: Any
+) -> PreparedInputs:
+    """Add ``meta["prerelax"]`` (None when absent) and ``extra`` to the provenance record."""
+    record = {**prepared.record, "prerelax": _jsonable(meta.get("prerelax")), **extra}
+    return replace(prepared, record=MappingProxyType(record))
+
+
+def _refresh_prerelax(directory: Path, prepared: PreparedInputs) -> None:
+    """Update the pre-relaxation record (and band origin) of a folder already current.
+
+    The record is not part of the input hash, so a folder whose POSCAR a pre-relaxation
+    left unchanged is not rewritten; its provenance must still say what was done.
+    """
+    path = directory / INPUT_PROVENANCE_FILE
+    try:
+        current = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    wanted = {k: prepared.record[k] for k in ("prerelax", "band") if k in prepared.record}
+    if isinstance(current, dict) and current.get("prerelax") != wanted.get("prerelax"):
+        current.update(wanted)
+        atomic_write_text(path, json.dumps(current, indent=2, sort_keys=True, default=str) + "\n")
+
+
 def write_study_inputs(
     plan: StudyPlan,
     out: str | Path,
@@ -240,6 +270,7 @@ def write_study_inputs(
     jobs: list[tuple[ManifestEntry, PreparedInputs]] = []
     for calc in plan.calculations:
         prepared = prepare_vasp_inputs(calc.atoms, input_set_for(plan, calc))
+        prepared = _with_prerelax(prepared, calc.meta)
         entry = ManifestEntry(
             name=calc.name,
             path=calc.name,
@@ -267,17 +298,28 @@ def write_study_inputs(
                 f"band for {neb.name!r} has {len(images)} structures; expected n_images + 2 = "
                 f"{neb.n_images + 2}"
             )
-        prepared = prepare_neb_inputs(images, neb_input_set_for(plan, neb))
+        if neb.name in supplied:
+            band = "supplied"
+        elif "prerelax" in neb.meta:
+            band = (
+                f"IDPP between the endpoints pre-relaxed with {neb.meta['prerelax'].get('backend')}"
+                " (rebuilt from relaxed CONTCARs by the FireWorks workflow)"
+            )
+        else:
+            band = (
+                "IDPP between the unrelaxed endpoints (rebuilt from relaxed CONTCARs "
+                "by the FireWorks workflow)"
+            )
+        prepared = _with_prerelax(
+            prepare_neb_inputs(images, neb_input_set_for(plan, neb)), neb.meta, band=band
+        )
         meta = {
             **_jsonable(neb.meta),
             "label": neb.label,
             "initial": neb.initial,
             "final": neb.final,
             "n_images": neb.n_images,
-            "band": "supplied"
-            if neb.name in supplied
-            else "IDPP between the unrelaxed endpoints (rebuilt from relaxed CONTCARs "
-            "by the FireWorks workflow)",
+            "band": band,
         }
         entry = ManifestEntry(neb.name, neb.name, "neb", prepared.input_sha256, 1, "neb", meta)
         jobs.append((entry, prepared))
@@ -291,11 +333,14 @@ def write_study_inputs(
 
     # 2. check every target before the first write
     to_write: list[tuple[ManifestEntry, PreparedInputs]] = []
+    unchanged: list[tuple[ManifestEntry, PreparedInputs]] = []
     refused: list[str] = []
     for entry, prepared in jobs:
         try:
             if prepared.check(out / entry.path, force=force):
                 to_write.append((entry, prepared))
+            else:
+                unchanged.append((entry, prepared))
         except OverwriteError:
             refused.append(entry.path)
     if refused:
@@ -310,6 +355,8 @@ def write_study_inputs(
     for entry, prepared in to_write:
         if prepared.write(out / entry.path, force=force):
             written.append(entry.name)
+    for entry, prepared in unchanged:
+        _refresh_prerelax(out / entry.path, prepared)
     manifest = Manifest(
         study=plan.name,
         calculations=[entry for entry, _ in jobs],
