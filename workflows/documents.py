@@ -176,6 +176,12 @@ class NebDoc(_Doc):
         Names of the endpoint calculations.
     band_path, trajectory_path
         Final band and band trajectory (extxyz), relative to ``directory``.
+    stage_force_calls
+        ``n_force_calls`` split by stage (``"saddle"``: the one-image climbing band,
+        ``"loose"``, ``"band"``).
+    start
+        How the band was started: ``"saddle-first"`` or ``"interpolated"`` (with the
+        reason when the saddle-first start was tried and dropped).
     """
 
     path: str
@@ -201,6 +207,8 @@ class NebDoc(_Doc):
     directory: str
     band_path: str = "band.extxyz"
     trajectory_path: str = "neb.extxyz"
+    stage_force_calls: dict[str, int] = field(default_factory=dict)
+    start: str = "interpolated"
     settings: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
