@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.constraints import FixAtoms
 from ase.io import read
 from ase.mep.neb import NEB, interpolate
 from ase.optimize import FIRE
@@ -17,7 +19,13 @@ from pqdflow.workflows.backends import AseBackend, get_backend
 from pqdflow.workflows.band_optimizer import BandLBFGS
 from pqdflow.workflows.calculators import CountingCalculator, MockPairCalculator
 from pqdflow.workflows.documents import NebDoc
-from pqdflow.workflows.neb import NebSettings, TieredNEB, interpolate_images, optimize_band
+from pqdflow.workflows.neb import (
+    NebSettings,
+    TieredNEB,
+    interpolate_images,
+    optimize_band,
+    resolve_optimizer,
+)
 
 
 def vbr_host(a: float, seed: int = 0) -> Atoms:
@@ -213,6 +221,60 @@ def test_band_lbfgs_meets_each_image_criterion_in_fewer_calls_than_fire(
         assert norms[neb.imax - 1] < 0.01
         counts[name] = sum(c.n_calls for c in calcs)
     assert counts["qn"] < counts["fire"]
+
+
+class NoiseCalculator(Calculator):
+    """Random forces (seeded): a band on which no optimiser can make progress."""
+
+    implemented_properties = ("energy", "forces")
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.rng = np.random.default_rng(seed)
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:  # type: ignore[no-untyped-def]
+        super().calculate(atoms, properties, system_changes)
+        assert self.atoms is not None
+        self.results = {
+            "energy": float(self.rng.normal()),
+            "forces": self.rng.normal(scale=0.5, size=(len(self.atoms), 3)),
+        }
+
+
+def test_band_lbfgs_gives_up_without_progress_and_fire_finishes() -> None:
+    ini, fin = vbr_endpoints(5.945)
+    images = interpolate_images(ini, fin, 3, method="linear")
+    for image in (images[0], images[-1]):
+        image.calc = SinglePointCalculator(image, energy=0.0, forces=np.zeros((len(image), 3)))
+    for k, image in enumerate(images[1:-1]):
+        image.calc = NoiseCalculator(k)
+    neb = TieredNEB(images, climb=True, fmax=0.05, climb_fmax=0.02)
+    opt = BandLBFGS(neb, patience=5)
+    assert opt.run(steps=500) is False
+    assert opt.stalled
+    assert opt.nsteps < 500
+
+    images = interpolate_images(ini, fin, 3, method="linear")
+    settings = NebSettings(optimizer="qn", saddle_first=False, max_steps=100)
+    out = optimize_band(
+        images, [NoiseCalculator(k) for k in range(3)], settings, e_initial=0.0, e_final=0.0
+    )
+    assert not out.converged
+    assert out.optimizer == "qn"
+    assert out.stage_force_calls["fire_fallback"] > 0
+    assert sum(out.stage_force_calls.values()) == out.n_force_calls
+
+
+def test_auto_optimizer_is_fire_only_with_free_molecular_atoms() -> None:
+    ini, fin = vbr_endpoints(5.945)
+    band = interpolate_images(ini, fin, 1, method="linear")
+    assert resolve_optimizer("auto", band) == "qn"
+    assert resolve_optimizer("fire", band) == "fire"
+    with_h = [image + Atoms("H", positions=[(1.0, 1.0, 1.0)]) for image in band]
+    assert resolve_optimizer("auto", with_h) == "fire"
+    for image in with_h:
+        image.set_constraint(FixAtoms(indices=[len(image) - 1]))
+    assert resolve_optimizer("auto", with_h) == "qn"
 
 
 @pytest.mark.parametrize(

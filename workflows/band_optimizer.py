@@ -7,9 +7,13 @@ safeguards a band needs because NEB forces are not the gradient of any energy:
 * a curvature pair ``(s, y)`` is stored only when ``s . y > 0``;
 * a step that does not point along the force (``d . F <= 0``) is replaced by a steepest
   descent step and the memory is cleared;
-* the memory is cleared when the climbing image changes, and when the largest image force
-  more than doubles after a step (the trust radius is then halved; it grows back by 20 %
-  per good step up to ``maxstep``);
+* the memory is cleared when the climbing image changes; when the largest image force
+  grows by more than half after a step, the memory is cleared, the trust radius halved
+  and the initial Hessian guess doubled (stiff modes, e.g. C-H and C-N bonds of ligands,
+  next to soft Pb-X tilts); the trust radius grows back by 20 % per step that lowers the
+  largest force, up to ``maxstep``;
+* it gives up when it stops making progress (``patience``), restoring the best band seen,
+  so the caller can finish with FIRE;
 * every step is capped so no atom moves more than the trust radius.
 
 It converges a band whose images each have their own criterion (``image_thresholds``),
@@ -66,33 +70,49 @@ class BandLBFGS:
         Largest displacement of any atom in one step (Å).
     memory
         Number of curvature pairs kept.
+    patience
+        Steps without a new lowest largest image force after which :meth:`run` gives up
+        (``stalled``), leaving the best band seen in place; also when the largest force
+        exceeds five times that best.
 
     Attributes
     ----------
     nsteps
         Steps taken by the last :meth:`run`.
+    stalled
+        Whether the last :meth:`run` gave up for lack of progress (the caller should
+        finish with a more robust optimiser, e.g. FIRE).
     """
 
     def __init__(
-        self, band: _Band, *, alpha: float = 3.0, maxstep: float = 0.15, memory: int = 20
+        self,
+        band: _Band,
+        *,
+        alpha: float = 3.0,
+        maxstep: float = 0.15,
+        memory: int = 20,
+        patience: int = 30,
     ) -> None:
         for name, value in (("alpha", alpha), ("maxstep", maxstep)):
             if not (np.isfinite(value) and value > 0):
                 raise InputError(f"BandLBFGS {name} must be a positive number, got {value!r}")
-        if memory < 1:
-            raise InputError(f"BandLBFGS memory must be >= 1, got {memory}")
+        for name, count in (("memory", memory), ("patience", patience)):
+            if count < 1:
+                raise InputError(f"BandLBFGS {name} must be >= 1, got {count}")
         self.band = band
         self.alpha = float(alpha)
         self.maxstep = float(maxstep)
         self.memory = int(memory)
+        self.patience = int(patience)
         self.nsteps = 0
+        self.stalled = False
 
     def converged(self) -> bool:
         """Whether every interior image is below its own criterion."""
         return bool(np.all(self.band.image_fmax() < self.band.image_thresholds()))
 
     def _direction(
-        self, force: np.ndarray, pairs: deque[tuple[np.ndarray, np.ndarray]]
+        self, force: np.ndarray, pairs: deque[tuple[np.ndarray, np.ndarray]], alpha: float
     ) -> np.ndarray:
         """Quasi-Newton step ``H F`` by the two-loop recursion (``H0 = 1/alpha``)."""
         q = force.copy()
@@ -102,7 +122,7 @@ class BandLBFGS:
             a = rho * float(np.dot(s, q))
             history.append((a, rho, s, y))
             q -= a * y
-        d = q / self.alpha
+        d = q / alpha
         for a, rho, s, y in reversed(history):
             d += s * (a - rho * float(np.dot(y, d)))
         return d
@@ -130,15 +150,23 @@ class BandLBFGS:
         pairs: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.memory)
         climbing = band.imax if band.climb else None
         largest = float(band.image_fmax().max())
+        best, best_x, since_best = largest, x.copy(), 0
         trust = self.maxstep
+        alpha = self.alpha
         self.nsteps = 0
+        self.stalled = False
         while self.nsteps < steps:
             if self.converged():
                 return True
-            d = self._direction(force, pairs)
+            if since_best >= self.patience or largest > 5.0 * best:
+                # no progress: leave the best band seen in place for the caller
+                self.stalled = True
+                band.set_positions(best_x.reshape(-1, 3))
+                return False
+            d = self._direction(force, pairs, alpha)
             if float(np.dot(d, force)) <= 0.0:
                 pairs.clear()
-                d = force / self.alpha
+                d = force / alpha
             longest = float(np.sqrt((d.reshape(-1, 3) ** 2).sum(axis=1)).max())
             if longest > trust:
                 d *= trust / longest
@@ -155,15 +183,22 @@ class BandLBFGS:
             ).all(axis=1)
             s.reshape(n_interior, -1)[frozen] = 0.0
             y.reshape(n_interior, -1)[frozen] = 0.0
-            if largest_new > 2.0 * largest:
+            if largest_new > 1.5 * largest:
+                # overshoot: forget the model, shorten the steps, assume stiffer modes
                 pairs.clear()
                 trust = max(0.5 * trust, 0.01)
+                alpha = min(2.0 * alpha, 100.0)
             else:
-                trust = min(1.2 * trust, self.maxstep)
+                if largest_new < largest:
+                    trust = min(1.2 * trust, self.maxstep)
                 if climbing_new != climbing:
                     pairs.clear()
                 elif float(np.dot(s, y)) > 0.0:
                     pairs.append((s, y))
             climbing, largest = climbing_new, largest_new
             x, force = x_new, force_new
+            if largest < best:
+                best, best_x, since_best = largest, x.copy(), 0
+            else:
+                since_best += 1
         return self.converged()

@@ -178,10 +178,13 @@ class NebDoc(_Doc):
         Final band and band trajectory (extxyz), relative to ``directory``.
     stage_force_calls
         ``n_force_calls`` split by stage (``"saddle"``: the one-image climbing band,
-        ``"loose"``, ``"band"``).
+        ``"loose"``, ``"band"``, ``"fire_fallback"``: FIRE finishing a band whose
+        quasi-Newton stage stalled).
     start
         How the band was started: ``"saddle-first"`` or ``"interpolated"`` (with the
         reason when the saddle-first start was tried and dropped).
+    optimizer
+        Band optimiser used (what ``"auto"`` resolved to).
     """
 
     path: str
@@ -209,6 +212,7 @@ class NebDoc(_Doc):
     trajectory_path: str = "neb.extxyz"
     stage_force_calls: dict[str, int] = field(default_factory=dict)
     start: str = "interpolated"
+    optimizer: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
