@@ -15,7 +15,7 @@ from ase.constraints import FixAtoms
 
 from pqdflow.errors import EndpointError, InputError, OverwriteError, StudyError
 from pqdflow.workflows.backends import AseBackend, get_backend
-from pqdflow.workflows.documents import RelaxDoc, StudyResults
+from pqdflow.workflows.documents import NebDoc, RelaxDoc, StudyResults
 from pqdflow.workflows.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
 from pqdflow.workflows.runner import (
     compute_binding,
@@ -249,6 +249,34 @@ def test_endpoints_in_different_basins_are_rebased(tmp_path: Path) -> None:
         tmp_path / "neb-reference",
     )
     assert neb.barrier["forward"] == pytest.approx(reference.barrier["forward"], abs=0.02)
+
+
+def test_endpoints_that_stay_apart_after_rebasing_are_run_and_flagged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ase.io import read, write
+
+    from pqdflow.errors import EndpointWarning
+    from pqdflow.workflows import runner
+
+    plan = small_plan()
+    spec = plan.nebs[0]
+    backend = CountingBackend()
+    docs = {
+        name: relax_calculation(plan.get(name), backend, tmp_path / name)
+        for name in (spec.initial, spec.final)
+    }
+    far = read(docs[spec.final].structure_file(), format="extxyz")
+    far.positions += [1.8, 0.0, 0.0]
+    write(docs[spec.final].structure_file(), far, format="extxyz")
+    # a potential on which the rebuilt final endpoint relaxes away again
+    monkeypatch.setattr(runner, "final_in_initial_basin", lambda initial, final, k: final)
+    with pytest.warns(EndpointWarning, match="move by more than"):
+        neb = runner.run_neb(spec, docs[spec.initial], docs[spec.final], backend, tmp_path / "n")
+    assert neb.meta["endpoint_check"]["passed"] is False
+    assert "move by more than" in neb.meta["endpoint_check"]["reason"]
+    assert neb.final == f"{spec.final}-rebased"
+    assert NebDoc.read(tmp_path / "n" / "result.json").meta["endpoint_check"]["passed"] is False
 
 
 def test_final_endpoint_starts_from_the_relaxed_initial() -> None:

@@ -258,6 +258,7 @@ def interpolate_images(
     *,
     method: Literal["idpp", "linear"] = "idpp",
     idpp_fmax: float = 0.005,
+    check: bool = True,
 ) -> list[Atoms]:
     """Band of ``n_images`` intermediate images between two endpoints (endpoints included).
 
@@ -286,7 +287,9 @@ def interpolate_images(
     except ModuleNotFoundError:
         defects = None
     if defects is not None and hasattr(defects, "interpolate_band"):
-        band = defects.interpolate_band(initial, final, n_images, method=method, fmax=idpp_fmax)
+        band = defects.interpolate_band(
+            initial, final, n_images, method=method, fmax=idpp_fmax, check=check
+        )
         return [image.copy() for image in band]
     images = [initial.copy()] + [initial.copy() for _ in range(n_images)] + [final.copy()]
     mic = bool(initial.pbc.any())
@@ -392,7 +395,7 @@ def _saddle_first(
     initial, final = images[0], images[-1]
     n_interior = len(images) - 2
     trio = interpolate_images(
-        initial, final, 1, method=settings.interpolation, idpp_fmax=settings.idpp_fmax
+        initial, final, 1, method=settings.interpolation, idpp_fmax=settings.idpp_fmax, check=False
     )
     _fix_endpoint(trio[0], e_initial)
     _fix_endpoint(trio[-1], e_final)
@@ -419,7 +422,12 @@ def _saddle_first(
     saddle.calc = None
     n_left = (n_interior - 1) // 2
     n_right = n_interior - 1 - n_left
-    kw: dict[str, Any] = {"method": settings.interpolation, "idpp_fmax": settings.idpp_fmax}
+    # same atoms by construction: the saddle is an image of this band
+    kw: dict[str, Any] = {
+        "method": settings.interpolation,
+        "idpp_fmax": settings.idpp_fmax,
+        "check": False,
+    }
     left = interpolate_images(initial, saddle, n_left, **kw) if n_left else [initial, saddle]
     right = interpolate_images(saddle, final, n_right, **kw) if n_right else [saddle, final]
     band = [initial, *left[1:-1], saddle, *right[1:-1], final]
@@ -600,8 +608,15 @@ def run_band(
     for name, value in (("e_initial", e_initial), ("e_final", e_final)):
         if not math.isfinite(value):
             raise InputError(f"NEB {path!r}: endpoint energy {name} must be finite, got {value}")
+    # a mismatch the runner already flagged (meta["endpoint_check"]) is not re-raised here
+    flagged = (meta or {}).get("endpoint_check", {}).get("passed") is False
     images = interpolate_images(
-        initial, final, n_images, method=settings.interpolation, idpp_fmax=settings.idpp_fmax
+        initial,
+        final,
+        n_images,
+        method=settings.interpolation,
+        idpp_fmax=settings.idpp_fmax,
+        check=not flagged,
     )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

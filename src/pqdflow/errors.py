@@ -18,6 +18,7 @@ __all__ = [
     "CompositionError",
     "ConvergenceError",
     "EndpointError",
+    "EndpointWarning",
     "GeometryError",
     "InputError",
     "InputSetError",
@@ -120,3 +121,11 @@ class LaunchpadLockedError(PqdflowError):
 
 class VibrationalError(PqdflowError):
     """Vibrational analysis that cannot be performed on the given input."""
+
+
+class EndpointWarning(UserWarning):
+    """NEB endpoints differ by more than the hop even after the final was rebuilt.
+
+    The band is still run and its document flagged (``meta["endpoint_check"]``): the
+    barrier then includes that rearrangement and must be read with care.
+    """
