@@ -29,7 +29,7 @@ from pqdflow.errors import BackendError, BackendNotInstalledError, InputError
 from pqdflow.workflows.calculators import MockPairCalculator
 from pqdflow.workflows.documents import NebDoc, RelaxDoc
 from pqdflow.workflows.neb import NebSettings, run_band
-from pqdflow.workflows.relax import OPTIMIZERS, relax_structure
+from pqdflow.workflows.relax import OPTIMIZERS, OptimizerName, relax_structure
 
 __all__ = [
     "BACKENDS",
@@ -121,7 +121,7 @@ class AseSettings:
     fmax: float = 0.02
     endpoint_fmax: float = 0.005
     max_steps: int = 1000
-    optimizer: str = "bfgs"
+    optimizer: OptimizerName = "bfgs"
     neb: NebSettings = field(default_factory=NebSettings)
     calculator: dict[str, Any] = field(default_factory=dict)
 

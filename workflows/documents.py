@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ase import Atoms
+from ase.io import read
+
 from pqdflow.analysis.barriers import BarrierDoc
 from pqdflow.errors import ParseError
 from pqdflow.fileio import atomic_write_json
@@ -133,6 +136,23 @@ class RelaxDoc(_Doc):
     def structure_file(self) -> Path:
         """Absolute path of the final structure."""
         return Path(self.directory) / self.structure_path
+
+    def read_structure(self) -> Atoms:
+        """Read the final structure (constraints and info kept).
+
+        Raises
+        ------
+        ParseError
+            If the file is missing or holds no single structure.
+        """
+        path = self.structure_file()
+        try:
+            atoms = read(path, format="extxyz")
+        except (OSError, ValueError, StopIteration) as exc:
+            raise ParseError(path, f"cannot read the relaxed structure: {exc}") from exc
+        if not isinstance(atoms, Atoms):
+            raise ParseError(path, f"holds {len(atoms)} structures; expected one")
+        return atoms
 
 
 @dataclass

@@ -285,8 +285,6 @@ class RelaxTask(FiretaskBase):
         """
         import dataclasses
 
-        from ase.io import read
-
         from pqdflow.workflows.documents import RelaxDoc
         from pqdflow.workflows.runner import final_endpoint_start, relax_calculation
 
@@ -297,7 +295,7 @@ class RelaxTask(FiretaskBase):
             _require(docs, [start_from["initial"]], f"NEB final endpoint {calc.name!r}")
             initial = _doc_from_dict(RelaxDoc, docs[start_from["initial"]])
             first = final_endpoint_start(
-                read(initial.structure_file(), format="extxyz"),
+                initial.read_structure(),
                 atoms_from_dict(start_from["initial_start"]),
                 calc.atoms,
                 int(start_from["hopping_index"]),

@@ -409,7 +409,10 @@ def _saddle_first(
         dynamic=False,
     )
     opt = BandLBFGS(
-        one, alpha=settings.qn_alpha, maxstep=settings.qn_maxstep, memory=settings.qn_memory
+        one,  # type: ignore[arg-type]  # TieredNEB (ASE types its attributes loosely)
+        alpha=settings.qn_alpha,
+        maxstep=settings.qn_maxstep,
+        memory=settings.qn_memory,
     )
     ok = opt.run(steps=min(settings.max_steps, 100))
     assert one.energies is not None

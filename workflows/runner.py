@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ase import Atoms
-from ase.io import read
 from tqdm import tqdm
 
 from pqdflow.analysis.binding import balance_exchange, binding_energy, composition_of
@@ -209,8 +208,8 @@ def run_neb(
     done = _finished(directory, NebDoc, backend.name)
     if done is not None:
         return done
-    initial = read(initial_doc.structure_file(), format="extxyz")
-    final = read(final_doc.structure_file(), format="extxyz")
+    initial = initial_doc.read_structure()
+    final = final_doc.read_structure()
     e_final, final_name = final_doc.energy, spec.final
     meta: dict[str, Any] = {"hopping_index": spec.hopping_index, **spec.meta}
     try:
@@ -230,7 +229,7 @@ def run_neb(
             tight=True,
             meta={**spec.meta, "rebased_from": spec.final},
         )
-        final = read(rebased.structure_file(), format="extxyz")
+        final = rebased.read_structure()
         e_final, final_name = rebased.energy, rebased.name
         meta["final_rebased"] = {"reason": str(exc), "energy": rebased.energy}
         try:
@@ -515,7 +514,7 @@ def run_study(
             if spec.name in finals:
                 neb_spec = finals[spec.name]
                 first = final_endpoint_start(
-                    read(docs[neb_spec.initial].structure_file(), format="extxyz"),
+                    docs[neb_spec.initial].read_structure(),
                     plan.get(neb_spec.initial).atoms,
                     spec.atoms,
                     neb_spec.hopping_index,
