@@ -220,8 +220,14 @@ def test_empty_study_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_endpoints_in_different_basins_are_rebased(tmp_path: Path) -> None:
-    from pqdflow.workflows.runner import run_neb
+def far_final_endpoint(
+    tmp_path: Path,
+) -> tuple[StudyPlan, NebSpec, CountingBackend, dict[str, RelaxDoc]]:
+    """Relaxed endpoints of the small plan whose final "relaxed" into another basin.
+
+    Every framework atom of the final endpoint is moved 1.8 Å away.
+    """
+    from ase.io import write
 
     plan = small_plan()
     spec = plan.nebs[0]
@@ -230,12 +236,16 @@ def test_endpoints_in_different_basins_are_rebased(tmp_path: Path) -> None:
         name: relax_calculation(plan.get(name), backend, tmp_path / name)
         for name in (spec.initial, spec.final)
     }
-    # the final endpoint "relaxed" into another basin: every framework atom 1.8 Å away
-    from ase.io import read, write
-
-    far = read(docs[spec.final].structure_file(), format="extxyz")
+    far = docs[spec.final].read_structure()
     far.positions += [1.8, 0.0, 0.0]
     write(docs[spec.final].structure_file(), far, format="extxyz")
+    return plan, spec, backend, docs
+
+
+def test_endpoints_in_different_basins_are_rebased(tmp_path: Path) -> None:
+    from pqdflow.workflows.runner import run_neb
+
+    plan, spec, backend, docs = far_final_endpoint(tmp_path)
     neb = run_neb(spec, docs[spec.initial], docs[spec.final], backend, tmp_path / "neb")
     assert f"{spec.final}-rebased" in backend.relaxed
     assert neb.final == f"{spec.final}-rebased"
@@ -254,21 +264,10 @@ def test_endpoints_in_different_basins_are_rebased(tmp_path: Path) -> None:
 def test_endpoints_that_stay_apart_after_rebasing_are_run_and_flagged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ase.io import read, write
-
     from pqdflow.errors import EndpointWarning
     from pqdflow.workflows import runner
 
-    plan = small_plan()
-    spec = plan.nebs[0]
-    backend = CountingBackend()
-    docs = {
-        name: relax_calculation(plan.get(name), backend, tmp_path / name)
-        for name in (spec.initial, spec.final)
-    }
-    far = read(docs[spec.final].structure_file(), format="extxyz")
-    far.positions += [1.8, 0.0, 0.0]
-    write(docs[spec.final].structure_file(), far, format="extxyz")
+    _, spec, backend, docs = far_final_endpoint(tmp_path)
     # a potential on which the rebuilt final endpoint relaxes away again
     monkeypatch.setattr(runner, "final_in_initial_basin", lambda initial, final, k: final)
     with pytest.warns(EndpointWarning, match="move by more than"):
