@@ -38,6 +38,7 @@ from ase.filters import FrechetCellFilter
 from ase.mep.neb import NEB, interpolate
 from ase.optimize import BFGS, FIRE
 
+from pqdflow.structures.defects import build_neb_endpoints
 from pqdflow.workflows.backends import get_backend
 from pqdflow.workflows.calculators import CountingCalculator
 from pqdflow.workflows.neb import NebSettings, interpolate_images, optimize_band
@@ -89,12 +90,8 @@ def vbr_endpoints(
     d = host.get_distances(vacancy, br, mic=True)
     # nearest Br sharing an octahedron edge (~a/sqrt(2))
     hop = br[int(np.argmin(np.where(d > 0.1, d, np.inf)))]
-    vec = host.get_distance(hop, vacancy, mic=True, vector=True)
-    initial = host.copy()
-    del initial[vacancy]
-    k = hop - (hop > vacancy)
-    final = initial.copy()
-    final.positions[k] += vec
+    initial, final = build_neb_endpoints(host, vacancy_index=vacancy, hop_index=hop)
+    k = int(initial.info["neb"]["hopping_index"])
     calls = relax(initial, factory(), ENDPOINT_FMAX) + relax(final, factory(), ENDPOINT_FMAX)
     e_i, e_f = initial.get_potential_energy(), final.get_potential_energy()
     for image in (initial, final):

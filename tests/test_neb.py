@@ -15,7 +15,7 @@ from ase.mep.neb import NEB, interpolate
 from ase.optimize import FIRE
 
 from pqdflow.errors import EndpointError, InputError
-from pqdflow.structures.defects import final_in_initial_basin
+from pqdflow.structures.defects import build_neb_endpoints, final_in_initial_basin
 from pqdflow.workflows.backends import AseBackend, get_backend
 from pqdflow.workflows.band_optimizer import BandLBFGS
 from pqdflow.workflows.calculators import CountingCalculator, MockPairCalculator
@@ -49,12 +49,7 @@ def vbr_endpoints(a: float, seed: int = 0) -> tuple[Atoms, Atoms]:
     vacancy = br[0]
     d = host.get_distances(vacancy, br, mic=True)
     hop = br[int(np.argmin(np.where(d > 0.1, d, np.inf)))]
-    vec = host.get_distance(hop, vacancy, mic=True, vector=True)
-    initial = host.copy()
-    del initial[vacancy]
-    final = initial.copy()
-    final.positions[hop - (hop > vacancy)] += vec
-    return initial, final
+    return build_neb_endpoints(host, vacancy_index=vacancy, hop_index=hop)
 
 
 @pytest.fixture(scope="module")
