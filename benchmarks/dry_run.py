@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from pqdflow.workflows.dryrun import build_bands, write_study_inputs
+from pqdflow.workflows.vasp.dryrun import build_bands, write_study_inputs
 from pqdflow.workflows.study import example_study, plan_study
 
 TARGET_RATIO = 1.5

@@ -7,7 +7,7 @@ relaxed tightly and shared by every recipe. 5 intermediate images, climbing imag
 convergence: per-atom NEB force norm below 0.05 eV/Å on every image.
 
 Compared (every interior-image force evaluation counted; endpoints excluded, identical):
-* ``pqdflow``: :class:`pqdflow.workflows.neb.NebSettings` defaults (a one-image climbing
+* ``pqdflow``: :class:`pqdflow.workflows.engine.neb.NebSettings` defaults (a one-image climbing
   band converged first, the band rebuilt through it with tight IDPP on each side, then
   pqdflow's safeguarded L-BFGS with the climbing image to 0.02 eV/Å and converged images
   frozen). The one-image stage's force calls are counted.
@@ -40,8 +40,8 @@ from ase.optimize import BFGS, FIRE
 
 from pqdflow.structures.defects import build_neb_endpoints
 from pqdflow.workflows.backends import get_backend
-from pqdflow.workflows.calculators import CountingCalculator
-from pqdflow.workflows.neb import NebSettings, interpolate_images, optimize_band
+from pqdflow.workflows.engine.calculators import CountingCalculator
+from pqdflow.workflows.engine.neb import NebSettings, interpolate_images, optimize_band
 
 N_IMAGES = 5
 FMAX = 0.05

@@ -10,10 +10,10 @@ import pytest
 from ase.io import read
 from pymatgen.io.vasp import Incar
 
-from pqdflow.workflows.custodian_jobs import CustodianSettings
-from pqdflow.workflows.documents import NebDoc, RelaxDoc
-from pqdflow.workflows.mock_vasp import CALLS_FILE, write_mock_script
-from pqdflow.workflows.vasp_backend import RESULT_FILE, VaspBackend
+from pqdflow.workflows.vasp.custodian_jobs import CustodianSettings
+from pqdflow.documents.results import NebDoc, RelaxDoc
+from pqdflow.workflows.testing.mock_vasp import CALLS_FILE, write_mock_script
+from pqdflow.workflows.vasp.backend import RESULT_FILE, VaspBackend
 
 SI = "si_relax_plain_small"
 NH3 = "nh3_inversion_cineb_vtst"
@@ -21,7 +21,7 @@ FAST = {"polling_time_step": 0.05, "monitor_freq": 10_000, "max_errors": 2}
 
 
 def _cmd(script: Path) -> list[str]:
-    return [sys.executable, "-m", "pqdflow.workflows.mock_vasp", str(script)]
+    return [sys.executable, "-m", "pqdflow.workflows.testing.mock_vasp", str(script)]
 
 
 @pytest.fixture(autouse=True)

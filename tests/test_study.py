@@ -14,7 +14,7 @@ from pqdflow.errors import (
     StudyError,
     UnknownLigandError,
 )
-from pqdflow.workflows.plan import StudyPlan
+from pqdflow.documents.plan import StudyPlan
 from pqdflow.workflows.study import (
     Study,
     balance_released,

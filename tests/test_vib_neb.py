@@ -29,8 +29,8 @@ from pqdflow.errors import VibrationalError
 from pqdflow.structures.bulk import build_bulk
 from pqdflow.structures.defects import build_neb_endpoints, enumerate_halide_hops
 from pqdflow.workflows.backends import get_backend
-from pqdflow.workflows.calculators import MockPairCalculator
-from pqdflow.workflows.vib_inputs import (
+from pqdflow.workflows.engine.calculators import MockPairCalculator
+from pqdflow.workflows.vasp.vib_inputs import (
     load_neb_folder,
     neb_folder_vibrations,
     read_hop_vib_outputs,

@@ -51,8 +51,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``pqdflow status``; return the exit status."""
-    from pqdflow.workflows.fw_workflows import workflow_states
-    from pqdflow.workflows.launchpad import (
+    from pqdflow.workflows.fireworks.builder import workflow_states
+    from pqdflow.workflows.fireworks.launchpad import (
         EmbeddedLaunchPad,
         embedded_store_path,
         load_launchpad_file,

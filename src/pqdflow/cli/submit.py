@@ -16,6 +16,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pqdflow.cli.run import add_backend_arguments, backend_settings
+
 __all__ = ["register", "run"]
 
 
@@ -37,12 +39,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--launchpad", type=Path, help="my_launchpad.yaml (default: embedded store of --out)"
     )
-    parser.add_argument(
-        "--backend",
-        choices=("vasp", "mock", "chgnet"),
-        default="vasp",
-        help="calculation backend (default: vasp)",
-    )
+    add_backend_arguments(parser, default="vasp")
     parser.add_argument(
         "--out", type=Path, help="run folder (embedded store and calculation folders)"
     )
@@ -61,8 +58,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Execute ``pqdflow submit``; return the exit status."""
     from pqdflow.errors import InputError
-    from pqdflow.workflows.fw_workflows import add_workflow_once, build_workflow
-    from pqdflow.workflows.launchpad import (
+    from pqdflow.workflows.fireworks.builder import add_workflow_once, build_workflow
+    from pqdflow.workflows.fireworks.launchpad import (
         EmbeddedLaunchPad,
         embedded_store_path,
         load_launchpad_file,
@@ -73,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.launchpad is None and args.out is None:
         raise InputError("give --launchpad FILE (MongoDB) or --out DIR (embedded launchpad)")
     study = load_study(args.study)  # a bad study file fails before any launchpad is touched
+    options = backend_settings(args)
     root = args.root if args.root is not None else (args.out if args.launchpad is None else None)
     store: Path | None
     if args.launchpad is None:
@@ -85,10 +83,10 @@ def run(args: argparse.Namespace) -> int:
     if store is not None:
         # lock first: a busy store is refused before the study is planned
         with open_embedded_launchpad(store, wait=args.wait) as elp:
-            wf = build_workflow(plan_study(study), args.backend, root=root)
+            wf = build_workflow(plan_study(study), args.backend, root=root, backend_options=options)
             fw_id, added = add_workflow_once(elp, wf)
     else:
-        wf = build_workflow(plan_study(study), args.backend, root=root)
+        wf = build_workflow(plan_study(study), args.backend, root=root, backend_options=options)
         fw_id, added = add_workflow_once(lp, wf)
     if added:
         print(
