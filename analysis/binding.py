@@ -47,8 +47,8 @@ __all__ = [
     "EnergyTerm",
     "balance_exchange",
     "binding_energy",
-    "compute_binding",
     "composition_of",
+    "compute_binding",
 ]
 
 Definition = Literal["exchange", "interaction"]

@@ -26,9 +26,9 @@ from typing import Any
 from ase import Atoms
 from fireworks import Firework, ScriptTask, Workflow
 
+from pqdflow.documents.plan import BindingSpec, CalcSpec, StudyPlan
 from pqdflow.workflows.fireworks.builder import build_workflow
 from pqdflow.workflows.fireworks.launchpad import launch_rapidfire, open_embedded_launchpad
-from pqdflow.documents.plan import BindingSpec, CalcSpec, StudyPlan
 
 TARGET_RATIO = 2.0
 

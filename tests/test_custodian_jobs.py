@@ -21,6 +21,7 @@ from custodian.vasp.validators import VaspFilesValidator, VasprunXMLValidator
 from pymatgen.io.vasp import Incar
 
 from pqdflow.errors import BackendError, CalculationFailed
+from pqdflow.workflows.testing.mock_vasp import CALLS_FILE, write_mock_script
 from pqdflow.workflows.vasp.custodian_jobs import (
     STDOUT_FILE,
     CustodianSettings,
@@ -35,7 +36,6 @@ from pqdflow.workflows.vasp.custodian_jobs import (
     vasp_job,
     vasp_neb_job,
 )
-from pqdflow.workflows.testing.mock_vasp import CALLS_FILE, write_mock_script
 
 FES2 = "fes2_slab_relax_truncated_diverging"
 SI = "si_relax_plain_small"

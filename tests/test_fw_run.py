@@ -17,9 +17,10 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
 
+from pqdflow.documents.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
 from pqdflow.documents.results import StudyResults
 from pqdflow.errors import InputError, LaunchpadLockedError
-from pqdflow.workflows.backends import BackendEntry, register_backend
+from pqdflow.workflows.backends import BackendEntry
 from pqdflow.workflows.fireworks.builder import collect_docs, find_workflow, workflow_states
 from pqdflow.workflows.fireworks.launchpad import (
     EmbeddedLaunchPad,
@@ -27,7 +28,6 @@ from pqdflow.workflows.fireworks.launchpad import (
     open_embedded_launchpad,
     run_plan_on_launchpad,
 )
-from pqdflow.documents.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
 
 
 def small_plan(n_extra: int = 0) -> StudyPlan:
@@ -170,10 +170,8 @@ def test_mock_study_completes_and_a_fresh_process_reads_the_results(tmp_path: Pa
     run_plan_on_launchpad(plan, "mock", out, progress=False, backend_options=FAST_NEB)
     assert len(_launches(out)) == n_launches
     # other backend options would mix folders computed two ways: refused, nothing launched
-    with pytest.raises(InputError, match="built from a different plan or backend options"):
-        run_plan_on_launchpad(
-            plan, "mock", out, progress=False, backend_options={"fmax": 0.1}
-        )
+    with pytest.raises(InputError, match="already holds a run of the same study name with other"):
+        run_plan_on_launchpad(plan, "mock", out, progress=False, backend_options={"fmax": 0.1})
     assert len(_launches(out)) == n_launches
 
 

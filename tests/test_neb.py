@@ -14,10 +14,10 @@ from ase.io import read
 from ase.mep.neb import NEB, interpolate
 from ase.optimize import FIRE
 
-from pqdflow.errors import EndpointError, InputError
-from pqdflow.structures.defects import build_neb_endpoints, final_in_initial_basin
 from pqdflow.documents.plan import CalcSpec, NebSpec
 from pqdflow.documents.results import NebDoc, RelaxDoc
+from pqdflow.errors import EndpointError, InputError
+from pqdflow.structures.defects import build_neb_endpoints, final_in_initial_basin
 from pqdflow.workflows.backends import get_backend
 from pqdflow.workflows.engine.ase_backend import AseBackend
 from pqdflow.workflows.engine.band_optimizer import BandLBFGS
@@ -76,7 +76,7 @@ def relaxed_mock_endpoints(
 def test_bulk_vbr_neb_converges_with_mock(
     relaxed_mock_endpoints: Endpoints, tmp_path: Path
 ) -> None:
-    backend, ini, fin, e_i, e_f, d_i, d_f = relaxed_mock_endpoints
+    backend, _, _, e_i, e_f, d_i, d_f = relaxed_mock_endpoints
     spec = NebSpec("neb-bulk", "bulk", "i", "f", n_images=5, hopping_index=0)
     doc = backend.neb(spec, d_i, d_f, tmp_path / "neb")
     settings = NebSettings()

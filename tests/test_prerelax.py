@@ -16,15 +16,13 @@ from ase.geometry import find_mic
 from ase.io import read
 
 from pqdflow.cli import main
+from pqdflow.documents.plan import CalcSpec, StudyPlan
+from pqdflow.documents.results import RelaxDoc
 from pqdflow.errors import BackendError, BackendNotInstalledError, ConvergenceError, OverwriteError
 from pqdflow.structures.defects import interpolate_band
-from pqdflow.documents.plan import CalcSpec
 from pqdflow.workflows.backends import get_backend
 from pqdflow.workflows.engine.ase_backend import AseBackend
 from pqdflow.workflows.engine.calculators import MockPairCalculator
-from pqdflow.documents.results import RelaxDoc
-from pqdflow.workflows.vasp.dryrun import Manifest, write_study_inputs
-from pqdflow.documents.plan import StudyPlan
 from pqdflow.workflows.engine.prerelax import (
     MOCK_NOTE,
     PrerelaxWarning,
@@ -33,6 +31,7 @@ from pqdflow.workflows.engine.prerelax import (
 )
 from pqdflow.workflows.engine.relax import max_force
 from pqdflow.workflows.study import plan_study, study_from_dict
+from pqdflow.workflows.vasp.dryrun import Manifest, write_study_inputs
 from pqdflow.workflows.vasp.vaspfiles import INPUT_PROVENANCE_FILE
 
 #: Two bulk cells, a clean slab (fixed bottom layers) and one bulk V_Br hop.

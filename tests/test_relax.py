@@ -12,9 +12,9 @@ from ase.build import molecule
 from ase.constraints import FixAtoms
 from ase.io import read
 
+from pqdflow.documents.results import RelaxDoc
 from pqdflow.errors import InputError
 from pqdflow.workflows.engine.calculators import MockPairCalculator
-from pqdflow.documents.results import RelaxDoc
 from pqdflow.workflows.engine.relax import relax_structure
 
 

@@ -13,11 +13,11 @@ from ase import Atoms
 from ase.build import molecule
 from ase.constraints import FixAtoms
 
-from pqdflow.errors import EndpointError, InputError, OverwriteError, StudyError
 from pqdflow.analysis.binding import compute_binding
 from pqdflow.analysis.report import format_table
 from pqdflow.documents.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
 from pqdflow.documents.results import NebDoc, RelaxDoc, StudyResults
+from pqdflow.errors import EndpointError, InputError, OverwriteError, StudyError
 from pqdflow.workflows.backends import get_backend
 from pqdflow.workflows.engine.ase_backend import AseBackend
 from pqdflow.workflows.engine.runner import run_study

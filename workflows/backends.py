@@ -126,7 +126,7 @@ def register_backend(entry: BackendEntry, *, replace: bool = False) -> None:
 
 
 def backend_names(*, in_process: bool | None = None) -> list[str]:
-    """Registered backend names (only the in-process ones with ``in_process=True``)."""
+    """Return the registered backend names (only in-process ones with ``in_process=True``)."""
     return sorted(n for n, e in _REGISTRY.items() if in_process in (None, e.in_process))
 
 
@@ -235,11 +235,11 @@ def _vasp(settings: Mapping[str, Any], env: Mapping[str, Any]) -> Backend:
 
 
 register_backend(
-    BackendEntry("mock", _ase("mock", "mock_factory"), "pair potential, plumbing only", physics=False)
+    BackendEntry(
+        "mock", _ase("mock", "mock_factory"), "pair potential, plumbing only", physics=False
+    )
 )
 register_backend(
     BackendEntry("chgnet", _ase("chgnet", "chgnet_factory"), "CHGNet universal ML potential")
 )
-register_backend(
-    BackendEntry("vasp", _vasp, "VASP PBE/PAW under custodian", in_process=False)
-)
+register_backend(BackendEntry("vasp", _vasp, "VASP PBE/PAW under custodian", in_process=False))

@@ -89,9 +89,7 @@ def check_consistency(docs: Mapping[str, VaspCalcDoc | RelaxDoc]) -> None:
     backends = {n: d.backend if isinstance(d, RelaxDoc) else "vasp" for n, d in docs.items()}
     if len(set(backends.values())) > 1:
         problems.append(f"backend differs: {backends}")
-    ran = {
-        n: d for n, d in docs.items() if isinstance(d, VaspCalcDoc) and d.parameters.encut
-    }
+    ran = {n: d for n, d in docs.items() if isinstance(d, VaspCalcDoc) and d.parameters.encut}
     for label, get in (
         ("functional", lambda d: d.parameters.functional),
         ("ENCUT (eV)", lambda d: d.parameters.encut),
@@ -318,7 +316,10 @@ def _binding_row(
     try:
         doc = compute_binding(spec, {n: t for n, t in terms.items() if t is not None})
     except InputError as exc:
-        row["status"], row["note"] = "unbalanced", str(exc)
+        if row["status"] == "ok":
+            row["status"], row["note"] = "unbalanced", str(exc)
+        else:
+            row["note"] += f"; {exc}"
         return row
     row["E_b_eV"], row["balanced"] = doc.E_b_eV, doc.balanced
     if row["status"] == "ok" and not doc.all_converged:
@@ -397,10 +398,14 @@ def _neb_row(
         except ParseError as exc:
             row["note"] = exc.reason
             return row
-        return row | _barrier_fields(done.barrier) | {
-            "status": "ok" if done.converged else "unconverged",
-            "backend": done.backend,
-        }
+        return (
+            row
+            | _barrier_fields(done.barrier)
+            | {
+                "status": "ok" if done.converged else "unconverged",
+                "backend": done.backend,
+            }
+        )
     ends = (manifest.folder(spec.initial), manifest.folder(spec.final))
     try:
         neb = parse_neb(folder, endpoint_dirs=ends, energy_key=key)

@@ -24,7 +24,7 @@ from typing import Any
 
 from pqdflow.analysis.plots import plot_binding_energies, plot_neb_profiles
 from pqdflow.analysis.rates import HopVibDoc
-from pqdflow.analysis.report.tree import VIB_DOC, StudyReport
+from pqdflow.analysis.report.tree import StudyReport
 from pqdflow.documents.results import StudyResults
 from pqdflow.fileio import atomic_write_bytes, atomic_write_text
 

@@ -45,17 +45,28 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-if TYPE_CHECKING:
-    from pqdflow.analysis.neb_parse import parse_neb
-    from pqdflow.analysis.report import build_report, write_report
-    from pqdflow.analysis.vasp import parse_calculation
-    from pqdflow.workflows.backends import get_backend
-    from pqdflow.workflows.engine.runner import run_study
-    from pqdflow.workflows.fireworks.builder import build_workflow
-    from pqdflow.workflows.fireworks.launchpad import run_plan_on_launchpad as run_on_launchpad
-    from pqdflow.workflows.study import example_study, load_study, plan_study
-    from pqdflow.workflows.study.scheduler import schedule
-    from pqdflow.workflows.vasp.dryrun import write_study_inputs
+if TYPE_CHECKING:  # names for type checkers; at run time __getattr__ imports them
+    from pqdflow.analysis.neb_parse import parse_neb as parse_neb
+    from pqdflow.analysis.report import build_report as build_report
+    from pqdflow.analysis.report import write_report as write_report
+    from pqdflow.analysis.vasp import parse_calculation as parse_calculation
+    from pqdflow.workflows.backends import get_backend as get_backend
+    from pqdflow.workflows.engine.runner import run_study as run_study
+    from pqdflow.workflows.fireworks.builder import build_workflow as build_workflow
+    from pqdflow.workflows.fireworks.launchpad import (  # noqa: F401
+        run_plan_on_launchpad as run_on_launchpad,
+    )
+    from pqdflow.workflows.study import (
+        example_study as example_study,
+    )
+    from pqdflow.workflows.study import (
+        load_study as load_study,
+    )
+    from pqdflow.workflows.study import (
+        plan_study as plan_study,
+    )
+    from pqdflow.workflows.study.scheduler import schedule as schedule
+    from pqdflow.workflows.vasp.dryrun import write_study_inputs as write_study_inputs
 
 #: Public name -> (module, attribute); imported on first use so ``import pqdflow`` stays light.
 _API: dict[str, tuple[str, str]] = {

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ase import Atoms
 from ase.calculators.calculator import Calculator
 
 from pqdflow.documents.plan import CalcSpec, NebSpec
@@ -236,7 +235,7 @@ def chgnet_calculator_factory(
 
 
 def mock_factory(calculator: Mapping[str, Any]) -> Callable[[], Calculator]:
-    """Factory of :class:`MockPairCalculator` with ``calculator`` parameters (checked now)."""
+    """Return a factory of :class:`MockPairCalculator` (``calculator`` parameters, checked now)."""
     MockPairCalculator(**calculator)  # validate parameters now, not at the first image
 
     def factory() -> Calculator:
@@ -246,7 +245,7 @@ def mock_factory(calculator: Mapping[str, Any]) -> Callable[[], Calculator]:
 
 
 def chgnet_factory(calculator: Mapping[str, Any]) -> Callable[[], Calculator]:
-    """Factory of CHGNet calculators; ``calculator`` may set ``model_name`` and ``device``.
+    """Return a factory of CHGNet calculators (``calculator``: ``model_name``, ``device``).
 
     Raises
     ------

@@ -48,12 +48,12 @@ from ase.mep.neb import NEB, BaseNEB, DyNEB, NEBOptimizer, NEBState, idpp_interp
 from ase.optimize import BFGS, FIRE, LBFGS, MDMin
 
 from pqdflow.analysis.barriers import neb_barrier, path_coordinates
-from pqdflow.structures.ligands import MOLECULAR_ELEMENTS
+from pqdflow.documents.results import NebDoc
 from pqdflow.errors import EndpointError, InputError
 from pqdflow.provenance import provenance
+from pqdflow.structures.ligands import MOLECULAR_ELEMENTS
 from pqdflow.workflows.engine.band_optimizer import BandLBFGS
 from pqdflow.workflows.engine.calculators import CountingCalculator
-from pqdflow.documents.results import NebDoc
 from pqdflow.workflows.engine.relax import RESULT_FILE, write_frame
 
 __all__ = [

@@ -24,10 +24,10 @@ from ase.io import write
 from ase.optimize import BFGS, FIRE, LBFGS
 from ase.optimize.optimize import Optimizer
 
+from pqdflow.documents.results import RESULT_FILE, RelaxDoc
 from pqdflow.errors import InputError
 from pqdflow.provenance import provenance
 from pqdflow.workflows.engine.calculators import CountingCalculator
-from pqdflow.documents.results import RESULT_FILE, RelaxDoc
 
 __all__ = ["OPTIMIZERS", "RESULT_FILE", "max_force", "relax_structure", "write_frame"]
 

@@ -25,7 +25,7 @@ from pqdflow.documents.results import StudyResults
 from pqdflow.errors import CalculationFailed, InputError, StudyError
 from pqdflow.workflows.backends import Backend
 from pqdflow.workflows.study.scheduler import schedule
-from pqdflow.workflows.study.steps import assemble_results, execute_step
+from pqdflow.workflows.study.steps import assemble_results, execute_step, prepare_run_folder
 
 __all__ = ["run_study"]
 
@@ -67,7 +67,9 @@ def run_study(
     Raises
     ------
     StudyError
-        An empty plan (nothing to run), before anything is written.
+        An empty plan (nothing to run), or ``out`` holding another study or run
+        (:func:`~pqdflow.workflows.study.steps.prepare_run_folder`); before anything is
+        written.
     InputError
         An unknown binding-energy definition, before anything is written.
     """
@@ -79,7 +81,10 @@ def run_study(
         )
     steps = schedule(plan)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise StudyError(f"output path {str(out)!r} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    prepare_run_folder(plan, out, backend.name, backend.describe())
     start = time.perf_counter()
     docs: dict[str, Any] = {}
     failed: list[dict[str, str]] = []

@@ -42,9 +42,9 @@ import bson.json_util
 import yaml
 from fireworks import FWorker, LaunchPad
 
+from pqdflow.documents.plan import StudyPlan
 from pqdflow.errors import CalculationFailed, InputError, LaunchpadLockedError
 from pqdflow.fileio import atomic_write_text
-from pqdflow.documents.plan import StudyPlan
 
 __all__ = [
     "EMBEDDED_DB_NAME",
@@ -565,6 +565,7 @@ def run_plan_on_launchpad(
         Some Fireworks failed (FIZZLED); the message names them and their errors.
     """
     from pqdflow.analysis.report import write_results
+    from pqdflow.workflows.backends import get_backend
     from pqdflow.workflows.fireworks.builder import (
         add_workflow_once,
         build_workflow,
@@ -572,12 +573,16 @@ def run_plan_on_launchpad(
         workflow_failures,
         workflow_states,
     )
-    from pqdflow.workflows.study.steps import assemble_results
+    from pqdflow.workflows.study.steps import assemble_results, prepare_run_folder
 
     out = Path(out).resolve()
     wf = build_workflow(plan, backend_name, root=out, backend_options=backend_options)
+    described = get_backend(backend_name, **dict(backend_options or {})).describe()
     start = time.perf_counter()
     with _launchpad_for_run(out, launchpad_file, wait) as lp:
+        # holding the store: a folder of another study is refused before anything runs
+        out.mkdir(parents=True, exist_ok=True)
+        prepare_run_folder(plan, out, backend_name, described)
         recovered = getattr(lp, "recovered_fw_ids", [])
         if recovered and progress:
             print(f"pqdflow: reran lost Firework(s) of a killed launcher: {recovered}")

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ase import Atoms
 
+from pqdflow.documents.plan import BindingSpec, CalcKind, CalcSpec, NebSpec, StudyPlan
 from pqdflow.errors import StudyError
 from pqdflow.structures.bulk import allowed_x
-from pqdflow.documents.plan import BindingSpec, CalcKind, CalcSpec, NebSpec, StudyPlan
 
 if TYPE_CHECKING:
     from pqdflow.workflows.study.schema import NebPath, Study

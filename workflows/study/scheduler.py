@@ -196,9 +196,7 @@ def schedule(plan: StudyPlan) -> list[Step]:
         later.append(Step("relax", calc.name, (neb.initial,), calc, start))
     steps += later
     steps += [Step("neb", n.name, (n.initial, n.final), n) for n in plan.nebs]
-    steps += [
-        Step("binding", b.name, tuple(dict.fromkeys(b.parents())), b) for b in plan.bindings
-    ]
+    steps += [Step("binding", b.name, tuple(dict.fromkeys(b.parents())), b) for b in plan.bindings]
     steps += [Step("neb_analysis", analysis_name(n), (n.name,), n) for n in plan.nebs]
     return steps
 
@@ -209,7 +207,7 @@ OPERATIONAL_SETTINGS = frozenset({"vasp_cmd", "gamma_vasp_cmd", "custodian"})
 
 
 def reuse_settings(description: Mapping[str, Any]) -> dict[str, Any]:
-    """A backend's description without its operational settings (commands, supervision)."""
+    """Return a backend's description without its operational settings (commands, custodian)."""
     return {k: v for k, v in description.items() if k not in OPERATIONAL_SETTINGS}
 
 
@@ -239,7 +237,7 @@ def step_inputs(
     backend: Mapping[str, Any],
     parents: Mapping[str, Mapping[str, Any] | None],
 ) -> dict[str, Any]:
-    """What determines the result of a relaxation or band: the record a rerun must match.
+    """Return what determines a relaxation's or band's result: the record a rerun must match.
 
     Parameters
     ----------

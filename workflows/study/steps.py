@@ -26,9 +26,17 @@ from ase import Atoms
 
 from pqdflow.analysis.barriers import summarize_neb
 from pqdflow.analysis.binding import compute_binding
-from pqdflow.documents.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
+from pqdflow.documents.manifest import MANIFEST_FILE, Manifest, ManifestEntry, read_manifest
+from pqdflow.documents.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan, jsonable
 from pqdflow.documents.results import BindingDoc, NebDoc, RelaxDoc, StudyResults, read_finished
-from pqdflow.errors import CalculationFailed, EndpointError, EndpointWarning, InputError
+from pqdflow.errors import (
+    CalculationFailed,
+    EndpointError,
+    EndpointWarning,
+    InputError,
+    StudyError,
+)
+from pqdflow.fileio import atomic_write_text
 from pqdflow.provenance import provenance
 from pqdflow.structures.defects import check_endpoints, final_in_initial_basin
 from pqdflow.workflows.backends import Backend
@@ -38,6 +46,7 @@ __all__ = [
     "assemble_results",
     "execute_step",
     "final_endpoint_start",
+    "prepare_run_folder",
     "relax_calculation",
     "run_neb",
     "step_directory",
@@ -124,8 +133,9 @@ def relax_calculation(
     directory
         Calculation folder.
     inputs
-        The record of what determines the result (:func:`~pqdflow.workflows.study.scheduler.step_inputs`),
-        stored as ``meta["inputs"]``; a finished result is reused only when it matches.
+        The record of what determines the result
+        (:func:`~pqdflow.workflows.study.scheduler.step_inputs`), stored as
+        ``meta["inputs"]``; a finished result is reused only when it matches.
 
     Raises
     ------
@@ -300,7 +310,7 @@ def assemble_results(
     wall_time_s: float = 0.0,
     **extra: Any,
 ) -> StudyResults:
-    """The :class:`~pqdflow.documents.results.StudyResults` of a plan from its step documents.
+    """Return the :class:`~pqdflow.documents.results.StudyResults` of a plan's step documents.
 
     Parameters
     ----------
@@ -339,3 +349,83 @@ def assemble_results(
             neb_analysis=[plain(d) for d in by_kind["neb_analysis"]], study_meta=plan.meta, **extra
         ),
     )
+
+
+def prepare_run_folder(
+    plan: StudyPlan,
+    out: str | Path,
+    backend: str,
+    settings: Mapping[str, Any] | None = None,
+) -> Manifest:
+    """Claim ``out`` for one study run: write (or check) its ``manifest.json``.
+
+    The manifest lists every calculation and band folder of the run (``calcs/<name>``,
+    ``neb/<name>``) with the plan's reactions and paths, so ``pqdflow report OUT`` reads a run
+    folder as it reads a dry-run tree. It records the backend and the plan's fingerprint: a
+    run folder holds one study, and a second study (or the same study with other settings or
+    another backend) is refused before anything is written.
+
+    Raises
+    ------
+    StudyError
+        ``out`` holds another study or run, or a dry run; the message names the folder and
+        what differs.
+    """
+    out = Path(out)
+    fingerprint = plan.fingerprint(backend, reuse_settings(dict(settings or {})))
+    run = {"backend": backend, "fingerprint": fingerprint}
+    path = out / MANIFEST_FILE
+    if path.is_file():
+        old = read_manifest(out)
+        if not old.run:
+            raise StudyError(
+                f"{out} holds a dry run (pqdflow inputs) of study {old.study!r}; run into "
+                "another folder"
+            )
+        if old.run.get("fingerprint") != fingerprint:
+            what = []
+            if old.study != plan.name:
+                what.append(f"study {old.study!r}, not {plan.name!r}")
+            if old.run.get("backend") != backend:
+                what.append(f"backend {old.run.get('backend')!r}, not {backend!r}")
+            if not what:
+                what.append("the same study name with other structures or settings")
+            raise StudyError(
+                f"{out} already holds a run of {'; '.join(what)}; a run folder holds one study "
+                "with one backend and one set of settings. Use a new --out (or restore the "
+                "original study file and settings to resume)."
+            )
+    entries: list[ManifestEntry] = []
+    for step in schedule(plan):
+        if step.kind == "relax":
+            calc = step.spec
+            assert isinstance(calc, CalcSpec)
+            entries.append(
+                ManifestEntry(
+                    name=calc.name,
+                    path=f"calcs/{calc.name}",
+                    kind=calc.kind,
+                    formula_units=int(calc.formula_units),
+                    role=calc.role,
+                    meta=jsonable(calc.meta),
+                )
+            )
+        elif step.kind == "neb":
+            neb = step.spec
+            assert isinstance(neb, NebSpec)
+            meta = {**jsonable(neb.meta), "label": neb.label, "initial": neb.initial}
+            meta |= {"final": neb.final, "n_images": neb.n_images}
+            entries.append(ManifestEntry(neb.name, f"neb/{neb.name}", "neb", role="neb", meta=meta))
+    manifest = Manifest(
+        study=plan.name,
+        calculations=entries,
+        bindings=list(plan.bindings),
+        nebs=list(plan.nebs),
+        written=[],
+        path=path,
+        run=run,
+    )
+    text = manifest.text()
+    if not path.is_file() or path.read_text() != text:
+        atomic_write_text(path, text)
+    return manifest

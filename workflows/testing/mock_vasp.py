@@ -210,7 +210,7 @@ def _replay_stdout(reference: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: ``python -m pqdflow.workflows.testing.mock_vasp SCRIPT.json [--directory DIR]``."""
+    """Run as ``python -m pqdflow.workflows.testing.mock_vasp SCRIPT.json [--directory DIR]``."""
     parser = argparse.ArgumentParser(prog="mock_vasp", description=__doc__.splitlines()[0])
     parser.add_argument("script", type=Path, help="JSON script written by write_mock_script")
     parser.add_argument(

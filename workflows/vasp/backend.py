@@ -144,9 +144,7 @@ class VaspBackend:
         input_set = input_set_for(spec, self.inputs)
         directory = Path(directory)
         if not _finished_and_converged(directory):
-            write_vasp_inputs(
-                spec.atoms, directory, input_set, force=bool(find_outputs(directory))
-            )
+            write_vasp_inputs(spec.atoms, directory, input_set, force=bool(find_outputs(directory)))
             cmd = self.gamma_vasp_cmd if spec.kind == "molecule" else self.vasp_cmd
             run_vasp_custodian(directory, vasp_cmd=cmd, settings=self.custodian)
         calc = parse_calculation(directory)

@@ -75,7 +75,7 @@ class VaspInputOptions:
 
     @classmethod
     def from_plan(cls, plan: StudyPlan) -> VaspInputOptions:
-        """The options a plan was made with (``plan.meta["inputs"]``, its INCAR overrides)."""
+        """Return the options a plan was made with (``plan.meta["inputs"]``, INCAR overrides)."""
         return cls.from_dict({**plan.meta.get("inputs", {}), "incar": plan.incar_overrides})
 
     @classmethod

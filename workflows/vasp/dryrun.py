@@ -172,9 +172,7 @@ def write_study_inputs(
                 "by the FireWorks workflow)"
             )
         prepared = _with_prerelax(
-            prepare_neb_inputs(
-                images, neb_input_set_for(neb, plan.get(neb.initial).kind, options)
-            ),
+            prepare_neb_inputs(images, neb_input_set_for(neb, plan.get(neb.initial).kind, options)),
             neb.meta,
             band=band,
         )

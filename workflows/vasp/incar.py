@@ -2,8 +2,9 @@
 
 :func:`validate_incar` checks tag names (UPPERCASE, known to VASP or the VTST tools, with a
 "did you mean" hint for typos) and value types against the declared type of each tag, and
-returns a normalised copy. Used by the presets, :class:`~pqdflow.workflows.vasp.inputsets.VaspInputSet`
-and the study schema (:mod:`pqdflow.workflows.study`).
+returns a normalised copy. Used by the presets,
+:class:`~pqdflow.workflows.vasp.inputsets.VaspInputSet` and the study schema
+(:mod:`pqdflow.workflows.study`).
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ write time is ``PMG_VASP_PSP_DIR`` read, to decide between a real ``POTCAR`` (li
 configured) and ``POTCAR.spec`` (no licence needed).
 
 INCAR tag validation lives in :mod:`pqdflow.workflows.vasp.incar` and folder writing
-(:class:`PreparedInputs`, POTCAR assembly, input hashing) in :mod:`pqdflow.workflows.vasp.vaspfiles`;
-their public names are re-exported here.
+(:class:`PreparedInputs`, POTCAR assembly, input hashing) in
+:mod:`pqdflow.workflows.vasp.vaspfiles`; their public names are re-exported here.
 
 Presets: ``base``, ``bulk_relax`` (ISIF 3), ``bulk_fixed_cell`` (ISIF 2), ``slab_relax``
 (ISIF 2, dipole correction), ``molecule`` (cubic box, Gamma only), ``neb_bulk``,

@@ -42,10 +42,10 @@ from pqdflow.analysis.vibrations import (
     displacement_dataset,
     modes_from_forces,
 )
+from pqdflow.documents.results import NebDoc
 from pqdflow.errors import InputError, OverwriteError, ParseError, VibrationalError
 from pqdflow.fileio import OUTPUT_FILES, atomic_directory, move_outputs_aside
 from pqdflow.provenance import provenance
-from pqdflow.documents.results import NebDoc
 from pqdflow.workflows.vasp.inputsets import (
     VaspInputSet,
     get_input_set,

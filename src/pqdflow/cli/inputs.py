@@ -56,8 +56,9 @@ def register(subparsers: Any) -> None:
 
     parser.add_argument(
         "--prerelax",
-        choices=backend_names(in_process=True),
-        help="relax every structure with this ML backend before writing the inputs (fewer DFT "
+        metavar="BACKEND",
+        help="relax every structure with this in-process backend "
+        f"({', '.join(backend_names(in_process=True))}) before writing the inputs (fewer DFT "
         "ionic steps); NEB endpoints too, then the bands are re-interpolated. 'mock' is a pair "
         "potential for plumbing tests only: its geometries are not physics (and are recorded "
         "as such)",

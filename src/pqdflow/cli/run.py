@@ -33,7 +33,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, default: str | Non
     parser.add_argument(
         "--backend",
         default=default,
-        choices=names,
+        metavar="NAME",
         help="; ".join(f"{n}: {backend_entry(n).summary}" for n in names)
         + (f" (default {default})" if default else ""),
     )
@@ -46,13 +46,12 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, default: str | Non
     parser.add_argument(
         "--gamma-vasp-cmd",
         metavar="CMD",
-        help="vasp backend: command of the Gamma-only build for molecules (default: "
-        "--vasp-cmd)",
+        help="vasp backend: command of the Gamma-only build for molecules (default: --vasp-cmd)",
     )
 
 
 def backend_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings of ``--backend`` from the command line (VASP commands).
+    """Return the settings of ``--backend`` given on the command line (VASP commands).
 
     Raises
     ------

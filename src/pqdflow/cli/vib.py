@@ -55,9 +55,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--backend",
         default="chgnet",
-        choices=backend_names(in_process=True),
-        help="in-process backend for the Hessians (default chgnet; mock is plumbing only); "
-        "VASP through --write-vasp / --from-vasp",
+        metavar="NAME",
+        help=f"in-process backend for the Hessians ({', '.join(backend_names(in_process=True))}; "
+        "default chgnet; mock is plumbing only); VASP through --write-vasp / --from-vasp",
     )
     parser.add_argument("--temperature", type=float, default=300.0, help="device temperature (K)")
     parser.add_argument("--json", action="store_true", help="print the document as JSON")
@@ -168,7 +168,7 @@ def _summary(doc: HopVibDoc) -> str:
 
 def run_vib(args: argparse.Namespace) -> int:
     """Run ``pqdflow vib``; return the exit status."""
-    from pqdflow.workflows import vib_inputs
+    from pqdflow.workflows.vasp import vib_inputs
 
     images = _images(args)
     saved = _saved_paths(args)

@@ -50,10 +50,19 @@ class ManifestEntry:
     name: str
     path: str
     kind: str
-    inputs_sha256: str
-    formula_units: int
-    role: str
+    inputs_sha256: str = ""
+    formula_units: int = 1
+    role: str = "model"
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ManifestEntry:
+        """From a manifest row; ``path`` defaults to the name, a missing count to 1."""
+        row = dict(data)
+        row.setdefault("path", row.get("name"))
+        if row.get("formula_units") is None:
+            row["formula_units"] = 1
+        return cls(**row)
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,9 @@ class Manifest:
         unchanged re-run; empty when read back from disk).
     path
         The manifest file.
+    run
+        For a ``pqdflow run`` folder: the backend, its settings and the plan's fingerprint
+        the folder belongs to (empty for a dry run).
     """
 
     study: str
@@ -81,6 +93,7 @@ class Manifest:
     nebs: list[NebSpec]
     written: list[str]
     path: Path
+    run: dict[str, Any] = field(default_factory=dict)
 
     def entry(self, name: str) -> ManifestEntry | None:
         """Return the entry called ``name``, or None."""
@@ -99,10 +112,11 @@ class Manifest:
             "calculations": [asdict(c) for c in self.calculations],
             "bindings": [b.as_dict() for b in self.bindings],
             "nebs": [n.as_dict() for n in self.nebs],
+            **({"run": self.run} if self.run else {}),
         }
 
     def text(self) -> str:
-        """The JSON text written to ``manifest.json``."""
+        """Return the JSON text written to ``manifest.json``."""
         return json.dumps(self.as_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -117,11 +131,12 @@ class Manifest:
         try:
             return cls(
                 study=str(data["study"]),
-                calculations=[ManifestEntry(**e) for e in data["calculations"]],
+                calculations=[ManifestEntry.from_dict(e) for e in data["calculations"]],
                 bindings=[BindingSpec.from_dict(b) for b in data.get("bindings", [])],
                 nebs=[NebSpec.from_dict(n) for n in data.get("nebs", [])],
                 written=[],
                 path=Path(path),
+                run=dict(data.get("run") or {}),
             )
         except (KeyError, TypeError) as exc:
             raise StudyError(f"{path} is not a pqdflow manifest ({exc!r})") from exc

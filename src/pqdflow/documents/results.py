@@ -11,9 +11,9 @@ the ``mock`` backend is plumbing, not physics.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from ase import Atoms
