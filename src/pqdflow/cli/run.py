@@ -22,7 +22,7 @@ from typing import Any
 
 from pqdflow.errors import StudyError
 
-__all__ = ["add_backend_arguments", "backend_settings", "register", "run"]
+__all__ = ["add_backend_arguments", "backend_settings", "custodian_options", "register", "run"]
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser, *, default: str | None) -> None:
@@ -48,10 +48,18 @@ def add_backend_arguments(parser: argparse.ArgumentParser, *, default: str | Non
         metavar="CMD",
         help="vasp backend: command of the Gamma-only build for molecules (default: --vasp-cmd)",
     )
+    parser.add_argument(
+        "--custodian",
+        metavar="KEY=VALUE",
+        action="append",
+        default=None,
+        help="vasp backend: a custodian setting, repeatable (polling_time_step, monitor_freq, "
+        "max_errors, wall_time, frozen_timeout, neb_max_restarts; e.g. polling_time_step=1)",
+    )
 
 
 def backend_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Return the settings of ``--backend`` given on the command line (VASP commands).
+    """Return the settings of ``--backend`` from the command line (VASP commands, custodian).
 
     Raises
     ------
@@ -65,7 +73,47 @@ def backend_settings(args: argparse.Namespace) -> dict[str, Any]:
             if args.backend != "vasp":
                 raise StudyError(f"--{option.replace('_', '-')} needs --backend vasp")
             settings[key] = value
+    pairs = getattr(args, "custodian", None)
+    if pairs:
+        if args.backend != "vasp":
+            raise StudyError("--custodian needs --backend vasp")
+        settings["custodian"] = custodian_options(pairs)
     return settings
+
+
+def custodian_options(pairs: list[str]) -> dict[str, Any]:
+    """``["polling_time_step=0.5", ...]`` as checked custodian settings (numbers typed).
+
+    Raises
+    ------
+    StudyError
+        A pair without ``=``, an unknown key (the message lists the known ones) or a value
+        that is not a number (``none`` is allowed for ``wall_time``).
+    InputError
+        A value out of range (from :class:`CustodianSettings`).
+    """
+    from dataclasses import fields
+
+    from pqdflow.workflows.vasp.custodian_jobs import CustodianSettings
+
+    types = {f.name: str(f.type) for f in fields(CustodianSettings)}
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = (part.strip() for part in pair.partition("="))
+        if not sep or key not in types:
+            raise StudyError(f"--custodian {pair!r}: give KEY=VALUE with KEY one of {list(types)}")
+        if text.lower() == "none" and "None" in types[key]:
+            options[key] = None
+            continue
+        try:
+            number = float(text)
+        except ValueError:
+            raise StudyError(f"--custodian {pair!r}: {text!r} is not a number") from None
+        if types[key] == "int" and not number.is_integer():
+            raise StudyError(f"--custodian {pair!r}: {key} must be a whole number")
+        options[key] = int(number) if types[key] == "int" else number
+    CustodianSettings(**options)  # range checks: InputError naming the bad value
+    return options
 
 
 def register(subparsers: Any) -> None:
