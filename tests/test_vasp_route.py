@@ -31,7 +31,6 @@ from pqdflow.analysis.report import build_report
 from pqdflow.analysis.vasp import parse_calculation
 from pqdflow.cli import main
 from pqdflow.documents.manifest import read_manifest
-from pqdflow.errors import StudyError
 from pqdflow.workflows.engine.calculators import MockPairCalculator
 from pqdflow.workflows.testing.fake_vasp import main as fake_main
 from pqdflow.workflows.testing.fake_vasp import read_calls
@@ -389,18 +388,18 @@ def test_report_of_a_dry_run_with_real_reference_outputs(
     assert all(n["forward_barrier_eV"] is None for n in report["nebs"])
 
 
-@pytest.mark.xfail(
-    raises=StudyError,
-    strict=True,
-    reason="pqdflow run writes no manifest.json into --out; build_report needs one",
-)
 def test_report_of_a_pqdflow_run_folder(vasp_run: tuple[Path, Path]) -> None:
+    """``pqdflow report`` reads a run folder through the manifest the run wrote."""
     out, _ = vasp_run
     report = build_report(out)
     results = json.loads((out / "results.json").read_text())
     energies = {c["name"]: c["energy"] for c in results["calculations"]}
     assert {r["name"]: r["energy_eV"] for r in report.calculations} == energies
     assert all(r["status"] == "ok" for r in report.calculations + report.nebs)
+    # the same binding energy as the run, recomputed with the same atom-balanced reaction
+    (binding,) = report.bindings
+    assert binding["E_b_eV"] == pytest.approx(results["binding"][0]["E_b_eV"], abs=1e-9)
+    assert binding["balanced"] is True
 
 
 # ------------------------------------------------------------------ pqdflow run --custodian
