@@ -11,6 +11,7 @@ import bz2
 import gzip
 import lzma
 import math
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -22,6 +23,7 @@ import numpy as np
 __all__ = [
     "ScanResult",
     "VaspParameters",
+    "decode",
     "nan_to_none",
     "num",
     "open_binary",
@@ -32,6 +34,7 @@ __all__ = [
 ]
 
 _READ = 1 << 20  # bytes per read from the (decompressed) stream
+_NUL_RUN = re.compile(rb"\x00+")
 
 
 # ----------------------------------------------------------------------------- run parameters
@@ -58,6 +61,11 @@ class VaspParameters:
         DFT+U and hybrid-functional switches.
     potcar_titels
         TITEL of every POTCAR, in species order.
+    ml_lmlff, ml_mode
+        Machine-learned force field (VASP >= 6.3): ``ML_LMLFF`` and ``ML_MODE`` (VASP >= 6.4,
+        e.g. ``"train"``, ``"run"``); ``None`` when not printed.
+    nblock
+        ``NBLOCK``: an ML run's OUTCAR prints ML steps only every NBLOCK steps.
     """
 
     vasp_version: str | None = None
@@ -77,6 +85,9 @@ class VaspParameters:
     lhfcalc: bool | None = None
     ivdw: int | None = None
     potcar_titels: list[str] = field(default_factory=list)
+    ml_lmlff: bool | None = None
+    ml_mode: str | None = None
+    nblock: int | None = None
 
     @property
     def potcar_set(self) -> tuple[str, ...]:
@@ -111,11 +122,16 @@ def to_int(text: bytes | str | None) -> int | None:
     return None if math.isnan(value) else int(value)
 
 
+def decode(text: bytes) -> str:
+    """Bytes of a VASP output as text; undecodable bytes (a corrupt file) become U+FFFD."""
+    return text.decode("utf-8", errors="replace")
+
+
 def to_bool(text: bytes | str | None) -> bool | None:
     """Fortran logical (``T``, ``.TRUE.``, ``F`` ...) as bool; ``None`` when missing or blank."""
     if text is None:
         return None
-    t = text.decode() if isinstance(text, bytes) else text
+    t = decode(text) if isinstance(text, bytes) else text
     t = t.strip().strip(".").upper()
     return None if not t else t.startswith("T")
 
@@ -144,8 +160,11 @@ class ScanResult:
     """What one output file (OUTCAR, vasprun.xml or OSZICAR) says, before assembly.
 
     Energies in eV, forces in eV/Å, lengths in Å. ``steps`` holds one dict per complete
-    ionic step; ``forces``/``positions``/``cell`` belong to the last one. ``problems``
-    collects warnings; ``broken`` is set when the stream or XML ended in an error.
+    ionic step (``kind``: ``"dft"`` or ``"ml"``, a machine-learned force-field step);
+    ``forces``/``positions``/``cell`` belong to the last one. ``problems`` collects
+    warnings; ``broken`` is set when the stream or XML ended in an error; ``corrupt`` lists
+    what makes the file untrustworthy (NUL bytes, two runs in one file, step records out of
+    order, a damaged compressed stream).
     """
 
     source: Path
@@ -168,18 +187,69 @@ class ScanResult:
     neb_step: int = -1
     problems: list[str] = field(default_factory=list)
     broken: str | None = None
+    corrupt: list[str] = field(default_factory=list)
     timing_at: bool = False
 
+    def flag_corrupt(self, reason: str) -> None:
+        """Record why the file cannot be trusted (also as a warning)."""
+        self.corrupt.append(reason)
+        self.problems.append(f"{self.source.name} is corrupt: {reason}")
 
-def read_chunks(path: Path, scan: ScanResult) -> Iterator[bytes]:
-    """Yield the decompressed bytes of ``path``; a broken stream ends it and marks ``scan``."""
+
+def _decompressed(path: Path, scan: ScanResult) -> Iterator[bytes]:
+    """Raw decompressed blocks of ``path``; a cut or damaged stream ends them and marks ``scan``."""
     try:
         with open_binary(path) as handle:
             while block := handle.read(_READ):
                 yield block
-    except (EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
-        scan.broken = f"{path.name}: compressed stream ends early or is corrupt ({exc})"
+    except EOFError as exc:  # a cut gzip/bzip2/xz file: the run's output just stops
+        scan.broken = f"{path.name}: compressed stream ends early ({exc})"
         scan.problems.append(scan.broken)
+    except (zlib.error, lzma.LZMAError, OSError) as exc:  # bad CRC, bad block, bad header
+        scan.broken = f"{path.name}: compressed stream is damaged, reading stopped ({exc})"
+        scan.flag_corrupt(f"damaged compressed stream ({exc})")
+
+
+def read_chunks(path: Path, scan: ScanResult) -> Iterator[bytes]:
+    r"""Yield the decompressed bytes of ``path`` as text with ``\n`` line ends and no NUL bytes.
+
+    Windows (``\r\n``) and old Mac (``\r``) line ends become ``\n``, so every reader
+    sees the same bytes whatever machine the file went through. Each run of NUL bytes (a file
+    system that lost writes: the data they replaced is gone) becomes one line break, so no
+    two partial lines fuse into a valid-looking one, and is recorded in ``scan`` as
+    corruption. A cut or damaged compressed stream ends the text and is recorded too.
+    """
+    offset, nul_total, nul_first, nul_runs = 0, 0, -1, 0
+    cr_held = False  # the previous block ended with "\\r" (its "\\n" may start the next one)
+    nul_held = False  # the previous block ended inside a NUL run
+    for raw in _decompressed(path, scan):
+        size = len(raw)
+        if b"\x00" in raw:
+            runs = [m.span() for m in _NUL_RUN.finditer(raw)]
+            if nul_first < 0:
+                nul_first = offset + runs[0][0]
+            nul_runs += len(runs) - int(nul_held and runs[0][0] == 0)
+            nul_total += sum(b - a for a, b in runs)
+            nul_held = runs[-1][1] == size
+            raw = _NUL_RUN.sub(b"\n", raw)
+        else:
+            nul_held = False
+        offset += size
+        block = b"\r" + raw if cr_held else raw
+        cr_held = block.endswith(b"\r")
+        if cr_held:
+            block = block[:-1]
+        if b"\r" in block:
+            block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if block:
+            yield block
+    if cr_held:
+        yield b"\n"
+    if nul_total:
+        scan.flag_corrupt(
+            f"{nul_total} NUL bytes in {nul_runs} block(s), the first at byte {nul_first} "
+            "(data lost by the file system)"
+        )
 
 
 def read_head(path: Path, n: int = 512) -> bytes:

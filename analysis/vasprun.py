@@ -4,10 +4,17 @@
 XML parser after the heavy ``<eigenvalues>``, ``<dos>`` and ``<projected>`` blocks are dropped
 from the byte stream; parsing stops at the first XML error and keeps every ``<calculation>``
 closed before it. The calculation-level ``e_wo_entrp`` of VASP < 6.4 actually holds
-sigma->0 and ``e_0_energy`` junk, so both are taken from the last ``<scstep>``, whose labels
-are right. An SCF loop of NELM iterations counts as not converged. The result is a raw
-:class:`~pqdflow.analysis._vaspio.ScanResult`; :func:`pqdflow.analysis.vasp.parse_calculation`
-turns it into a document.
+sigma->0 and ``e_0_energy`` junk (VASP >= 6.4 labels them right), so both are taken from the
+last ``<scstep>``, whose labels are right in every version. An SCF loop of NELM iterations
+counts as not converged. The result is a raw :class:`~pqdflow.analysis._vaspio.ScanResult`;
+:func:`pqdflow.analysis.vasp.parse_calculation` turns it into a document.
+
+Machine-learned force-field runs (VASP >= 6.3, ``ML_LMLFF``) write a DFT step as a
+``<calculation>`` and an ML step as a bare ``<structure>``, ``<varray name="forces">`` and
+``<energy>`` directly under ``<modeling>``; both are steps, labelled ``kind = "dft"`` /
+``"ml"``. XML that stops being well-formed before the file ends (two runs written into one
+file, a second document appended, damaged bytes) marks the file corrupt; a file that merely
+stops is only cut.
 """
 
 from __future__ import annotations
@@ -97,6 +104,7 @@ def _vasprun_calculation(scan: ScanResult, el: ET.Element) -> None:
     e_last = {i.get("name"): num(i.text) for i in scsteps[-1].iter("i")}
     scan.steps.append(
         {
+            "kind": "dft",
             "free_energy": nan_to_none(e_calc.get("e_fr_energy", math.nan)),
             # VASP < 6.4 mislabels these at calculation level; the scstep labels are right.
             "energy_without_entropy": nan_to_none(e_last.get("e_wo_entrp", math.nan)),
@@ -109,6 +117,28 @@ def _vasprun_calculation(scan: ScanResult, el: ET.Element) -> None:
     struct = el.find("structure")
     got = _vasprun_structure(struct) if struct is not None else None
     scan.cell, scan.positions = got if got else (None, None)
+
+
+def _vasprun_ml_step(
+    scan: ScanResult,
+    energy: ET.Element,
+    structure: tuple[np.ndarray, np.ndarray] | None,
+    forces: np.ndarray | None,
+) -> None:
+    """Record an ML force-field step: a top-level ``<energy>`` after its structure and forces."""
+    e = {i.get("name"): num(i.text) for i in energy.iter("i")}
+    scan.steps.append(
+        {
+            "kind": "ml",
+            "free_energy": nan_to_none(e.get("e_fr_energy", math.nan)),
+            "energy_without_entropy": nan_to_none(e.get("e_wo_entrp", math.nan)),
+            "energy_sigma0": nan_to_none(e.get("e_0_energy", math.nan)),
+            "n_scf": None,
+            "scf_converged": None,
+        }
+    )
+    scan.forces = forces
+    scan.cell, scan.positions = structure if structure else (None, None)
 
 
 def _vasprun_params(scan: ScanResult, params: dict[str, str], incar: dict[str, str]) -> None:
@@ -128,6 +158,9 @@ def _vasprun_params(scan: ScanResult, params: dict[str, str], incar: dict[str, s
         to_int(merged.get("ISPIN")),
     )
     p.ivdw = to_int(merged.get("IVDW"))
+    p.nblock = to_int(merged.get("NBLOCK"))
+    p.ml_lmlff = to_bool(merged.get("ML_LMLFF"))
+    p.ml_mode = merged["ML_MODE"].strip().lower() if "ML_MODE" in merged else None
     p.gga = merged["GGA"].strip() if "GGA" in merged else None
     p.lhfcalc, p.ldau = to_bool(merged.get("LHFCALC")), to_bool(merged.get("LDAU"))
     scan.hybrid = (nan_to_none(num(merged.get("HFSCREEN"))), nan_to_none(num(merged.get("AEXX"))))
@@ -144,6 +177,8 @@ def scan_vasprun(path: Path) -> ScanResult:
     stack: list[str] = []
     params: dict[str, str] = {}
     incar: dict[str, str] = {}
+    ml_structure: tuple[np.ndarray, np.ndarray] | None = None  # of the ML step being read
+    ml_forces: np.ndarray | None = None
     for block in _strip_heavy(read_chunks(path, scan)):
         try:
             parser.feed(block)
@@ -151,6 +186,10 @@ def scan_vasprun(path: Path) -> ScanResult:
         except ET.ParseError as exc:
             scan.broken = f"{path.name}: malformed XML, reading stopped ({exc})"
             scan.problems.append(scan.broken)
+            scan.flag_corrupt(
+                f"the XML stops being well-formed after {len(scan.steps)} ionic steps ({exc}): "
+                "two runs written into one file, a second document appended, or damaged bytes"
+            )
             break
         for event, el in events:
             tag = el.tag
@@ -184,11 +223,21 @@ def scan_vasprun(path: Path) -> ScanResult:
                 if el.get("name") == "finalpos":
                     scan.final = _vasprun_structure(el)
                 el.clear()
+            elif parent == "modeling" and tag in ("structure", "varray", "energy"):
+                if tag == "structure" and el.get("name") is None:
+                    ml_structure = _vasprun_structure(el)
+                elif tag == "varray" and el.get("name") == "forces":
+                    ml_forces = _varray(el)
+                elif tag == "energy":
+                    _vasprun_ml_step(scan, el, ml_structure, ml_forces)
+                    ml_structure = ml_forces = None
+                el.clear()
             elif tag == "modeling":
                 scan.finished = True
     _vasprun_params(scan, params, incar)
     nelm = scan.params.nelm
     for step in scan.steps:
-        step["scf_converged"] = nelm is None or step["n_scf"] < nelm
+        if step["kind"] == "dft":
+            step["scf_converged"] = nelm is None or step["n_scf"] < nelm
     scan.nions = len(scan.symbols) if scan.symbols else None
     return scan
