@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import math
 import re
@@ -33,7 +34,8 @@ __all__ = [
     "to_int",
 ]
 
-_READ = 1 << 20  # bytes per read from the (decompressed) stream
+_READ = 1 << 20  # bytes per block handed on (and per read from a plain file)
+_READ_COMPRESSED = 1 << 16  # bytes per read from a compressed stream
 _NUL_RUN = re.compile(rb"\x00+")
 
 
@@ -197,17 +199,30 @@ class ScanResult:
 
 
 def _decompressed(path: Path, scan: ScanResult) -> Iterator[bytes]:
-    """Raw decompressed blocks of ``path``; a cut or damaged stream ends them and marks ``scan``."""
+    """Raw decompressed blocks of ``path``; a cut or damaged stream ends them and marks ``scan``.
+
+    Compressed streams are read in small steps, so a cut one still yields everything that
+    was written before the cut.
+    """
+    parts: list[bytes] = []
+    size = 0
     try:
         with open_binary(path) as handle:
-            while block := handle.read(_READ):
-                yield block
+            step = _READ if isinstance(handle, io.BufferedReader) else _READ_COMPRESSED
+            while chunk := handle.read(step):
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= _READ:
+                    yield b"".join(parts)
+                    parts, size = [], 0
     except EOFError as exc:  # a cut gzip/bzip2/xz file: the run's output just stops
         scan.broken = f"{path.name}: compressed stream ends early ({exc})"
         scan.problems.append(scan.broken)
     except (zlib.error, lzma.LZMAError, OSError) as exc:  # bad CRC, bad block, bad header
         scan.broken = f"{path.name}: compressed stream is damaged, reading stopped ({exc})"
         scan.flag_corrupt(f"damaged compressed stream ({exc})")
+    if parts:
+        yield b"".join(parts)
 
 
 def read_chunks(path: Path, scan: ScanResult) -> Iterator[bytes]:
@@ -252,8 +267,8 @@ def read_chunks(path: Path, scan: ScanResult) -> Iterator[bytes]:
         )
 
 
-def read_head(path: Path, n: int = 512) -> bytes:
-    """First ``n`` decompressed bytes of ``path`` (``b""`` if unreadable)."""
-    for block in read_chunks(path, ScanResult(source=path)):
+def read_head(path: Path, n: int = 512, scan: ScanResult | None = None) -> bytes:
+    """First ``n`` decompressed bytes of ``path`` (``b""`` if unreadable; why, in ``scan``)."""
+    for block in read_chunks(path, scan if scan is not None else ScanResult(source=path)):
         return block[:n]
     return b""

@@ -234,8 +234,9 @@ class _OutcarState:
                 )
             self.pending_ml = None
         if self.disorder:
-            more = f" ({len(self.disorder) - 1} more)" if len(self.disorder) > 1 else ""
-            self.scan.flag_corrupt(f"step records out of order: {self.disorder[0]}{more}")
+            more = f" ({len(self.disorder) - 3} more)" if len(self.disorder) > 3 else ""
+            listed = "; ".join(self.disorder[:3])
+            self.scan.flag_corrupt(f"step records out of order: {listed}{more}")
 
     def _header(self, line: str) -> None:
         self.headers += 1
@@ -289,9 +290,13 @@ class _OutcarState:
         if self.ion <= self.last_ion:
             self.disorder.append(f"ionic step {self.ion} completes after step {self.last_ion}")
         elif self.ion != expected and not ml_run:  # ML runs skip the numbers of ML steps
+            lost = (
+                f"the record of step {expected} is"
+                if self.ion == expected + 1
+                else f"the records of steps {expected}..{self.ion - 1} are"
+            )
             self.disorder.append(
-                f"ionic step {self.ion} completes where step {expected} was due "
-                f"(records of steps {expected}..{self.ion - 1} are missing)"
+                f"ionic step {self.ion} completes where step {expected} was due ({lost} missing)"
             )
         self.last_ion = max(self.last_ion, self.ion)
         self._record(

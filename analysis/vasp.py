@@ -251,9 +251,10 @@ def _sniff(path: Path) -> str:
         return "outcar"
     if "VASPRUN" in name:
         return "vasprun"
-    head = read_head(path, 8192)
+    probe = ScanResult(source=path)
+    head = read_head(path, 8192, probe)
     if not head.strip():
-        raise ParseError(path, "file is empty (or holds only NUL bytes)")
+        raise ParseError(path, probe.broken or "file is empty (or holds only NUL bytes)")
     if head.lstrip().startswith(b"<?xml") or b"<modeling" in head:
         return "vasprun"
     if re.match(rb"\s*vasp\.", head) or HEADER.search(head):

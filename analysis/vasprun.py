@@ -170,19 +170,81 @@ def _vasprun_params(scan: ScanResult, params: dict[str, str], incar: dict[str, s
         scan.lexch = {"PAW_PBE": "PE", "PAW_GGA": "91", "US": "CA", "PAW": "CA"}.get(prefix)
 
 
+class _VasprunReader:
+    """What the pull parser's events say, collected into a :class:`ScanResult`."""
+
+    def __init__(self, scan: ScanResult) -> None:
+        self.scan = scan
+        self.stack: list[str] = []
+        self.params: dict[str, str] = {}
+        self.incar: dict[str, str] = {}
+        self.ml_structure: tuple[np.ndarray, np.ndarray] | None = None  # ML step being read
+        self.ml_forces: np.ndarray | None = None
+
+    def event(self, event: str, el: ET.Element) -> None:
+        scan, tag = self.scan, el.tag
+        if event == "start":
+            self.stack.append(tag)
+            return
+        self.stack.pop()
+        parent = self.stack[-1] if self.stack else ""
+        if tag == "i":
+            name = el.get("name") or ""
+            if parent == "generator" and name == "version":
+                scan.params.vasp_version = (el.text or "").strip()
+            elif parent == "incar":
+                self.incar[name] = el.text or ""
+            elif "parameters" in self.stack:
+                self.params[name] = el.text or ""
+        elif tag == "array" and parent == "atominfo":
+            rows = [[(c.text or "").strip() for c in rc.iter("c")] for rc in el.iter("rc")]
+            if el.get("name") == "atoms":
+                scan.symbols = [r[0] for r in rows if r]
+            elif el.get("name") == "atomtypes":
+                scan.params.potcar_titels = [r[-1] for r in rows if r]
+        elif tag == "calculation":
+            _vasprun_calculation(scan, el)
+            el.clear()
+        elif tag == "structure" and el.get("name") in ("initialpos", "finalpos"):
+            flags = el.find("varray[@name='selective']")
+            if flags is not None:
+                rows = [(v.text or "").upper().split() for v in flags.iter("v")]
+                scan.free = np.array([any(t.startswith("T") for t in r) for r in rows])
+            if el.get("name") == "finalpos":
+                scan.final = _vasprun_structure(el)
+            el.clear()
+        elif parent == "modeling" and tag in ("structure", "varray", "energy"):
+            if tag == "structure" and el.get("name") is None:
+                self.ml_structure = _vasprun_structure(el)
+            elif tag == "varray" and el.get("name") == "forces":
+                self.ml_forces = _varray(el)
+            elif tag == "energy":
+                _vasprun_ml_step(scan, el, self.ml_structure, self.ml_forces)
+                self.ml_structure = self.ml_forces = None
+            el.clear()
+        elif tag == "modeling":
+            scan.finished = True
+
+    def finish(self) -> None:
+        scan = self.scan
+        _vasprun_params(scan, self.params, self.incar)
+        nelm = scan.params.nelm
+        for step in scan.steps:
+            if step["kind"] == "dft":
+                step["scf_converged"] = nelm is None or step["n_scf"] < nelm
+        scan.nions = len(scan.symbols) if scan.symbols else None
+
+
 def scan_vasprun(path: Path) -> ScanResult:
     """Read a vasprun.xml (compressed or not) up to its end or its first XML error."""
     scan = ScanResult(source=path)
+    reader = _VasprunReader(scan)
     parser: ET.XMLPullParser = ET.XMLPullParser(events=("start", "end"))
-    stack: list[str] = []
-    params: dict[str, str] = {}
-    incar: dict[str, str] = {}
-    ml_structure: tuple[np.ndarray, np.ndarray] | None = None  # of the ML step being read
-    ml_forces: np.ndarray | None = None
     for block in _strip_heavy(read_chunks(path, scan)):
+        parser.feed(block)  # an XML error is queued: read_events raises it in its place
         try:
-            parser.feed(block)
-            events = cast("list[tuple[str, ET.Element]]", list(parser.read_events()))
+            for event, el in cast("Iterator[tuple[str, ET.Element]]", parser.read_events()):
+                reader.event(event, el)
         except ET.ParseError as exc:
             scan.broken = f"{path.name}: malformed XML, reading stopped ({exc})"
             scan.problems.append(scan.broken)
@@ -191,53 +253,5 @@ def scan_vasprun(path: Path) -> ScanResult:
                 "two runs written into one file, a second document appended, or damaged bytes"
             )
             break
-        for event, el in events:
-            tag = el.tag
-            if event == "start":
-                stack.append(tag)
-                continue
-            stack.pop()
-            parent = stack[-1] if stack else ""
-            if tag == "i":
-                name = el.get("name") or ""
-                if parent == "generator" and name == "version":
-                    scan.params.vasp_version = (el.text or "").strip()
-                elif parent == "incar":
-                    incar[name] = el.text or ""
-                elif "parameters" in stack:
-                    params[name] = el.text or ""
-            elif tag == "array" and parent == "atominfo":
-                rows = [[(c.text or "").strip() for c in rc.iter("c")] for rc in el.iter("rc")]
-                if el.get("name") == "atoms":
-                    scan.symbols = [r[0] for r in rows if r]
-                elif el.get("name") == "atomtypes":
-                    scan.params.potcar_titels = [r[-1] for r in rows if r]
-            elif tag == "calculation":
-                _vasprun_calculation(scan, el)
-                el.clear()
-            elif tag == "structure" and el.get("name") in ("initialpos", "finalpos"):
-                flags = el.find("varray[@name='selective']")
-                if flags is not None:
-                    rows = [(v.text or "").upper().split() for v in flags.iter("v")]
-                    scan.free = np.array([any(t.startswith("T") for t in r) for r in rows])
-                if el.get("name") == "finalpos":
-                    scan.final = _vasprun_structure(el)
-                el.clear()
-            elif parent == "modeling" and tag in ("structure", "varray", "energy"):
-                if tag == "structure" and el.get("name") is None:
-                    ml_structure = _vasprun_structure(el)
-                elif tag == "varray" and el.get("name") == "forces":
-                    ml_forces = _varray(el)
-                elif tag == "energy":
-                    _vasprun_ml_step(scan, el, ml_structure, ml_forces)
-                    ml_structure = ml_forces = None
-                el.clear()
-            elif tag == "modeling":
-                scan.finished = True
-    _vasprun_params(scan, params, incar)
-    nelm = scan.params.nelm
-    for step in scan.steps:
-        if step["kind"] == "dft":
-            step["scf_converged"] = nelm is None or step["n_scf"] < nelm
-    scan.nions = len(scan.symbols) if scan.symbols else None
+    reader.finish()
     return scan
