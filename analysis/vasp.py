@@ -432,18 +432,18 @@ def _choose_primary(
     vasprun.xml takes over from an OUTCAR that is corrupt, or that belongs to an ML
     force-field run printing ML steps only every NBLOCK > 1 steps, when it is intact itself.
     """
-    if o is None or v is None or first is not o or v.broken or v.corrupt or not v.steps:
+    if o is None or first is not o:
         return first, None
-    nblock = o.params.nblock or v.params.nblock or 1
-    ml = bool(o.params.ml_lmlff) or any(st["kind"] == "ml" for st in o.steps)
-    if o.corrupt:
+    usable = v is not None and not (v.broken or v.corrupt) and bool(v.steps)
+    if o.corrupt and v is not None and usable:
         return v, f"{o.source.name} is corrupt: steps and energies are read from {v.source.name}"
-    if ml and nblock > 1 and len(v.steps) > len(o.steps):
-        return v, (
-            f"{o.source.name} prints ML force-field steps only every NBLOCK = {nblock} steps: "
-            f"steps and energies are read from {v.source.name}"
-        )
-    return first, None
+    nblock = o.params.nblock or 1
+    if nblock > 1 and (o.params.ml_lmlff or any(st["kind"] == "ml" for st in o.steps)):
+        thinned = f"{o.source.name} prints ML force-field steps only every NBLOCK = {nblock} steps"
+        if v is not None and usable and len(v.steps) > len(o.steps):
+            return v, f"{thinned}: steps and energies are read from {v.source.name}"
+        return o, f"{thinned}: the ML steps in between are not counted"
+    return o, None
 
 
 def _fill_steps(doc: VaspCalcDoc, steps: list[dict[str, Any]]) -> None:
