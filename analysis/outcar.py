@@ -46,8 +46,9 @@ __all__ = ["scan_outcar"]
 _PIECE = 1 << 23  # OUTCAR bytes scanned at once (cut before a step's first line)
 
 
-#: VASP's banner line, e.g. ``vasp.6.3.0 20Jan22 (build ...``, ``vasp.5.4.4.18Apr17-6-g9f1 (build``
-HEADER = re.compile(rb"^ ?vasp\.\d+\.\d+\.\d+\S*[ \t]+(?:\(build|\d\d[A-Z][a-z]{2}\d\d)", re.M)
+#: VASP's banner, e.g. ``vasp.6.3.0 20Jan22 (build ...``, ``vasp.5.4.4.18Apr17-6-g9f1 (build``
+#: (literal-first patterns only: a leading ``^`` or look-behind makes a scan 20x slower)
+HEADER = re.compile(rb"vasp\.\d+\.\d+\.\d+\S*[ \t]+(?:\(build|\d\d[A-Z][a-z]{2}\d\d)")
 _STEP_MARKERS = (b"- Iteration ", b"  ML FORCE on cell")  # a piece may be cut before these
 
 _O_EVENTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
@@ -60,14 +61,20 @@ _O_EVENTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
         re.compile(rb"TOTAL-FORCE \(eV/Angst\)( \(ML\))?[^\n]*\n -+\n((?:[^\n]*\n)*?) -+\n"),
     ),
     ("toten", re.compile(rb"free  energy   TOTEN  = *(\S+) eV")),
-    ("ewo", re.compile(rb"(?<!ML )energy  without entropy= *(\S+) +energy\(sigma->0\) = *(\S+)")),
-    ("ml_toten", re.compile(rb"free  energy ML TOTEN  = *(\S+) eV")),
-    ("ml_e", re.compile(rb"ML energy  without entropy= *(\S+) +ML energy\(sigma->0\) = *(\S+)")),
+    # "ML energy  without entropy= x  ML energy(sigma->0) = y" does not match: "ML " intervenes
+    ("ewo", re.compile(rb"energy  without entropy= *(\S+) +energy\(sigma->0\) = *(\S+)")),
     ("lattice", re.compile(rb"direct lattice vectors[^\n]*\n((?:[^\n]*\n){3})")),
     ("mag", re.compile(rb"number of electron +\S+ +magnetization +(\S+)")),
     ("reached", re.compile(rb"reached required accuracy")),
     ("timing", re.compile(rb"General timing and accounting")),
     ("cpu", re.compile(rb"Total CPU time used")),
+)
+#: scanned only where a piece has ``ML energy`` / ``NEB:`` at all (one fast search each)
+_O_ML_EVENTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
+    ("ml_toten", re.compile(rb"free  energy ML TOTEN  = *(\S+) eV")),
+    ("ml_e", re.compile(rb"ML energy  without entropy= *(\S+) +ML energy\(sigma->0\) = *(\S+)")),
+)
+_O_NEB_EVENTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
     ("neb_t", re.compile(rb"NEB: projections on to tangent \(spring, REAL\) +(\S+) +(\S+)")),
     ("neb_h", re.compile(rb"NEB: the (previous|next) image is higher in energy *: *([TF])")),
 )
@@ -97,6 +104,12 @@ def _symbols_from(titels: list[str], counts: list[int]) -> list[str] | None:
             return None
         out += [m.group(0)] * n
     return out
+
+
+def _at_line_start(text: bytes, i: int) -> bool:
+    """``text[i]`` starts a line, after at most one blank (VASP's banner indent)."""
+    before = text[max(0, i - 2) : i]
+    return before in (b"", b"\n", b" ") if i < 2 else before[-1:] == b"\n" or before == b"\n "
 
 
 def _header_end(text: bytes) -> int:
@@ -172,7 +185,12 @@ class _OutcarState:
         self.ml_seen = False
 
     def feed(self, piece: bytes) -> None:
-        events = [(m.start(), kind, m) for kind, rx in _O_EVENTS for m in rx.finditer(piece)]
+        active = _O_EVENTS
+        if b"ML energy" in piece:
+            active += _O_ML_EVENTS
+        if b"NEB:" in piece:
+            active += _O_NEB_EVENTS
+        events = [(m.start(), kind, m) for kind, rx in active for m in rx.finditer(piece)]
         events.sort(key=lambda e: e[0])
         scan = self.scan
         for _, kind, m in events:
@@ -212,8 +230,9 @@ class _OutcarState:
             elif kind == "cpu" and scan.timing_at:
                 scan.finished = True
             elif kind == "header":
-                line_end = piece.find(b"\n", m.start())
-                self._header(decode(piece[m.start() : line_end if line_end >= 0 else None]).strip())
+                if _at_line_start(piece, m.start()):
+                    end = piece.find(b"\n", m.start())
+                    self._header(decode(piece[m.start() : end if end >= 0 else None]).strip())
             elif kind.startswith("neb"):
                 neb = scan.neb if scan.neb is not None else {}
                 if kind == "neb_t":
