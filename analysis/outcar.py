@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,6 @@ _STEP_MARKERS = (b"- Iteration ", b"  ML FORCE on cell")  # a piece may be cut b
 _O_EVENTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
     ("header", HEADER),
     ("iter", re.compile(rb"- Iteration *(\d+)\( *(\d+)\)")),
-    ("scf_ok", re.compile(rb"aborting loop because EDIFF is reached")),
-    ("scf_no", re.compile(rb"aborting loop EDIFF was not reached")),
     (
         "forces",
         re.compile(rb"TOTAL-FORCE \(eV/Angst\)( \(ML\))?[^\n]*\n -+\n((?:[^\n]*\n)*?) -+\n"),
@@ -65,9 +64,14 @@ _O_EVENTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
     ("ewo", re.compile(rb"energy  without entropy= *(\S+) +energy\(sigma->0\) = *(\S+)")),
     ("lattice", re.compile(rb"direct lattice vectors[^\n]*\n((?:[^\n]*\n){3})")),
     ("mag", re.compile(rb"number of electron +\S+ +magnetization +(\S+)")),
-    ("reached", re.compile(rb"reached required accuracy")),
-    ("timing", re.compile(rb"General timing and accounting")),
-    ("cpu", re.compile(rb"Total CPU time used")),
+)
+#: plain phrases, found with bytes.find (several times faster than a regular expression)
+_O_PHRASES: tuple[tuple[str, bytes], ...] = (
+    ("scf_ok", b"aborting loop because EDIFF is reached"),
+    ("scf_no", b"aborting loop EDIFF was not reached"),
+    ("reached", b"reached required accuracy"),
+    ("timing", b"General timing and accounting"),
+    ("cpu", b"Total CPU time used"),
 )
 #: scanned only where a piece has ``ML energy`` / ``NEB:`` at all (one fast search each)
 _O_ML_EVENTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
@@ -104,6 +108,14 @@ def _symbols_from(titels: list[str], counts: list[int]) -> list[str] | None:
             return None
         out += [m.group(0)] * n
     return out
+
+
+def _find_all(text: bytes, phrase: bytes) -> Iterator[int]:
+    """Every position of ``phrase`` in ``text``."""
+    at = text.find(phrase)
+    while at >= 0:
+        yield at
+        at = text.find(phrase, at + len(phrase))
 
 
 def _at_line_start(text: bytes, i: int) -> bool:
@@ -190,56 +202,68 @@ class _OutcarState:
             active += _O_ML_EVENTS
         if b"NEB:" in piece:
             active += _O_NEB_EVENTS
-        events = [(m.start(), kind, m) for kind, rx in active for m in rx.finditer(piece)]
+        events: list[tuple[int, str, re.Match[bytes] | None]] = [
+            (m.start(), kind, m) for kind, rx in active for m in rx.finditer(piece)
+        ]
+        events += [(at, kind, None) for kind, text in _O_PHRASES for at in _find_all(piece, text)]
         events.sort(key=lambda e: e[0])
-        scan = self.scan
         for _, kind, m in events:
-            if kind == "iter":
-                self.pending_ml = None  # VASP rejected the ML prediction: a DFT step follows
-                ion = int(m.group(1))
-                if ion != self.ion:
-                    self.ion, self.scf_ok, self.toten, self.block = ion, False, math.nan, None
-                self.n_scf = int(m.group(2))
-            elif kind == "scf_ok":
-                self.scf_ok = True
-            elif kind == "scf_no":
-                self.scf_ok = False
-            elif kind == "forces":
-                if m.group(1):
-                    self.ml_block = self._forces(m.group(2))
-                else:
-                    self.block = self._forces(m.group(2))
-            elif kind == "toten":
-                self.toten = num(m.group(1))
-            elif kind == "ewo":
-                self._complete(num(m.group(1)), num(m.group(2)))
-            elif kind == "ml_toten":
-                self.ml_toten = num(m.group(1))
-            elif kind == "ml_e":
-                self._ml_prediction(num(m.group(1)), num(m.group(2)))
-            elif kind == "lattice":
-                rows = [_FLOAT.findall(line)[:3] for line in m.group(1).splitlines()]
-                if all(len(r) == 3 for r in rows):
-                    self.lattice = np.array([[num(x) for x in r] for r in rows])
-            elif kind == "mag":
-                self.mag = nan_to_none(num(m.group(1)))
-            elif kind == "reached":
-                scan.reached_accuracy = True
-            elif kind == "timing":
-                scan.timing_at = True
-            elif kind == "cpu" and scan.timing_at:
-                scan.finished = True
-            elif kind == "header":
-                if _at_line_start(piece, m.start()):
-                    end = piece.find(b"\n", m.start())
-                    self._header(decode(piece[m.start() : end if end >= 0 else None]).strip())
-            elif kind.startswith("neb"):
-                neb = scan.neb if scan.neb is not None else {}
-                if kind == "neb_t":
-                    neb["tangential_force"] = nan_to_none(num(m.group(2)))
-                else:
-                    neb[f"{m.group(1).decode()}_higher"] = m.group(2) == b"T"
-                scan.neb, scan.neb_step = neb, len(scan.steps)
+            if m is None:
+                self._phrase(kind)
+            else:
+                self._match(kind, m, piece)
+
+    def _phrase(self, kind: str) -> None:
+        scan = self.scan
+        if kind == "scf_ok":
+            self.scf_ok = True
+        elif kind == "scf_no":
+            self.scf_ok = False
+        elif kind == "reached":
+            scan.reached_accuracy = True
+        elif kind == "timing":
+            scan.timing_at = True
+        elif kind == "cpu" and scan.timing_at:
+            scan.finished = True
+
+    def _match(self, kind: str, m: re.Match[bytes], piece: bytes) -> None:
+        scan = self.scan
+        if kind == "iter":
+            self.pending_ml = None  # VASP rejected the ML prediction: a DFT step follows
+            ion = int(m.group(1))
+            if ion != self.ion:
+                self.ion, self.scf_ok, self.toten, self.block = ion, False, math.nan, None
+            self.n_scf = int(m.group(2))
+        elif kind == "forces":
+            if m.group(1):
+                self.ml_block = self._forces(m.group(2))
+            else:
+                self.block = self._forces(m.group(2))
+        elif kind == "toten":
+            self.toten = num(m.group(1))
+        elif kind == "ewo":
+            self._complete(num(m.group(1)), num(m.group(2)))
+        elif kind == "ml_toten":
+            self.ml_toten = num(m.group(1))
+        elif kind == "ml_e":
+            self._ml_prediction(num(m.group(1)), num(m.group(2)))
+        elif kind == "lattice":
+            rows = [_FLOAT.findall(line)[:3] for line in m.group(1).splitlines()]
+            if all(len(r) == 3 for r in rows):
+                self.lattice = np.array([[num(x) for x in r] for r in rows])
+        elif kind == "mag":
+            self.mag = nan_to_none(num(m.group(1)))
+        elif kind == "header":
+            if _at_line_start(piece, m.start()):
+                end = piece.find(b"\n", m.start())
+                self._header(decode(piece[m.start() : end if end >= 0 else None]).strip())
+        elif kind.startswith("neb"):
+            neb = scan.neb if scan.neb is not None else {}
+            if kind == "neb_t":
+                neb["tangential_force"] = nan_to_none(num(m.group(2)))
+            else:
+                neb[f"{m.group(1).decode()}_higher"] = m.group(2) == b"T"
+            scan.neb, scan.neb_step = neb, len(scan.steps)
 
     def finish(self) -> None:
         """End of the file: settle a pending ML prediction, report disorder."""
@@ -359,11 +383,15 @@ def scan_outcar(path: Path, *, piece_bytes: int = _PIECE) -> ScanResult:
     """
     scan = ScanResult(source=path)
     state = _OutcarState(scan)
-    buffer, header_done = b"", False
+    parts: list[bytes] = []  # text not scanned yet, joined once a piece is full
+    size, header_done = 0, False
     for block in read_chunks(path, scan):
-        buffer += block
-        if len(buffer) < piece_bytes:
+        parts.append(block)
+        size += len(block)
+        if size < piece_bytes:
             continue
+        buffer = b"".join(parts)
+        parts = [buffer]
         start = max(buffer.rfind(marker) for marker in _STEP_MARKERS)
         if start <= 0:
             continue
@@ -372,7 +400,9 @@ def scan_outcar(path: Path, *, piece_bytes: int = _PIECE) -> ScanResult:
             _outcar_header(scan, buffer[: _header_end(buffer)])
             header_done = True
         state.feed(buffer[:cut])
-        buffer = buffer[cut:]
+        parts = [buffer[cut:]]
+        size = len(parts[0])
+    buffer = b"".join(parts)
     buffer = buffer[: buffer.rfind(b"\n") + 1]  # a trailing partial line is not output
     if not header_done:
         end = _header_end(buffer)
