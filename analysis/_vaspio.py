@@ -232,39 +232,42 @@ def read_chunks(path: Path, scan: ScanResult) -> Iterator[bytes]:
     sees the same bytes whatever machine the file went through. Each run of NUL bytes (a file
     system that lost writes: the data they replaced is gone) becomes one line break, so no
     two partial lines fuse into a valid-looking one, and is recorded in ``scan`` as
-    corruption. A cut or damaged compressed stream ends the text and is recorded too.
+    corruption when the generator ends or is closed. A cut or damaged compressed stream ends
+    the text and is recorded too.
     """
     offset, nul_total, nul_first, nul_runs = 0, 0, -1, 0
-    cr_held = False  # the previous block ended with "\\r" (its "\\n" may start the next one)
+    cr_held = False  # the previous block ended with "\r" (its "\n" may start the next one)
     nul_held = False  # the previous block ended inside a NUL run
-    for raw in _decompressed(path, scan):
-        size = len(raw)
-        if b"\x00" in raw:
-            runs = [m.span() for m in _NUL_RUN.finditer(raw)]
-            if nul_first < 0:
-                nul_first = offset + runs[0][0]
-            nul_runs += len(runs) - int(nul_held and runs[0][0] == 0)
-            nul_total += sum(b - a for a, b in runs)
-            nul_held = runs[-1][1] == size
-            raw = _NUL_RUN.sub(b"\n", raw)
-        else:
-            nul_held = False
-        offset += size
-        block = b"\r" + raw if cr_held else raw
-        cr_held = block.endswith(b"\r")
+    try:
+        for raw in _decompressed(path, scan):
+            size = len(raw)
+            if b"\x00" in raw:
+                runs = [m.span() for m in _NUL_RUN.finditer(raw)]
+                if nul_first < 0:
+                    nul_first = offset + runs[0][0]
+                nul_runs += len(runs) - int(nul_held and runs[0][0] == 0)
+                nul_total += sum(b - a for a, b in runs)
+                nul_held = runs[-1][1] == size
+                raw = _NUL_RUN.sub(b"\n", raw)
+            else:
+                nul_held = False
+            offset += size
+            block = b"\r" + raw if cr_held else raw
+            cr_held = block.endswith(b"\r")
+            if cr_held:
+                block = block[:-1]
+            if b"\r" in block:
+                block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if block:
+                yield block
         if cr_held:
-            block = block[:-1]
-        if b"\r" in block:
-            block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if block:
-            yield block
-    if cr_held:
-        yield b"\n"
-    if nul_total:
-        scan.flag_corrupt(
-            f"{nul_total} NUL bytes in {nul_runs} block(s), the first at byte {nul_first} "
-            "(data lost by the file system)"
-        )
+            yield b"\n"
+    finally:  # also when the reader stops early (it must close this generator)
+        if nul_total:
+            scan.flag_corrupt(
+                f"{nul_total} NUL bytes in {nul_runs} block(s), the first at byte {nul_first} "
+                "(data lost by the file system)"
+            )
 
 
 def read_head(path: Path, n: int = 512, scan: ScanResult | None = None) -> bytes:

@@ -240,7 +240,8 @@ def scan_vasprun(path: Path) -> ScanResult:
     scan = ScanResult(source=path)
     reader = _VasprunReader(scan)
     parser: ET.XMLPullParser = ET.XMLPullParser(events=("start", "end"))
-    for block in _strip_heavy(read_chunks(path, scan)):
+    chunks = read_chunks(path, scan)
+    for block in _strip_heavy(chunks):
         parser.feed(block)  # an XML error is queued: read_events raises it in its place
         try:
             for event, el in cast("Iterator[tuple[str, ET.Element]]", parser.read_events()):
@@ -253,5 +254,6 @@ def scan_vasprun(path: Path) -> ScanResult:
                 "two runs written into one file, a second document appended, or damaged bytes"
             )
             break
+    chunks.close()  # records what it found in the bytes read (NUL blocks) when stopped early
     reader.finish()
     return scan
