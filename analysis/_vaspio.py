@@ -14,7 +14,7 @@ import lzma
 import math
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any, cast
@@ -225,7 +225,7 @@ def _decompressed(path: Path, scan: ScanResult) -> Iterator[bytes]:
         yield b"".join(parts)
 
 
-def read_chunks(path: Path, scan: ScanResult) -> Iterator[bytes]:
+def read_chunks(path: Path, scan: ScanResult) -> Generator[bytes, None, None]:
     r"""Yield the decompressed bytes of ``path`` as text with ``\n`` line ends and no NUL bytes.
 
     Windows (``\r\n``) and old Mac (``\r``) line ends become ``\n``, so every reader
