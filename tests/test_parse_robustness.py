@@ -154,16 +154,25 @@ def test_gzip_bzip2_xz(
 
 
 # ----------------------------------------------------------------------------- NUL blocks
-def test_nul_block_over_outcar_data(vasp_reference: Path, tmp_path: Path) -> None:
-    """64 kB of the FeO OUTCAR, from its middle, overwritten by NUL bytes (same file size)."""
-    data = _plain(vasp_reference / "feo_afm_ggau_relax28/OUTCAR")
+def _nul_over_middle(src: Path, target: Path, size: int) -> tuple[VaspCalcDoc, int]:
+    """Parse ``src`` with ``size`` bytes from its middle overwritten by NULs (same length)."""
+    data = _plain(src)
     at = len(data) // 2
-    (tmp_path / "OUTCAR").write_bytes(data[:at] + bytes(65536) + data[at + 65536 :])
-    doc = parse_calculation(tmp_path / "OUTCAR")
+    target.write_bytes(data[:at] + bytes(size) + data[at + size :])
+    doc = parse_calculation(target)
     assert doc.status == "corrupt"
     assert doc.converged_ionic is False
     assert doc.converged_electronic is not True
-    assert f"65536 NUL bytes in 1 block(s), the first at byte {at}" in doc.corruption[0]
+    assert any(
+        f"{size} NUL bytes in 1 block(s), the first at byte {at}" in r for r in doc.corruption
+    )
+    return doc, at
+
+
+def test_nul_block_over_outcar_data(vasp_reference: Path, tmp_path: Path) -> None:
+    """64 kB of the FeO OUTCAR, from its middle, overwritten by NUL bytes (same file size)."""
+    src = vasp_reference / "feo_afm_ggau_relax28/OUTCAR"
+    doc, _ = _nul_over_middle(src, tmp_path / "OUTCAR", 65536)
     assert doc.n_ionic_steps < 28  # the steps written there are gone
     # the steps that lost their records are named, too
     assert any("out of order" in r and "missing" in r for r in doc.corruption)
@@ -185,13 +194,8 @@ def test_nul_tail_after_a_crash(vasp_reference: Path, tmp_path: Path) -> None:
 
 def test_nul_block_in_vasprun_and_nul_only_file(vasp_reference: Path, tmp_path: Path) -> None:
     """4 kB of NULs over the middle of the Si vasprun.xml; and a file of NUL bytes only."""
-    data = _plain(vasp_reference / "si_relax_plain_small/vasprun.xml")
-    at = len(data) // 2
-    (tmp_path / "vasprun.xml").write_bytes(data[:at] + bytes(4096) + data[at + 4096 :])
-    doc = parse_calculation(tmp_path / "vasprun.xml")
-    assert doc.status == "corrupt"
-    assert doc.converged_ionic is False
-    assert any("NUL bytes" in r for r in doc.corruption)
+    src = vasp_reference / "si_relax_plain_small/vasprun.xml"
+    _nul_over_middle(src, tmp_path / "vasprun.xml", 4096)
     (tmp_path / "blank").write_bytes(bytes(10000))
     with pytest.raises(ParseError, match="NUL bytes"):
         parse_calculation(tmp_path / "blank")
