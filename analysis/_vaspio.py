@@ -24,6 +24,7 @@ import numpy as np
 __all__ = [
     "ScanResult",
     "VaspParameters",
+    "below_nelm",
     "decode",
     "nan_to_none",
     "num",
@@ -122,6 +123,16 @@ def to_int(text: bytes | str | None) -> int | None:
     """int() of :func:`num`; ``None`` when the text is missing or unparsable."""
     value = num(text)
     return None if math.isnan(value) else int(value)
+
+
+def below_nelm(n_scf: int, nelm: int | None) -> bool:
+    """Tell whether an SCF loop of ``n_scf`` iterations stopped before NELM could stop it.
+
+    VASP 5 prints "EDIFF is reached" also for a loop that NELM cut off, so the count decides.
+    ``NELM = 1`` asks for one deliberate pass (e.g. ``ALGO = Exact`` for optics), not a
+    converging loop: it is not judged by the count.
+    """
+    return nelm is None or nelm == 1 or n_scf < nelm
 
 
 def decode(text: bytes) -> str:

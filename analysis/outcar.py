@@ -34,6 +34,7 @@ import numpy as np
 
 from pqdflow.analysis._vaspio import (
     ScanResult,
+    below_nelm,
     decode,
     nan_to_none,
     num,
@@ -350,7 +351,7 @@ class _OutcarState:
                 "energy_sigma0": nan_to_none(e_0),
                 "n_scf": self.n_scf,
                 # NELM iterations = stopped by NELM, even where "EDIFF is reached" was printed
-                "scf_converged": self.scf_ok and (nelm is None or self.n_scf < nelm),
+                "scf_converged": self.scf_ok and below_nelm(self.n_scf, nelm),
                 "block": self.block,
                 "lattice": self.lattice,
             }

@@ -28,7 +28,15 @@ from typing import cast
 
 import numpy as np
 
-from pqdflow.analysis._vaspio import ScanResult, nan_to_none, num, read_chunks, to_bool, to_int
+from pqdflow.analysis._vaspio import (
+    ScanResult,
+    below_nelm,
+    nan_to_none,
+    num,
+    read_chunks,
+    to_bool,
+    to_int,
+)
 
 __all__ = ["scan_vasprun"]
 
@@ -194,8 +202,8 @@ class _VasprunReader:
                 scan.params.vasp_version = (el.text or "").strip()
             elif parent == "incar":
                 self.incar[name] = el.text or ""
-            elif "parameters" in self.stack:
-                self.params[name] = el.text or ""
+            elif "parameters" in self.stack:  # the first NELM is the SCF one, a later one GW's
+                self.params.setdefault(name, el.text or "")
         elif tag == "array" and parent == "atominfo":
             rows = [[(c.text or "").strip() for c in rc.iter("c")] for rc in el.iter("rc")]
             if el.get("name") == "atoms":
@@ -231,7 +239,7 @@ class _VasprunReader:
         nelm = scan.params.nelm
         for step in scan.steps:
             if step["kind"] == "dft":
-                step["scf_converged"] = nelm is None or step["n_scf"] < nelm
+                step["scf_converged"] = below_nelm(step["n_scf"], nelm)
         scan.nions = len(scan.symbols) if scan.symbols else None
 
 

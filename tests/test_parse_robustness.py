@@ -301,6 +301,19 @@ def test_nelm_judged_per_step_vasprun(vasp_reference: Path, tmp_path: Path) -> N
     assert doc.converged_electronic is True
 
 
+def test_vasprun_nelm_is_the_scf_one(vasp_reference: Path) -> None:
+    """VASP 5 vasprun.xml repeats NELM under "response functions" (there 1, the GW loop count).
+
+    The NH3 NEB vasprun.xml has NELM 60 then 1: the SCF limit is the first (the image OUTCARs
+    say NELM = 60). Reading the last made every SCF loop "stopped by NELM".
+    """
+    text = (vasp_reference / "nh3_inversion_cineb_vtst/vasprun.xml").read_bytes()
+    assert re.findall(rb'name="NELM">\s*(\d+)', text) == [b"60", b"1"]
+    doc = parse_calculation(vasp_reference / "nh3_inversion_cineb_vtst/vasprun.xml")
+    assert doc.parameters.nelm == 60
+    assert all(s["scf_converged"] for s in doc.steps)
+
+
 # ----------------------------------------------------------------------------- VASP 6.4 / 6.5
 def test_vasp64_vasprun_energy_labels(vasp_reference: Path, tmp_path: Path) -> None:
     """H/Ir16 vasprun.xml (VASP 5.4.1, mislabelled) relabelled as VASP >= 6.4 writes it.
