@@ -15,6 +15,7 @@ import bz2
 import gzip
 import lzma
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,21 @@ def test_nul_block_over_outcar_data(vasp_reference: Path, tmp_path: Path) -> Non
     assert doc.n_ionic_steps < 28  # the steps written there are gone
     # the steps that lost their records are named, too
     assert any("out of order" in r and "missing" in r for r in doc.corruption)
+
+
+def test_corrupt_outcar_defers_to_intact_vasprun(vasp_reference: Path, tmp_path: Path) -> None:
+    """Si folder whose OUTCAR has 16 kB of NULs over its middle; vasprun.xml untouched."""
+    src = vasp_reference / "si_relax_plain_small"
+    shutil.copytree(src, tmp_path / "run")
+    _nul_over_middle(src / "OUTCAR", tmp_path / "run/OUTCAR", 16384)
+    doc, clean = parse_calculation(tmp_path / "run"), parse_calculation(src / "vasprun.xml")
+    assert doc.status == "ok"
+    assert doc.corruption == []
+    assert any(
+        "OUTCAR is corrupt: steps and energies are read from vasprun.xml" in w for w in doc.warnings
+    )
+    assert doc.steps == clean.steps
+    assert doc.energy_sigma0 == pytest.approx(-10.84671647, abs=E_TOL)
 
 
 def test_nul_tail_after_a_crash(vasp_reference: Path, tmp_path: Path) -> None:
