@@ -21,7 +21,10 @@ from typing import IO, Any, cast
 
 import numpy as np
 
+from pqdflow.errors import ParseError
+
 __all__ = [
+    "ML_MODES",
     "ScanResult",
     "VaspParameters",
     "below_nelm",
@@ -38,6 +41,8 @@ __all__ = [
 _READ = 1 << 20  # bytes per block handed on (and per read from a plain file)
 _READ_COMPRESSED = 1 << 16  # bytes per read from a compressed stream
 _NUL_RUN = re.compile(rb"\x00+")
+#: ``ML_MODE`` values that switch VASP's machine-learned force field on (VASP >= 6.4)
+ML_MODES = ("train", "select", "refit", "refitbayesian", "run")
 
 
 # ----------------------------------------------------------------------------- run parameters
@@ -214,13 +219,22 @@ def _decompressed(path: Path, scan: ScanResult) -> Iterator[bytes]:
 
     Compressed streams are read in small steps, so a cut one still yields everything that
     was written before the cut.
+
+    Raises
+    ------
+    ParseError
+        The file cannot be opened (permissions, a folder, vanished).
     """
+    try:
+        handle = open_binary(path)
+    except OSError as exc:
+        raise ParseError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    plain = isinstance(handle, io.BufferedReader)
     parts: list[bytes] = []
     size = 0
     try:
-        with open_binary(path) as handle:
-            step = _READ if isinstance(handle, io.BufferedReader) else _READ_COMPRESSED
-            while chunk := handle.read(step):
+        with handle:
+            while chunk := handle.read(_READ if plain else _READ_COMPRESSED):
                 parts.append(chunk)
                 size += len(chunk)
                 if size >= _READ:
@@ -229,9 +243,10 @@ def _decompressed(path: Path, scan: ScanResult) -> Iterator[bytes]:
     except EOFError as exc:  # a cut gzip/bzip2/xz file: the run's output just stops
         scan.broken = f"{path.name}: compressed stream ends early ({exc})"
         scan.problems.append(scan.broken)
-    except (zlib.error, lzma.LZMAError, OSError) as exc:  # bad CRC, bad block, bad header
-        scan.broken = f"{path.name}: compressed stream is damaged, reading stopped ({exc})"
-        scan.flag_corrupt(f"damaged compressed stream ({exc})")
+    except (zlib.error, lzma.LZMAError, OSError) as exc:  # bad CRC or block; a disk error
+        what = "file could not be read to its end" if plain else "compressed stream is damaged"
+        scan.broken = f"{path.name}: {what}, reading stopped ({exc})"
+        scan.flag_corrupt(f"{what} ({exc})")
     if parts:
         yield b"".join(parts)
 

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from pqdflow.analysis._vaspio import (
+    ML_MODES,
     ScanResult,
     below_nelm,
     decode,
@@ -85,7 +86,7 @@ _O_NEB_EVENTS: tuple[tuple[str, re.Pattern[bytes]], ...] = (
 )
 _O_PARAM = re.compile(
     rb"^ +(ENCUT|NSW|IBRION|ISIF|NELM|EDIFFG|EDIFF|ISPIN|ISMEAR|GGA|LHFCALC|HFSCREEN|AEXX"
-    rb"|METAGGA|IVDW|NBLOCK|ML_LMLFF|ML_MODE|ML_ISTART) *= *([^\s;]+)",
+    rb"|METAGGA|IVDW|NBLOCK|ML_LMLFF|ML_MODE) *= *([^\s;]+)",
     re.M,
 )
 _O_SIGMA = re.compile(rb"SIGMA  = *([^\s;]+)")
@@ -137,8 +138,8 @@ def _outcar_header(scan: ScanResult, head: bytes) -> None:
         raw[decode(m.group(1))] = m.group(2)  # the last echo is the parameter block
     p = scan.params
     if m2 := HEADER.search(head, 0, 8192) or _O_VERSION.search(head[:400]):
-        line = head[m2.start() : head.find(b"\n", m2.start()) % (len(head) + 1)]
-        p.vasp_version = decode(line).strip()
+        end = head.find(b"\n", m2.start())
+        p.vasp_version = decode(head[m2.start() : end if end >= 0 else None]).strip()
     p.encut, p.ediff, p.ediffg = (
         nan_to_none(num(raw.get(k))) for k in ("ENCUT", "EDIFF", "EDIFFG")
     )
@@ -157,8 +158,8 @@ def _outcar_header(scan: ScanResult, head: bytes) -> None:
     p.ml_lmlff = to_bool(raw.get("ML_LMLFF"))
     if "ML_MODE" in raw:
         p.ml_mode = decode(raw["ML_MODE"]).strip("'\"").lower()
-    if p.ml_lmlff is None and (p.ml_mode or to_int(raw.get("ML_ISTART")) is not None):
-        p.ml_lmlff = True  # ML_MODE / ML_ISTART are only echoed for force-field runs
+    if p.ml_lmlff is None and p.ml_mode in ML_MODES:
+        p.ml_lmlff = True  # VASP >= 6.4: ML_MODE alone switches the force field on
     p.gga = decode(raw["GGA"]) if "GGA" in raw else None
     p.lhfcalc = to_bool(raw.get("LHFCALC"))
     p.ldau = b"LDA+U is selected" in head

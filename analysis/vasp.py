@@ -327,7 +327,9 @@ def parse_calculation(path: str | Path) -> VaspCalcDoc:
     """Parse a VASP calculation folder, or a single OUTCAR / vasprun.xml (compressed or not).
 
     In a folder, OUTCAR is the authority for energies, forces and flags; vasprun.xml fills
-    in what OUTCAR lacks, OSZICAR is used only when neither exists. Selective-dynamics flags
+    in what OUTCAR lacks, and takes over when the OUTCAR is corrupt or an ML force-field run
+    printed ML steps only every NBLOCK steps (if it is intact itself, with a warning).
+    OSZICAR is used only when neither exists. Selective-dynamics flags
     come from POSCAR/CONTCAR next to the outputs (also for a single file), else vasprun.xml.
     The final structure is CONTCAR (folders only), else vasprun's ``finalpos``, else the last
     complete step. Error text comes from the stdout files next to the outputs.
@@ -345,7 +347,8 @@ def parse_calculation(path: str | Path) -> VaspCalcDoc:
     Raises
     ------
     ParseError
-        The path does not exist, or a single file is empty or not a VASP output.
+        The path does not exist, a file cannot be opened, or a single file is empty (or
+        holds no readable text) or is not a VASP output.
     """
     p = Path(path)
     if not p.exists():

@@ -29,6 +29,7 @@ from typing import cast
 import numpy as np
 
 from pqdflow.analysis._vaspio import (
+    ML_MODES,
     ScanResult,
     below_nelm,
     nan_to_none,
@@ -169,6 +170,8 @@ def _vasprun_params(scan: ScanResult, params: dict[str, str], incar: dict[str, s
     p.nblock = to_int(merged.get("NBLOCK"))
     p.ml_lmlff = to_bool(merged.get("ML_LMLFF"))
     p.ml_mode = merged["ML_MODE"].strip().lower() if "ML_MODE" in merged else None
+    if p.ml_lmlff is None and p.ml_mode in ML_MODES:
+        p.ml_lmlff = True  # VASP >= 6.4: ML_MODE alone switches the force field on
     p.gga = merged["GGA"].strip() if "GGA" in merged else None
     p.lhfcalc, p.ldau = to_bool(merged.get("LHFCALC")), to_bool(merged.get("LDAU"))
     scan.hybrid = (nan_to_none(num(merged.get("HFSCREEN"))), nan_to_none(num(merged.get("AEXX"))))

@@ -151,7 +151,7 @@ def test_gzip_bzip2_xz(
     doc = parse_calculation(cut)
     assert doc.status == "corrupt"
     assert doc.converged_ionic is False
-    assert any("damaged compressed stream" in r for r in doc.corruption)
+    assert any("compressed stream is damaged" in r for r in doc.corruption)
 
 
 # ----------------------------------------------------------------------------- NUL blocks
