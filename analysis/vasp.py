@@ -299,12 +299,21 @@ def _free_mask(
 
 
 def _structure(
-    folder: Path | None, primary: ScanResult, v: ScanResult | None, symbols: list[str] | None
+    folder: Path | None,
+    primary: ScanResult,
+    v: ScanResult | None,
+    symbols: list[str] | None,
+    warnings: list[str],
 ) -> dict[str, Any] | None:
     options: list[tuple[str, list[str] | None, np.ndarray | None, np.ndarray | None]] = []
     if folder is not None and (folder / "CONTCAR").is_file():
         got = read_poscar(folder / "CONTCAR")
-        if got is not None:
+        if got is not None and symbols and len(got[2]) != len(symbols):
+            # a CONTCAR of another run (copied in, or a restart of another cell)
+            warnings.append(
+                f"CONTCAR holds {len(got[2])} atoms but the outputs {len(symbols)}; CONTCAR ignored"
+            )
+        elif got is not None:
             options.append(("CONTCAR", got[0] or symbols, got[1], got[2]))
     if v is not None and v.final is not None and v.finished:
         options.append((v.source.name, symbols, *v.final))
@@ -410,7 +419,7 @@ def parse_calculation(path: str | Path) -> VaspCalcDoc:
             doc.converged_ionic = False
     elif doc.calc_type == "unknown" and not doc.finished:
         doc.converged_ionic = False
-    doc.structure = _structure(None if single else folder, primary, v, symbols)
+    doc.structure = _structure(None if single else folder, primary, v, symbols, doc.warnings)
     if doc.structure is not None:
         doc.structure["free"] = free.tolist() if free is not None else None
     if primary is o and o.neb is not None:

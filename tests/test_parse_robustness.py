@@ -391,3 +391,25 @@ def test_reference_cases_are_not_corrupt(vasp_reference: Path) -> None:
         assert doc.energy_kind == ("dft" if doc.n_ionic_steps else None)
     for f in (vasp_reference / "y2mg4p2o8_double_relax_168steps").glob("*.gz"):
         assert parse_calculation(f).corruption == [], f
+
+
+def test_contcar_of_another_cell_is_ignored_with_a_warning(
+    vasp_reference: Path, tmp_path: Path
+) -> None:
+    """A CONTCAR of other atoms next to real Si outputs (built here: the real Si outputs plus a
+    16-atom rock-salt CONTCAR written by ASE) never becomes the final structure."""
+    import shutil
+
+    from ase.build import bulk
+    from ase.io import write
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(vasp_reference / "si_relax_plain_small", folder)
+    for f in folder.iterdir():
+        f.chmod(0o644)
+    write(folder / "CONTCAR", bulk("NaCl", "rocksalt", a=5.6).repeat(2), format="vasp")
+    doc = parse_calculation(folder)
+    assert doc.structure is not None
+    assert doc.structure["symbols"] == ["Si", "Si"]
+    assert doc.structure["source"] != "CONTCAR"
+    assert any("CONTCAR holds 16 atoms but the outputs 2" in w for w in doc.warnings)

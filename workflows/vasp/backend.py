@@ -148,6 +148,12 @@ class VaspBackend:
             cmd = self.gamma_vasp_cmd if spec.kind == "molecule" else self.vasp_cmd
             run_vasp_custodian(directory, vasp_cmd=cmd, settings=self.custodian)
         calc = parse_calculation(directory)
+        if calc.energy_kind == "ml":
+            raise CalculationFailed(
+                f"{directory}: the last energy is a machine-learned force-field prediction "
+                f"({calc.n_ml_steps} ML steps); a binding energy needs a DFT energy: switch "
+                "ML_LMLFF off (or end the run with a DFT step) and rerun"
+            )
         energy = (
             calc.energy_sigma0 if calc.energy_sigma0 is not None else calc.energy_without_entropy
         )
