@@ -20,12 +20,13 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,12 @@ import pytest
 import yaml
 
 from pqdflow.cli import main
+from pqdflow.errors import LaunchpadConnectionError
 from pqdflow.workflows.documents import StudyResults
 from pqdflow.workflows.fw_tasks import NEB_DOCS_KEY
 from pqdflow.workflows.fw_workflows import collect_results, workflow_states
 from pqdflow.workflows.launchpad import load_launchpad_file
+from pqdflow.workflows.mongo_launchpad import connect_launchpad_file, describe_launchpad
 from pqdflow.workflows.study import example_study_yaml, load_study, plan_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,8 +206,21 @@ def server_launchpad(
         client.close()
 
 
+@dataclass(frozen=True)
+class SocketStudy:
+    """The study file the tests submit, its plan and how many Fireworks it makes."""
+
+    path: Path
+    plan: Any
+
+    @property
+    def n_fireworks(self) -> int:
+        """One per relaxation and binding energy, two per NEB path (band, analysis)."""
+        return len(self.plan.calculations) + len(self.plan.bindings) + 2 * len(self.plan.nebs)
+
+
 @pytest.fixture(scope="module")
-def study_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def socket_study(tmp_path_factory: pytest.TempPathFactory) -> SocketStudy:
     """The example study trimmed to seconds of mock work: TMSBr binding, the bulk V_Br hop.
 
     10 Fireworks: 7 relaxations (under a second each on the mock), the TMSBr binding energy,
@@ -217,7 +233,19 @@ def study_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data["neb"]["paths"] = [{"host": "bulk"}]
     path = tmp_path_factory.mktemp("study") / "socket.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return SocketStudy(path, plan_study(load_study(path)))
+
+
+@pytest.fixture
+def report_figures(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
+    """Print a test's figures past pytest's capture, so that they show in the CI log."""
+    start = time.perf_counter()
+
+    def emit(figures: str) -> None:
+        with capsys.disabled():
+            print(f"\n[mongo_server] {figures}; {time.perf_counter() - start:.1f} s")
+
+    return emit
 
 
 def _fworker_file(folder: Path, name: str) -> Path:
@@ -288,14 +316,12 @@ def _submit(study: Path, out: Path) -> list[str]:
 @pytest.mark.mongo_server
 def test_submit_then_two_rlaunch_launchers_run_every_firework_once(
     server_launchpad: ServerLaunchpad,
-    study_file: Path,
+    socket_study: SocketStudy,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    report_figures: Callable[[str], None],
 ) -> None:
-    start = time.perf_counter()
-    study = study_file
-    plan = plan_study(load_study(study))
-    n_fws = len(plan.calculations) + len(plan.bindings) + 2 * len(plan.nebs)
+    study, plan, n_fws = socket_study.path, socket_study.plan, socket_study.n_fireworks
     out = tmp_path / "run"
     server = server_launchpad.server
     # a database FireWorks never used: submit prepares it, then adds the workflow once
@@ -355,28 +381,23 @@ def test_submit_then_two_rlaunch_launchers_run_every_firework_once(
     status = capsys.readouterr().out
     assert f"launchpad: {where}; 1 pqdflow workflow(s)" in status
     assert f"pqdflow: socket (mock): COMPLETED {n_fws} (of {n_fws})" in status
-    with capsys.disabled():
-        print(
-            f"\n[mongo_server] 2 rlaunch launchers "
-            f"({', '.join(f'{k}: {v}' for k, v in sorted(per_launcher.items()))} Fireworks), "
-            f"{n_fws} Fireworks COMPLETED, duplicates: {duplicates}, "
-            f"{time.perf_counter() - start:.1f} s"
-        )
+    shares = ", ".join(f"{k}: {v}" for k, v in sorted(per_launcher.items()))
+    report_figures(
+        f"2 rlaunch launchers ({shares} Fireworks), {n_fws} Fireworks COMPLETED, "
+        f"duplicates: {duplicates}"
+    )
 
 
 @pytest.mark.mongo_server
 def test_sigkill_mid_firework_is_detected_lost_and_rerun_without_duplicates(
     server_launchpad: ServerLaunchpad,
-    study_file: Path,
+    socket_study: SocketStudy,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    report_figures: Callable[[str], None],
 ) -> None:
-    start = time.perf_counter()
-    study = study_file
-    plan = plan_study(load_study(study))
-    n_fws = len(plan.calculations) + len(plan.bindings) + 2 * len(plan.nebs)
+    plan, n_fws = socket_study.plan, socket_study.n_fireworks
     out = tmp_path / "run"
-    assert main(_submit(study, out)) == 0
+    assert main(_submit(socket_study.path, out)) == 0
     rendered = server_launchpad.render(tmp_path / "my_launchpad.yaml")
     band = out / "neb" / plan.nebs[0].name
     first = tmp_path / "launcher-1"
@@ -413,7 +434,10 @@ def test_sigkill_mid_firework_is_detected_lost_and_rerun_without_duplicates(
         check=False,
     )
     assert lost.returncode == 0, lost.stdout + lost.stderr
-    assert "Lost FireWorks: 1" in lost.stdout
+    found = re.search(r"Lost FireWorks: (\d+)", lost.stdout)
+    assert found is not None, lost.stdout
+    n_lost = int(found.group(1))
+    assert n_lost == 1  # the band the killed launcher held, nothing else
     with _server(rendered) as lp:
         assert lp.fireworks.find_one({"fw_id": neb_id})["state"] == "READY"
     second = tmp_path / "launcher-2"
@@ -423,6 +447,10 @@ def test_sigkill_mid_firework_is_detected_lost_and_rerun_without_duplicates(
         fw_id = int(lp.workflows.find_one({})["nodes"][0])
         states = workflow_states(lp, fw_id)
         launches = list(lp.launches.find({}, {"fw_id": 1, "state": 1, "launch_id": 1}))
+        stored = Counter(
+            (d["action"]["stored_data"]["pqdflow_kind"], d["action"]["stored_data"]["pqdflow_name"])
+            for d in lp.launches.find({"action.stored_data.pqdflow_doc": {"$exists": True}})
+        )
         analysis = lp.fireworks.find_one({"name": {"$regex": "^neb-analysis: "}}, {"spec": 1})
         docs = collect_results(lp, fw_id)
     assert len(states) == n_fws
@@ -436,30 +464,31 @@ def test_sigkill_mid_firework_is_detected_lost_and_rerun_without_duplicates(
     assert len(launches) == n_fws + 1
     for fw, launch_id in done_before.items():
         assert [d["launch_id"] for d in launches if d["fw_id"] == fw] == [launch_id]
-    # the band reached its analysis once, and every result is stored once
+    # every result is stored once (the killed launch stored none), the band reached its
+    # analysis once
+    assert sum(stored.values()) == n_fws
+    assert max(stored.values()) == 1
     assert len(analysis["spec"][NEB_DOCS_KEY]) == 1
     assert [d["path"] for d in docs["neb"]] == [plan.nebs[0].name]
     assert sorted(d["name"] for d in docs["relax"]) == sorted(c.name for c in plan.calculations)
     assert (band / "result.json").is_file()
-    with capsys.disabled():
-        print(
-            f"\n[mongo_server] SIGKILL mid-Firework ({plan.nebs[0].name}): lost runs "
-            f"recovered: 1, {n_fws} Fireworks COMPLETED, duplicates: {duplicates}, "
-            f"{time.perf_counter() - start:.1f} s"
-        )
+    report_figures(
+        f"rlaunch killed with SIGKILL mid-Firework ({plan.nebs[0].name}): lost runs recovered: "
+        f"{n_lost}, {n_fws} Fireworks COMPLETED, duplicates: {duplicates}"
+    )
 
 
 @pytest.mark.mongo_server
 def test_wrong_password_is_refused_naming_the_launchpad_file(
     server_launchpad: ServerLaunchpad,
-    study_file: Path,
+    socket_study: SocketStudy,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     server = server_launchpad.server
     monkeypatch.setenv("PQDFLOW_MONGO_PASSWORD", f"not-{server.password}")
-    study = study_file
+    study = socket_study.path
     out = tmp_path / "run"
     assert main(_submit(study, out)) == 2
     err = capsys.readouterr().err
@@ -481,10 +510,47 @@ def test_wrong_password_is_refused_naming_the_launchpad_file(
         client.close()
 
 
+@pytest.mark.mongo_server
+def test_submit_refuses_a_database_with_data_but_no_fireworks_counter(
+    server_launchpad: ServerLaunchpad,
+    socket_study: SocketStudy,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = server_launchpad.server
+    client = server.client()
+    try:
+        client[server_launchpad.db].fireworks.insert_one({"fw_id": 1, "name": "not ours"})
+        assert main(_submit(socket_study.path, tmp_path / "run")) == 2
+        err = capsys.readouterr().err
+        assert f"launchpad file {TEMPLATE}: database " in err
+        assert "holds fireworks but no FireWorks id counter" in err
+        db = client[server_launchpad.db]
+        assert db.fireworks.count_documents({}) == 1  # nothing added, nothing deleted
+        assert db.fw_id_assigner.count_documents({}) == 0
+    finally:
+        client.close()
+
+
+def test_unreachable_server_is_an_error_naming_the_launchpad_file(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = tmp_path / "lp.yaml"
+    config.write_text(
+        f"host: 127.0.0.1\nport: {port}\nname: pqdflow\nusername: alice\npassword: s3cret\n"
+        "mongoclient_kwargs:\n  serverSelectionTimeoutMS: 300\n"
+    )
+    with pytest.raises(LaunchpadConnectionError) as info:
+        connect_launchpad_file(config)
+    message = str(info.value)
+    assert message.startswith(f"launchpad file {config}: cannot reach the MongoDB server ")
+    assert f"127.0.0.1:{port} (database pqdflow)" in message
+    assert "s3cret" not in message
+
+
 def test_describe_launchpad_never_shows_a_password() -> None:
     from fireworks import LaunchPad
-
-    from pqdflow.workflows.mongo_launchpad import describe_launchpad
 
     uri = LaunchPad(
         host="mongodb://alice:s3cret@db.example.org:27018/?authSource=admin",
