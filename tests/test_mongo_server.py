@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "fw_configs" / "my_launchpad.yaml"
 SERVER_SCRIPT = REPO / ".ci" / "mongo_server.sh"
 BIN = Path(sys.executable).parent
-#: A launcher must finish within this (the whole group takes about a minute on 2 cores).
+#: A launcher must finish within this (the whole group takes about a minute on 2 idle cores).
 LAUNCH_TIMEOUT_S = 300.0
 
 
