@@ -512,10 +512,15 @@ def _launchpad_for_run(
 ) -> contextlib.AbstractContextManager[LaunchPad]:
     if launchpad_file is None:
         return open_embedded_launchpad(embedded_store_path(out), wait=wait)
-    lp = load_launchpad_file(launchpad_file)
+    from pqdflow.workflows.fireworks.mongo_launchpad import (
+        closing_launchpad,
+        connect_launchpad_file,
+    )
+
+    lp = connect_launchpad_file(launchpad_file, initialise=True)
     if isinstance(lp, EmbeddedLaunchPad):
         return open_embedded_launchpad(lp.store_file, wait=wait)
-    return contextlib.nullcontext(lp)
+    return closing_launchpad(lp)
 
 
 def run_plan_on_launchpad(

@@ -62,8 +62,12 @@ def run(args: argparse.Namespace) -> int:
     from pqdflow.workflows.fireworks.launchpad import (
         EmbeddedLaunchPad,
         embedded_store_path,
-        load_launchpad_file,
         open_embedded_launchpad,
+    )
+    from pqdflow.workflows.fireworks.mongo_launchpad import (
+        close_launchpad,
+        connect_launchpad_file,
+        describe_launchpad,
     )
     from pqdflow.workflows.study import load_study, plan_study
 
@@ -77,17 +81,21 @@ def run(args: argparse.Namespace) -> int:
         store = embedded_store_path(args.out)
         target = str(store)
     else:
-        lp = load_launchpad_file(args.launchpad)
+        # a server that is unreachable or refuses the credentials fails here, naming the file
+        lp = connect_launchpad_file(args.launchpad, initialise=True)
         store = lp.store_file if isinstance(lp, EmbeddedLaunchPad) else None
-        target = str(store) if store else f"{lp.host} (database {lp.name})"
+        target = describe_launchpad(lp)
     if store is not None:
         # lock first: a busy store is refused before the study is planned
         with open_embedded_launchpad(store, wait=args.wait) as elp:
             wf = build_workflow(plan_study(study), args.backend, root=root, backend_options=options)
             fw_id, added = add_workflow_once(elp, wf)
     else:
-        wf = build_workflow(plan_study(study), args.backend, root=root, backend_options=options)
-        fw_id, added = add_workflow_once(lp, wf)
+        try:
+            wf = build_workflow(plan_study(study), args.backend, root=root, backend_options=options)
+            fw_id, added = add_workflow_once(lp, wf)
+        finally:
+            close_launchpad(lp)
     if added:
         print(
             f"added workflow {wf.name!r}: {len(wf.fws)} Fireworks (first fw_id {fw_id}) to {target}"
