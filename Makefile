@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.pqdflow-installed
 OUT    ?= runs/paper
 
-.PHONY: setup study test lint typecheck clean
+.PHONY: setup setup-gpaw study test lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# GPAW (PBE/PAW DFT) with Debian's PAW setups; plain `pip install gpaw` fails here (see script)
+setup-gpaw: $(STAMP)
+	bash .ci/install_gpaw.sh $(VENV)
 
 study: $(STAMP)
 	$(BIN)/pqdflow run --example --backend chgnet --out $(OUT)
