@@ -243,10 +243,15 @@ def _site(atoms: Atoms, point: FloatArray, value: float) -> dict[str, Any]:
     frac -= np.round(frac)
     dist = np.linalg.norm(frac @ cell, axis=1)
     i = int(np.argmin(dist))
+    heavy = np.where(atoms.numbers > 1, dist, np.inf)
+    j = int(np.argmin(heavy)) if np.isfinite(heavy).any() else i
     return {
         "index": i,
         "symbol": atoms[i].symbol,
         "distance": round(float(dist[i]), 3),
+        "heavy_index": j,
+        "heavy_symbol": atoms[j].symbol,
+        "heavy_distance": round(float(dist[j]), 3),
         "position": [round(float(x), 3) for x in point],
         "eV": float(value),
         "kcal_mol": float(value * KCAL_MOL_PER_EV),
@@ -267,7 +272,8 @@ class EspMapDoc:
         Surface points sampled (marching-cubes vertices).
     min, max
         The extremes: value (``eV`` per +e, ``kcal_mol``), the position on the surface (Å)
-        and the nearest atom (``index``, ``symbol``, ``distance`` Å): its "site".
+        and the nearest atom (``index``, ``symbol``, ``distance`` Å): its "site"; also the
+        nearest non-hydrogen atom (``heavy_index``, ``heavy_symbol``, ``heavy_distance``).
     by_atom
         For every atom that is nearest to some surface points: its index, symbol and the
         min/max ESP over those points (kcal/mol).
@@ -315,11 +321,19 @@ class EspMapDoc:
 
     def summary(self) -> str:
         """One line: min and max in kcal/mol with their sites."""
-        lo, hi = self.min, self.max
+
+        def where(site: dict[str, Any]) -> str:
+            text = f"{site['symbol']}{site['index']} {site['distance']:.1f} Å"
+            if site.get("heavy_index", site["index"]) != site["index"]:
+                text += (
+                    f", {site['heavy_symbol']}{site['heavy_index']} {site['heavy_distance']:.1f} Å"
+                )
+            return text
+
         return (
             f"{self.formula} ({self.charge:+d}) ESP on {self.isovalue:g} e/bohr^3: "
-            f"min {lo['kcal_mol']:+.1f} kcal/mol at {lo['symbol']}{lo['index']}, "
-            f"max {hi['kcal_mol']:+.1f} kcal/mol at {hi['symbol']}{hi['index']}"
+            f"min {self.min['kcal_mol']:+.1f} kcal/mol ({where(self.min)}), "
+            f"max {self.max['kcal_mol']:+.1f} kcal/mol ({where(self.max)})"
         )
 
 
