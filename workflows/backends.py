@@ -15,6 +15,9 @@ Built in:
     for plumbing tests: its numbers are not physics.
 ``chgnet``
     The pretrained CHGNet universal potential (weights in the wheel; CPU; offline).
+``gpaw``
+    GPAW, real PBE/PAW plane-wave DFT at the paper's settings (400 eV, 1e-5 eV), in this
+    process; the cell's charge and k-points from the calculation (``make setup-gpaw``).
 ``vasp``
     VASP under custodian (:class:`~pqdflow.workflows.vasp.backend.VaspBackend`); commands from
     the settings, else from the FireWorks worker's ``my_fworker.yaml`` env, else
@@ -210,6 +213,18 @@ def _ase(name: str, calculators: str) -> BackendFactory:
     return factory
 
 
+def _gpaw(settings: Mapping[str, Any], env: Mapping[str, Any]) -> Backend:
+    from pqdflow.workflows.engine import ase_backend
+
+    parsed = ase_backend.ase_settings(settings)
+    cell = ase_backend.gpaw_cell_factory(parsed.calculator)
+
+    def unused() -> Any:
+        raise BackendError("the gpaw backend builds its calculators per cell (cell_factory)")
+
+    return ase_backend.AseBackend("gpaw", unused, parsed, cell_factory=cell)
+
+
 def _vasp(settings: Mapping[str, Any], env: Mapping[str, Any]) -> Backend:
     from pqdflow.workflows.vasp.backend import VaspBackend
     from pqdflow.workflows.vasp.custodian_jobs import CustodianSettings
@@ -242,4 +257,5 @@ register_backend(
 register_backend(
     BackendEntry("chgnet", _ase("chgnet", "chgnet_factory"), "CHGNet universal ML potential")
 )
+register_backend(BackendEntry("gpaw", _gpaw, "GPAW PBE/PAW plane-wave DFT, in this process"))
 register_backend(BackendEntry("vasp", _vasp, "VASP PBE/PAW under custodian", in_process=False))

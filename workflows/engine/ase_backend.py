@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ase import Atoms
 from ase.calculators.calculator import Calculator
 
 from pqdflow.documents.plan import CalcSpec, NebSpec
@@ -33,12 +34,16 @@ __all__ = [
     "CHGNET_INSTALL_HINT",
     "AseBackend",
     "AseSettings",
+    "CellFactory",
     "ase_settings",
     "chgnet_calculator_factory",
     "chgnet_factory",
     "load_chgnet_model",
     "mock_factory",
 ]
+
+#: ``cell_factory(atoms, kind, charge) -> calculator factory`` of a cell-dependent calculator.
+CellFactory = Callable[[Atoms, str, int], Callable[[], Calculator]]
 
 #: How to install the optional ML backend (torch first: a local CPU build, no CUDA).
 CHGNET_INSTALL_HINT = 'pip install torch==2.13.0 && pip install -e ".[ml]"'
@@ -106,6 +111,10 @@ class AseBackend:
         Returns a new calculator per call (each NEB image needs its own).
     settings
         Relaxation and NEB settings.
+    cell_factory
+        For calculators that depend on the cell (a DFT code: charge, k-points from the cell,
+        Gamma only for molecules): ``cell_factory(atoms, kind, charge)`` returns the
+        calculator factory for that calculation; used instead of ``calculator_factory``.
     """
 
     def __init__(
@@ -113,10 +122,19 @@ class AseBackend:
         name: str,
         calculator_factory: Callable[[], Calculator],
         settings: AseSettings | None = None,
+        *,
+        cell_factory: CellFactory | None = None,
     ) -> None:
         self.name = name
         self.calculator_factory = calculator_factory
         self.settings = settings or AseSettings()
+        self.cell_factory = cell_factory
+
+    def factory_for(self, atoms: Atoms, kind: str, charge: int) -> Callable[[], Calculator]:
+        """Return the calculator factory for a calculation on ``atoms`` of ``kind``."""
+        if self.cell_factory is not None:
+            return self.cell_factory(atoms, kind, charge)
+        return self.calculator_factory
 
     def __repr__(self) -> str:
         return f"AseBackend(name={self.name!r})"
@@ -128,14 +146,15 @@ class AseBackend:
     def relax(self, spec: CalcSpec, directory: Path) -> RelaxDoc:
         """Relax ``spec.atoms`` (NEB endpoints to ``endpoint_fmax``) in ``directory``.
 
-        See :func:`~pqdflow.workflows.engine.relax.relax_structure`; the calculator has no
-        notion of charge, so a charged cell (``spec.charge``) is relaxed neutral.
+        See :func:`~pqdflow.workflows.engine.relax.relax_structure`. An ML potential has no
+        notion of charge, so there a charged cell (``spec.charge``) is relaxed neutral; a
+        ``cell_factory`` (GPAW) gets the charge.
         """
         s = self.settings
         tight = spec.is_endpoint
         return relax_structure(
             spec.atoms,
-            self.calculator_factory(),
+            self.factory_for(spec.atoms, spec.kind, spec.charge)(),
             directory,
             name=spec.name,
             backend=self.name,
@@ -146,7 +165,7 @@ class AseBackend:
             relax_cell=spec.relax_cell,
             max_steps=s.max_steps,
             optimizer=s.optimizer,
-            settings={"tight": tight, "calculator": dict(s.calculator)},
+            settings={"tight": tight, "charge": spec.charge, "calculator": dict(s.calculator)},
             meta=spec.meta,
         )
 
@@ -163,10 +182,11 @@ class AseBackend:
 
         See :func:`~pqdflow.workflows.engine.neb.run_band`.
         """
+        start = initial.read_structure()
         return run_band(
-            initial.read_structure(),
+            start,
             final.read_structure(),
-            self.calculator_factory,
+            self.factory_for(start, initial.kind, spec.charge),
             directory,
             path=spec.name,
             backend=self.name,
@@ -295,3 +315,33 @@ def ase_settings(overrides: Mapping[str, Any]) -> AseSettings:
         except InputError as exc:
             raise BackendError(str(exc)) from exc
     return settings
+
+
+def gpaw_cell_factory(calculator: Mapping[str, Any]) -> CellFactory:
+    """Return the cell factory of GPAW calculators (``calculator``: :class:`GpawSettings` fields).
+
+    Raises
+    ------
+    BackendError
+        An unknown or invalid GPAW setting.
+    BackendNotInstalledError
+        GPAW or its PAW setups are missing (the message names ``make setup-gpaw``).
+    """
+    from pqdflow.workflows.engine import gpaw_calc
+
+    gpaw_calc.import_gpaw()
+    gpaw_calc.gpaw_setup_path()
+    try:
+        settings = gpaw_calc.GpawSettings(**dict(calculator))
+    except TypeError as exc:
+        raise BackendError(f"unknown gpaw calculator setting: {exc}") from exc
+
+    def cell(atoms: Atoms, kind: str, charge: int) -> Callable[[], Calculator]:
+        return gpaw_calc.gpaw_calculator_factory(
+            atoms,
+            kind=kind,
+            charge=charge,
+            settings=settings,  # type: ignore[arg-type]
+        )
+
+    return cell
