@@ -280,8 +280,9 @@ def test_cli_prerelax_mock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         assert record["prerelax"]["backend"] == "mock"
         assert record["prerelax"]["fmax"] == 0.08
         assert (out / ".prerelax" / entry["name"] / "result.json").is_file()
-    with pytest.raises(SystemExit):
-        main([*args[:-1], "emt"])
+    assert main([*args[:-1], "emt"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown backend 'emt'" in err and "mock" in err and "chgnet" in err
 
 
 @pytest.mark.mlip

@@ -339,9 +339,9 @@ def gpaw_cell_factory(calculator: Mapping[str, Any]) -> CellFactory:
     def cell(atoms: Atoms, kind: str, charge: int) -> Callable[[], Calculator]:
         return gpaw_calc.gpaw_calculator_factory(
             atoms,
-            kind=kind,
+            kind=kind,  # type: ignore[arg-type]  # a CalcKind, checked by gpaw_parameters
             charge=charge,
-            settings=settings,  # type: ignore[arg-type]
+            settings=settings,
         )
 
     return cell
