@@ -169,6 +169,27 @@ class AseBackend:
             meta=spec.meta,
         )
 
+    def single_point(self, spec: CalcSpec, directory: Path) -> RelaxDoc:
+        """Energy and forces of ``spec.atoms`` as given (no relaxation) in ``directory``.
+
+        See :func:`~pqdflow.workflows.engine.single_point.single_point_structure`; a
+        ``cell_factory`` (GPAW) gets the cell's charge.
+        """
+        from pqdflow.workflows.engine.single_point import single_point_structure
+
+        return single_point_structure(
+            spec.atoms,
+            self.factory_for(spec.atoms, spec.kind, spec.charge)(),
+            directory,
+            name=spec.name,
+            backend=self.name,
+            kind=spec.kind,
+            role=spec.role,
+            formula_units=spec.formula_units,
+            settings={"charge": spec.charge, "calculator": dict(self.settings.calculator)},
+            meta=spec.meta,
+        )
+
     def neb(
         self,
         spec: NebSpec,

@@ -82,7 +82,7 @@ class StepTask(FiretaskBase):
 
         step = Step.from_dict(self["step"])
         backend = None
-        if step.kind in ("relax", "neb"):
+        if step.kind in ("relax", "neb", "single_point"):
             backend = get_backend(
                 self["backend"],
                 env=fw_spec.get("_fw_env") or {},

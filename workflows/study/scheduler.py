@@ -47,7 +47,7 @@ __all__ = [
     "step_inputs",
 ]
 
-StepKind = Literal["relax", "neb", "binding", "neb_analysis"]
+StepKind = Literal["relax", "neb", "binding", "neb_analysis", "single_point"]
 
 #: Folder group of each step kind inside a run folder (``OUT/<group>/<name>``); steps without
 #: a folder (binding energies, analyses) map to None.
@@ -56,6 +56,7 @@ STEP_GROUPS: dict[str, str | None] = {
     "neb": "neb",
     "binding": None,
     "neb_analysis": None,
+    "single_point": "single_points",
 }
 
 
@@ -102,16 +103,17 @@ class Step:
     Attributes
     ----------
     kind
-        ``relax`` (one structure), ``neb`` (one band), ``binding`` (one reaction energy) or
-        ``neb_analysis`` (the barrier summary of a band).
+        ``relax`` (one structure), ``neb`` (one band), ``binding`` (one reaction energy),
+        ``neb_analysis`` (the barrier summary of a band) or ``single_point`` (one energy on a
+        given structure: the DFT check of an ML result; not part of a study's schedule).
     name
         Unique name: the calculation, NEB or reaction name (``<neb>-analysis`` for an
         analysis).
     parents
         Names of the steps whose documents this step needs.
     spec
-        The plan item: :class:`CalcSpec`, :class:`NebSpec` (``neb`` and ``neb_analysis``)
-        or :class:`BindingSpec`.
+        The plan item: :class:`CalcSpec` (``relax``, ``single_point``), :class:`NebSpec`
+        (``neb`` and ``neb_analysis``) or :class:`BindingSpec`.
     start_from
         For an NEB final endpoint: the initial endpoint it starts from.
     """
@@ -148,7 +150,7 @@ class Step:
         """
         kind = data["kind"]
         spec: CalcSpec | NebSpec | BindingSpec
-        if kind == "relax":
+        if kind in ("relax", "single_point"):
             spec = CalcSpec.from_dict(data["spec"])
         elif kind in ("neb", "neb_analysis"):
             spec = NebSpec.from_dict(data["spec"])

@@ -8,7 +8,9 @@ of the registry and the documents of the step's parents, and returns the step's 
 * ``neb``: :func:`run_neb` (endpoints that relaxed into different tilt basins are rebased,
   and a band whose endpoints still differ is run and flagged);
 * ``binding``: :func:`~pqdflow.analysis.binding.compute_binding`;
-* ``neb_analysis``: :func:`~pqdflow.analysis.barriers.summarize_neb`.
+* ``neb_analysis``: :func:`~pqdflow.analysis.barriers.summarize_neb`;
+* ``single_point``: :func:`~pqdflow.workflows.engine.single_point.single_point_calculation`
+  (the DFT check of an ML result).
 
 A calculation folder whose ``result.json`` exists is finished: its document is read, not
 recomputed (:func:`~pqdflow.documents.results.read_finished`).
@@ -282,13 +284,20 @@ def execute_step(
     directory = Path(directory) if directory is not None else step_directory(step, root)
     assert directory is not None
     settings = reuse_settings(backend.describe())
-    if step.kind == "relax":
+    if step.kind in ("relax", "single_point"):
         settings.pop("neb", None)  # the band recipe does not change a relaxation
     parents = {p: getattr(docs[p], "meta", {}).get("inputs") for p in step.parents}
     inputs = step_inputs(step, settings, parents)
     if isinstance(spec, NebSpec):
         initial, final = docs[spec.initial], docs[spec.final]
         return run_neb(spec, initial, final, backend, directory, inputs=inputs)
+    if step.kind == "single_point":
+        from pqdflow.workflows.engine.single_point import single_point_calculation
+
+        for key in ("fmax", "endpoint_fmax", "max_steps", "optimizer"):
+            settings.pop(key, None)  # relaxation settings do not change a single point
+        inputs = step_inputs(step, settings, parents)
+        return single_point_calculation(spec, backend, directory, inputs=inputs)
     if step.start_from is not None:
         start = step.start_from
         first = final_endpoint_start(
