@@ -27,7 +27,7 @@ from pqdflow.errors import InputError, ParseError
 from pqdflow.fileio import atomic_write_json
 from pqdflow.provenance import provenance
 
-__all__ = ["DftCheckDoc", "dft_check_images", "neb_check_images"]
+__all__ = ["DftCheckDoc", "compare_energies", "dft_check_images", "neb_check_images"]
 
 SUMMARY_FILE = "dft_check.json"
 
@@ -150,6 +150,67 @@ def _single_point(
     return energy, cpu, calc_name
 
 
+def compare_energies(
+    labels: Sequence[str],
+    ml_energies: Sequence[float],
+    dft_energies: Sequence[float],
+    cpu_seconds: Sequence[float],
+    *,
+    calculator: str = "",
+    extra: dict[str, Any] | None = None,
+) -> DftCheckDoc:
+    """Return the :class:`DftCheckDoc` of ML and DFT energies of the same structures.
+
+    Parameters
+    ----------
+    labels
+        One per structure; the first is the reference of the relative energies.
+    ml_energies
+        ML total energies (eV), one per structure, or empty when unknown.
+    dft_energies
+        DFT total energies (eV), one per structure.
+    cpu_seconds
+        CPU time of each DFT single point (s).
+    calculator
+        Name of the DFT calculator.
+    extra
+        Added to the provenance.
+
+    Raises
+    ------
+    InputError
+        Fewer than two structures, or lists of different lengths.
+    """
+    n = len(labels)
+    if n < 2:
+        raise InputError(f"a DFT check needs at least 2 structures, got {n}")
+    ml = [float(e) for e in ml_energies]
+    dft = [float(e) for e in dft_energies]
+    if len(dft) != n or len(cpu_seconds) != n or len(ml) not in (0, n):
+        raise InputError(
+            f"{n} labels, {len(ml)} ML and {len(dft)} DFT energies, {len(cpu_seconds)} CPU "
+            "times: give one of each per structure"
+        )
+    dft_rel = [e - dft[0] for e in dft]
+    ml_rel = [e - ml[0] for e in ml] if ml else []
+    ml_barrier = max(ml_rel) if ml else None
+    dft_barrier = max(dft_rel)
+    return DftCheckDoc(
+        labels=list(labels),
+        ml_energies=ml,
+        dft_energies=dft,
+        ml_relative=ml_rel,
+        dft_relative=dft_rel,
+        ml_barrier=ml_barrier,
+        dft_barrier=dft_barrier,
+        difference=None if ml_barrier is None else ml_barrier - dft_barrier,
+        relative_difference=[m - d for m, d in zip(ml_rel, dft_rel, strict=True)] if ml else [],
+        cpu_seconds=[float(c) for c in cpu_seconds],
+        calculator=calculator,
+        provenance=provenance(**(extra or {})),
+    )
+
+
 def dft_check_images(
     images: Sequence[Atoms],
     calculator_factory: Callable[[], Calculator],
@@ -208,23 +269,8 @@ def dft_check_images(
         dft.append(energy)
         cpu.append(seconds)
         calculators.append(calc_name)
-    dft_rel = [e - dft[0] for e in dft]
-    ml_rel = [e - ml[0] for e in ml] if ml else []
-    ml_barrier = max(ml_rel) if ml else None
-    dft_barrier = max(dft_rel)
-    doc = DftCheckDoc(
-        labels=names,
-        ml_energies=ml,
-        dft_energies=dft,
-        ml_relative=ml_rel,
-        dft_relative=dft_rel,
-        ml_barrier=ml_barrier,
-        dft_barrier=dft_barrier,
-        difference=None if ml_barrier is None else ml_barrier - dft_barrier,
-        relative_difference=[m - d for m, d in zip(ml_rel, dft_rel, strict=True)] if ml else [],
-        cpu_seconds=cpu,
-        calculator=",".join(sorted(set(calculators))),
-        provenance=provenance(**(extra or {})),
+    doc = compare_energies(
+        names, ml, dft, cpu, calculator=",".join(sorted(set(calculators))), extra=extra
     )
     if folder is not None:
         atomic_write_json(folder / SUMMARY_FILE, doc.as_dict())

@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "parse",
     "report",
     "vib",
+    "dft_check",
 )
 
 
