@@ -247,6 +247,10 @@ class Study(_Strict):
     slab, ligands, neb, inputs
         See :class:`SlabOptions`, :class:`LigandOptions`, :class:`NebOptions`,
         :class:`InputOptions`.
+    esp
+        Write the VASP single points of the ligand ESP maps (Extended Data Fig. 4b: LOCPOT +
+        CHGCAR of every ligand molecule, ``esp/<name>`` of the dry run); one cheap Gamma-point
+        SCF per molecule.
     seed
         Seed of the random halide arrangements (mixed x) and of any rattling.
     """
@@ -259,6 +263,7 @@ class Study(_Strict):
     neb: NebOptions = Field(default_factory=NebOptions)
     inputs: InputOptions = Field(default_factory=InputOptions)
     seed: int = Field(default=0, ge=0)
+    esp: bool = True
 
     @field_validator("name")
     @classmethod

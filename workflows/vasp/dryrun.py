@@ -2,7 +2,9 @@
 
 ``write_study_inputs(plan, out)`` writes one folder per calculation (named after the
 calculation, e.g. ``slab-CsX-x3``, ``ads-OAm-CsX-x3``, ``ligand-OAm``, ``ref-HBr``), one folder
-per NEB path (``neb-<label>-x<x>`` with ``00`` .. ``NN+1``) and ``manifest.json``. All inputs
+per NEB path (``neb-<label>-x<x>`` with ``00`` .. ``NN+1``) and ``manifest.json``; when the
+study asks for ligand ESP maps (``esp: true``), one VASP ESP single point per ligand molecule
+in ``esp/<name>`` (:mod:`pqdflow.workflows.vasp.esp_inputs`). All inputs
 are computed and checked in memory first; nothing is written unless every folder can be
 written. Re-running with the same plan writes nothing (same hashes, same mtimes). A folder
 that holds outputs (OUTCAR, vasprun.xml, image OUTCARs, ...) is never overwritten: if its
@@ -33,6 +35,7 @@ from pqdflow.documents.plan import StudyPlan, jsonable
 from pqdflow.errors import OverwriteError, StudyError
 from pqdflow.fileio import atomic_write_text
 from pqdflow.workflows.vasp.calc_inputs import VaspInputOptions, input_set_for, neb_input_set_for
+from pqdflow.workflows.vasp.esp_inputs import esp_jobs, write_esp_index
 from pqdflow.workflows.vasp.inputsets import PreparedInputs, prepare_neb_inputs, prepare_vasp_inputs
 from pqdflow.workflows.vasp.vaspfiles import INPUT_PROVENANCE_FILE
 
@@ -186,6 +189,8 @@ def write_study_inputs(
         }
         entry = ManifestEntry(neb.name, neb.name, "neb", prepared.input_sha256, 1, "neb", meta)
         jobs.append((entry, prepared))
+    # the ligand ESP single points (molecule_esp preset) when the study asks for them
+    esp = esp_jobs(plan, options)
     names = [entry.name for entry, _ in jobs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -206,6 +211,11 @@ def write_study_inputs(
                 unchanged.append((entry, prepared))
         except OverwriteError:
             refused.append(entry.path)
+    for path, prepared in esp:
+        try:
+            prepared.check(out / path, force=force)
+        except OverwriteError:
+            refused.append(path)
     if refused:
         raise OverwriteError(
             f"{len(refused)} folder(s) under {out} hold calculation outputs and their inputs "
@@ -220,6 +230,9 @@ def write_study_inputs(
             written.append(entry.name)
     for entry, prepared in unchanged:
         _refresh_prerelax(out / entry.path, prepared)
+    for path, prepared in esp:
+        prepared.write(out / path, force=force)
+    write_esp_index(out, esp)
     manifest = Manifest(
         study=plan.name,
         calculations=[entry for entry, _ in jobs],
