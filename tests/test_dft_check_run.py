@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -92,9 +93,16 @@ def other_surface() -> Calculator:
     return MockPairCalculator(ionic_depth=0.5, repulsion=0.06, contact_depth=0.3)
 
 
-def stand_in() -> AseBackend:
-    """A "DFT" backend: the mock pair potential with other parameters."""
-    return AseBackend("mock-dft", other_surface)
+def stand_in(seen: list[tuple[int, str, int]] | None = None) -> AseBackend:
+    """A "DFT" backend: the mock pair potential with other parameters, built per cell as
+    GPAW's calculators are (``seen`` records each cell's atom count, kind and charge)."""
+
+    def cell(atoms: Atoms, kind: str, charge: int) -> Callable[[], Calculator]:
+        if seen is not None:
+            seen.append((len(atoms), kind, charge))
+        return other_surface
+
+    return AseBackend("mock-dft", other_surface, cell_factory=cell)
 
 
 class Refusing(AseBackend):
@@ -116,8 +124,14 @@ def energy_of(atoms: Atoms) -> float:
 def test_check_of_a_band_and_a_reaction(ml_run: Path, tmp_path: Path) -> None:
     plan = plan_dft_check(ml_run, nebs=[NEB], bindings=[BINDING])
     structures = {s.name: s.spec.atoms for s in plan.steps if s.kind == "single_point"}
+    seen: list[tuple[int, str, int]] = []
     report = run_dft_check(
-        ml_run, stand_in(), nebs=[NEB], bindings=[BINDING], check_dir=tmp_path, max_atoms=None
+        ml_run, stand_in(seen), nebs=[NEB], bindings=[BINDING], check_dir=tmp_path, max_atoms=None
+    )
+    # every V_Br+ image reaches the calculator with its charge; the molecules neutral
+    assert (
+        sorted(seen)
+        == [(2, "molecule", 0), (4, "molecule", 0), (6, "molecule", 0)] + [(39, "bulk", 1)] * 3
     )
     ml = json.loads((ml_run / "results.json").read_text())
     # binding: the same atom-balanced reaction, with the stand-in's energies on ML geometries
