@@ -12,11 +12,12 @@ pre-relaxed one with ``pqdflow inputs --prerelax``); for the VASP-relaxed geomet
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from pqdflow.documents.plan import CalcSpec, StudyPlan
-from pqdflow.fileio import atomic_write_json
+from pqdflow.fileio import atomic_write_text
 from pqdflow.workflows.vasp.calc_inputs import VaspInputOptions
 from pqdflow.workflows.vasp.inputsets import (
     PreparedInputs,
@@ -70,7 +71,7 @@ def esp_jobs(plan: StudyPlan, options: VaspInputOptions) -> list[tuple[str, Prep
 
 
 def write_esp_index(out: str | Path, jobs: list[tuple[str, PreparedInputs]]) -> Path | None:
-    """Write ``out/esp/esp.json`` (folder, input hash and how to read the map) for ``jobs``."""
+    """Write ``out/esp/esp.json`` (folders, input hashes, how to read a map); unchanged: kept."""
     if not jobs:
         return None
     index: dict[str, Any] = {
@@ -78,5 +79,7 @@ def write_esp_index(out: str | Path, jobs: list[tuple[str, PreparedInputs]]) -> 
         "folders": {path: prepared.input_sha256 for path, prepared in jobs},
     }
     path = Path(out) / ESP_DIR / "esp.json"
-    atomic_write_json(path, index)
+    text = json.dumps(index, indent=2, sort_keys=True) + "\n"
+    if not path.is_file() or path.read_text() != text:  # a rerun rewrites nothing
+        atomic_write_text(path, text)
     return path
