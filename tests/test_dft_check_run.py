@@ -288,3 +288,30 @@ def test_gpaw_check_of_a_molecule_reaction(ml_run: Path, tmp_path: Path) -> None
     # the N...H-Br hydrogen bond (2.4 Å on the mock geometry) binds in PBE, weakly
     assert -1.0 < row["dft_E_b_eV"] < 0.0
     assert min(docs["mol-NH3"].meta["cpu_seconds"], docs["ligand-HBr"].meta["cpu_seconds"]) > 0
+
+
+def test_cli_launchpad_route(
+    ml_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--launchpad adds the Fireworks (once); after a worker ran them, the command reads the
+    single points back, even over --max-atoms."""
+    from pqdflow.workflows.fireworks.launchpad import launch_rapidfire, open_embedded_launchpad
+
+    config = tmp_path / "my_launchpad.yaml"
+    config.write_text("host: mongomock://localhost\nname: fw\nstore_file: store.json\n")
+    with open_embedded_launchpad(tmp_path / "store.json"):
+        pass  # an existing embedded store (as pqdflow run --out leaves one)
+    check = tmp_path / "check"
+    argv = ["dft-check", "--out", str(ml_run), "--neb", NEB, "--backend", "mock"]
+    argv += ["--check-dir", str(check)]
+    assert main([*argv, "--launchpad", str(config)]) == 0
+    assert "3 Fireworks" in capsys.readouterr().out
+    assert not check.exists()  # nothing computed here
+    assert main([*argv, "--launchpad", str(config)]) == 0
+    assert "nothing added" in capsys.readouterr().out
+    with open_embedded_launchpad(tmp_path / "store.json") as lp:
+        lp.fireworks.update_many({}, {"$unset": {"spec._category": ""}})  # any worker
+        assert launch_rapidfire(lp, tmp_path / "launches") == 3
+    assert main([*argv, "--max-atoms", "10"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("reused") == 3
