@@ -84,6 +84,12 @@ def single_point_structure(
         Recorded in the document; ``settings`` gains ``single_point: True`` and
         ``meta`` gains ``cpu_seconds`` (CPU time of this process for the calculation, s).
 
+    Returns
+    -------
+    RelaxDoc
+        ``n_steps = 0``, ``converged = True`` (the energy was computed), ``fmax`` the largest
+        force on the free atoms (eV/Å), or -1 when the calculator gives no forces.
+
     Raises
     ------
     InputError
