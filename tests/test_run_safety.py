@@ -1,4 +1,5 @@
-"""Ctrl-C / SIGTERM during a FireWorks run, the resume, ``pqdflow rerun`` and closed pipes."""
+"""A run folder is safe: Ctrl-C / SIGTERM and the resume, `pqdflow rerun`, closed pipes,
+results never reused across changed inputs, one study per folder."""
 
 from __future__ import annotations
 
@@ -228,3 +229,58 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
         proc.wait(timeout=60)
         assert "Traceback" not in err and "BrokenPipeError" not in err, err
         assert proc.returncode == 141  # as `cat` ends on SIGPIPE
+
+
+def _vacuum_plan(vacuum: float) -> StudyPlan:
+    plan = binding_plan()
+    slab = plan.calculations[0].atoms.copy()
+    slab.center(vacuum=vacuum, axis=2)
+    plan.calculations[0] = CalcSpec("slab", "slab", slab)
+    return plan
+
+
+def test_a_changed_setting_is_never_answered_from_an_old_result(tmp_path: Path) -> None:
+    from pqdflow.errors import OverwriteError, StudyError
+    from pqdflow.workflows.engine.runner import run_study
+    from pqdflow.workflows.study.scheduler import schedule
+    from pqdflow.workflows.study.steps import execute_step
+
+    out = tmp_path / "run"
+    mock = get_backend("mock")
+    first = run_study(_vacuum_plan(5.0), mock, out, progress=False, echo=False, plots=False)
+    before = (out / "results.json").read_bytes()
+    # the whole run: refused up front, naming the folder; results.json untouched
+    with pytest.raises(StudyError, match=rf"{out}.*other structures or settings"):
+        run_study(_vacuum_plan(8.0), mock, out, progress=False, echo=False, plots=False)
+    assert (out / "results.json").read_bytes() == before
+    # one step: the finished slab of 5 Å vacuum is not reused for 8 Å, naming what differs
+    (step,) = [s for s in schedule(_vacuum_plan(8.0)) if s.name == "slab"]
+    lengths = r"structure.cell_lengths_A: \[3.6, 3.6, 11.8\] -> \[3.6, 3.6, 17.8\]"
+    with pytest.raises(OverwriteError, match=rf"calcs/slab .*other inputs \({lengths}"):
+        execute_step(step, mock, {}, out)
+    # other relaxation settings too (fmax), even with the same structures
+    strict = get_backend("mock", fmax=0.01)
+    (step,) = [s for s in schedule(_vacuum_plan(5.0)) if s.name == "slab"]
+    with pytest.raises(OverwriteError, match=r"backend\.fmax: 0\.02 -> 0\.01"):
+        execute_step(step, strict, {}, out)
+    assert first.binding and not first.partial
+
+
+def test_a_second_study_or_backend_in_a_run_folder_is_refused(
+    tmp_path: Path, recording: type[Recording]
+) -> None:
+    from dataclasses import replace
+
+    from pqdflow.errors import StudyError
+
+    out = tmp_path / "run"
+    run_plan_on_launchpad(binding_plan(), "mock", out, progress=False)
+    before = (out / "results.json").read_bytes()
+    other = replace(binding_plan(), name="other")
+    with pytest.raises(StudyError, match=r"study 'tiny', not 'other'"):
+        run_plan_on_launchpad(other, "mock", out, progress=False)
+    with pytest.raises(StudyError, match=r"backend 'mock', not 'recording'"):
+        run_plan_on_launchpad(binding_plan(), "recording", out, progress=False)
+    assert (out / "results.json").read_bytes() == before
+    lp = EmbeddedLaunchPad(embedded_store_path(out), readonly=True)
+    assert lp.workflows.count_documents({}) == 1  # nothing added, nothing run
