@@ -398,12 +398,19 @@ def _neb_row(
         except ParseError as exc:
             row["note"] = exc.reason
             return row
+        # a band is only as converged as the endpoint relaxations it rests on
+        ends = [n for n in (spec.initial, spec.final) if n in calcs]
+        bad = list(done.unconverged_inputs) or [
+            n for n in ends if calcs[n].row(key)["status"] == "unconverged"
+        ]
+        note = f"unconverged endpoint relaxation(s): {bad}" if bad else ""
         return (
             row
             | _barrier_fields(done.barrier)
             | {
-                "status": "ok" if done.converged else "unconverged",
+                "status": "ok" if done.converged and not bad else "unconverged",
                 "backend": done.backend,
+                "note": note,
             }
         )
     ends = (manifest.folder(spec.initial), manifest.folder(spec.final))

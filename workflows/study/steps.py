@@ -292,7 +292,7 @@ def execute_step(
     spec = step.spec
     if isinstance(spec, BindingSpec):
         binding = compute_binding(spec, docs, definition=definition)
-        flagged = unconverged_names(list(binding.terms) or list(step.parents), docs)
+        flagged = unconverged_names(list(step.parents), docs)  # the relaxations it used
         return dataclasses.replace(binding, unconverged_inputs=flagged)
     if step.kind == "neb_analysis":
         assert isinstance(spec, NebSpec)
