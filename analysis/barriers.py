@@ -92,7 +92,7 @@ def band_spline(
     energies: npt.ArrayLike,
     tangential_forces: npt.ArrayLike | None = None,
 ) -> tuple[Any, str]:
-    """The smooth curve through a band's images: (callable E(s) or None, method).
+    """Return the smooth curve through a band's images: (callable E(s) or None, method).
 
     A cubic Hermite spline whose slopes are minus the tangential forces (``"hermite"``, as
     ASE's NEBTools fits a band), a natural cubic spline when any force is unknown or none is

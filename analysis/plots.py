@@ -217,7 +217,9 @@ def plot_neb_profiles(
             label += f" ({prof['composition']})"
         spline = prof.get("spline")
         if spline:
-            ax.plot(np.asarray(spline["s"], float), np.asarray(spline["E"], float), style, color=colour)
+            ax.plot(
+                np.asarray(spline["s"], float), np.asarray(spline["E"], float), style, color=colour
+            )
         else:
             curve, _ = band_spline(s, e, prof.get("tangential_forces"))
             if curve is not None and np.all(np.diff(s) > 0):

@@ -83,7 +83,8 @@ def test_documents_name_the_unconverged_relaxations(
     converged = {c["name"]: c["converged"] for c in results.calculations}
     assert converged == {"slab": True, "ads": True, "h2": False, "neb-a": False, "neb-b": True}
     (binding,) = results.binding_docs()
-    assert binding.unconverged_inputs == ["h2"] and not binding.all_converged
+    assert binding.unconverged_inputs == ["h2"]
+    assert not binding.all_converged
     (neb,) = results.neb_docs()
     assert neb.unconverged_inputs == ["neb-a"]
     # the band's own document on disk says it too
@@ -97,9 +98,11 @@ def test_tables_and_csv_mark_them(flagged: tuple[Path, StudyResults]) -> None:
     _, results = flagged
     table = format_table(results)
     binding_line = next(line for line in table.splitlines() if line.startswith("H2"))
-    assert "*" in binding_line and "NO: h2" in binding_line
+    assert "*" in binding_line
+    assert "NO: h2" in binding_line
     neb_line = next(line for line in table.splitlines() if line.startswith("neb-Cu"))
-    assert "*" in neb_line and "neb-a" in neb_line
+    assert "*" in neb_line
+    assert "neb-a" in neb_line
     assert "did not converge" in table
     rows = {r["name"]: r for r in csv.DictReader(io.StringIO(results_csv(results)))}
     assert rows["binding-H2"]["converged"] == "False"
@@ -112,9 +115,11 @@ def test_report_of_the_run_folder_marks_them(flagged: tuple[Path, StudyResults])
     out, _ = flagged
     report = build_report(out)
     (binding,) = report.bindings
-    assert binding["status"] == "unconverged" and "h2" in binding["note"]
+    assert binding["status"] == "unconverged"
+    assert "h2" in binding["note"]
     (neb,) = report.nebs
-    assert neb["status"] == "unconverged" and "neb-a" in neb["note"]
+    assert neb["status"] == "unconverged"
+    assert "neb-a" in neb["note"]
 
 
 def test_figures_mark_unconverged_inputs_and_name_the_backend(tmp_path: Path) -> None:
@@ -124,7 +129,8 @@ def test_figures_mark_unconverged_inputs_and_name_the_backend(tmp_path: Path) ->
         [{**entry, "unconverged": True}], tmp_path / "b.png", backend="chgnet"
     ).read_bytes()
     other = plot_binding_energies([entry], tmp_path / "c.png", backend="mock").read_bytes()
-    assert plain != hatched and plain != other
+    assert plain != hatched
+    assert plain != other
     band = {
         "label": "bulk",
         "reaction_coordinate": [0.0, 1.0, 2.0, 3.0],

@@ -104,14 +104,17 @@ def test_signal_stops_the_run_and_the_rerun_completes_without_recomputing(
         run_plan_on_launchpad(binding_plan(), "recording", out, progress=False)
     assert info.value.signum == signum
     first = list(recording.relaxed)
-    assert "h2" not in first and len(first) < 5  # stopped: no Firework after the signal
+    assert "h2" not in first
+    assert len(first) < 5
     states = _states(out)
     assert "FIZZLED" not in states.values()  # the interrupted one is queued again
     assert states["relax/molecule: h2"] == "READY"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     partial = StudyResults.read(out / "results.json")
-    assert partial.partial and partial.interrupted
-    assert "h2" in partial.missing and "binding-H2" in partial.missing
+    assert partial.partial
+    assert partial.interrupted
+    assert "h2" in partial.missing
+    assert "binding-H2" in partial.missing
     assert sorted(c["name"] for c in partial.calculations) == sorted(first)
 
     recording.relaxed.clear()
@@ -121,7 +124,9 @@ def test_signal_stops_the_run_and_the_rerun_completes_without_recomputing(
     assert sorted(first + recording.relaxed) == ["ads", "h2", "h2-0", "h2-1", "slab"]
     assert set(_states(out).values()) == {"COMPLETED"}
     done = StudyResults.read(out / "results.json")
-    assert not done.partial and done.failed == [] and done.missing == []
+    assert not done.partial
+    assert done.failed == []
+    assert done.missing == []
     assert [s["outcome"] for s in done.sessions] == ["interrupted", "completed"]
     assert done.wall_time_s == pytest.approx(sum(s["wall_time_s"] for s in done.sessions))
 
@@ -130,8 +135,10 @@ def test_cli_run_interrupted_exits_130_with_one_line(
     tmp_path: Path, recording: type[Recording], capsys: pytest.CaptureFixture[str]
 ) -> None:
     study = tmp_path / "study.yaml"
-    study.write_text("name: small\ncompositions: [3.0]\nterminations: [PbX2]\n"
-                     "ligands: {names: [TMSBr], surfaces: []}\nneb: {paths: []}\n")
+    study.write_text(
+        "name: small\ncompositions: [3.0]\nterminations: [PbX2]\n"
+        "ligands: {names: [TMSBr], surfaces: []}\nneb: {paths: []}\n"
+    )
     recording.signal_on = None
     original = Recording.relax
 
@@ -141,8 +148,18 @@ def test_cli_run_interrupted_exits_130_with_one_line(
 
     Recording.relax = first_call_signals  # type: ignore[method-assign]
     try:
-        code = main(["run", str(study), "--backend", "recording", "--out", str(tmp_path / "o"),
-                     "--no-progress", "--no-plots"])
+        code = main(
+            [
+                "run",
+                str(study),
+                "--backend",
+                "recording",
+                "--out",
+                str(tmp_path / "o"),
+                "--no-progress",
+                "--no-plots",
+            ]
+        )
     finally:
         Recording.relax = original  # type: ignore[method-assign]
     err = capsys.readouterr().err
@@ -170,13 +187,15 @@ def test_rerun_requeues_failed_fireworks_and_the_run_continues(
         Recording.relax = original  # type: ignore[method-assign]
     assert _states(out)["relax/molecule: h2"] == "FIZZLED"
     failed = StudyResults.read(out / "results.json")
-    assert failed.partial and [f["name"] for f in failed.failed] == [
+    assert failed.partial
+    assert [f["name"] for f in failed.failed] == [
         "relax/molecule: h2 (pqdflow.errors.CalculationFailed: SCF exploded in h2)"
     ]
     capsys.readouterr()
     assert main(["rerun", "--out", str(out), "--failed"]) == 0
     printed = capsys.readouterr().out
-    assert "(was FIZZLED): relax/molecule: h2" in printed and "1 Firework(s) requeued" in printed
+    assert "(was FIZZLED): relax/molecule: h2" in printed
+    assert "1 Firework(s) requeued" in printed
     assert _states(out)["relax/molecule: h2"] == "READY"
     recording.relaxed.clear()
     run_plan_on_launchpad(binding_plan(), "recording", out, progress=False)
@@ -222,12 +241,14 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
         proc.stdout.close()  # like `head` exiting before the command writes
         with proc.stderr:
             err = proc.stderr.read().decode()
         proc.wait(timeout=60)
-        assert "Traceback" not in err and "BrokenPipeError" not in err, err
+        assert "Traceback" not in err, err
+        assert "BrokenPipeError" not in err, err
         assert proc.returncode == 141  # as `cat` ends on SIGPIPE
 
 
@@ -263,7 +284,8 @@ def test_a_changed_setting_is_never_answered_from_an_old_result(tmp_path: Path) 
     (step,) = [s for s in schedule(_vacuum_plan(5.0)) if s.name == "slab"]
     with pytest.raises(OverwriteError, match=r"backend\.fmax: 0\.02 -> 0\.01"):
         execute_step(step, strict, {}, out)
-    assert first.binding and not first.partial
+    assert first.binding
+    assert not first.partial
 
 
 def test_a_second_study_or_backend_in_a_run_folder_is_refused(

@@ -120,7 +120,8 @@ def finished(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     assert interrupted.relaxed == ["slab", "ads-MA", "ligand-MABr"]
     partial = StudyResults.read(out / "results.json")
-    assert partial.partial and partial.interrupted
+    assert partial.partial
+    assert partial.interrupted
     assert sorted(c["name"] for c in partial.calculations) == ["ads-MA", "ligand-MABr", "slab"]
     assert {"ref-CsBr", "binding-MA", "neb-bulk"} <= set(partial.missing)
     assert [s["outcome"] for s in partial.sessions] == ["interrupted"]
@@ -151,7 +152,9 @@ def test_wall_time_covers_every_session(
     times = [s["wall_time_s"] for s in results.sessions]
     assert all(t > 0 for t in times)
     assert results.wall_time_s == pytest.approx(sum(times), abs=0.01)
-    assert not results.partial and not results.interrupted and results.missing == []
+    assert not results.partial
+    assert not results.interrupted
+    assert results.missing == []
 
 
 def test_results_files(finished: tuple[Path, StudyResults, CountingBackend]) -> None:

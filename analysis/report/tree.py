@@ -399,9 +399,9 @@ def _neb_row(
             row["note"] = exc.reason
             return row
         # a band is only as converged as the endpoint relaxations it rests on
-        ends = [n for n in (spec.initial, spec.final) if n in calcs]
+        known = [n for n in (spec.initial, spec.final) if n in calcs]
         bad = list(done.unconverged_inputs) or [
-            n for n in ends if calcs[n].row(key)["status"] == "unconverged"
+            n for n in known if calcs[n].row(key)["status"] == "unconverged"
         ]
         note = f"unconverged endpoint relaxation(s): {bad}" if bad else ""
         return (

@@ -51,13 +51,13 @@ _CSV_FIELDS = (
 
 
 def _binding_flags(b: Mapping[str, Any]) -> list[str]:
-    """Unconverged relaxations a binding entry rests on (older documents: from the flag)."""
+    """Name the unconverged relaxations a binding entry rests on (older documents: flag)."""
     names = list(b.get("unconverged_inputs") or [])
     return names or ([] if b.get("all_converged", True) else ["(a relaxation)"])
 
 
 def _neb_flags(n: Mapping[str, Any]) -> list[str]:
-    """What is unconverged about a band: its endpoint relaxations, and the band itself."""
+    """Name what is unconverged about a band: its endpoint relaxations, and the band."""
     names = list(n.get("unconverged_inputs") or [])
     return names + ([] if n.get("converged", True) else ["band"])
 
@@ -408,7 +408,5 @@ def write_report(report: StudyReport, out: str | Path, *, plots: bool = True) ->
         if r.get("energies")
     ]
     if plots and profiles:
-        written["neb_plot"] = plot_neb_profiles(
-            profiles, out / "neb_profiles.png", backend=backend
-        )
+        written["neb_plot"] = plot_neb_profiles(profiles, out / "neb_profiles.png", backend=backend)
     return written

@@ -1,5 +1,4 @@
-"""CPU threads of the in-process ML potential (torch), chosen so a shared machine is not
-oversubscribed.
+"""CPU threads of the in-process ML potential (torch), chosen not to oversubscribe.
 
 torch starts one intra-op thread per core. On a machine whose cores are busy (other users,
 other jobs, or pqdflow's own launcher threads) those threads wait on each other: a CHGNet
@@ -17,7 +16,6 @@ The choice is recorded in every run session (``run_sessions.json``, ``results.js
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -98,7 +96,7 @@ def apply_threads() -> dict[str, Any]:
 
 
 def thread_record() -> dict[str, Any]:
-    """The thread setting of this process, for session records.
+    """Return the thread setting of this process, for session records.
 
     What :func:`apply_threads` set, or (no ML potential loaded yet) what it would set.
     """

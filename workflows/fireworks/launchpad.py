@@ -454,7 +454,7 @@ class _LazyFile:
 
 
 def _last_error(lp: LaunchPad, fw_id: int) -> str:
-    """The stack trace stored by the newest FIZZLED launch of ``fw_id`` ('' if none)."""
+    """Return the stack trace stored by the newest FIZZLED launch of ``fw_id`` ('' if none)."""
     launch = lp.launches.find_one({"fw_id": fw_id, "state": "FIZZLED"}, sort=[("launch_id", -1)])
     stored = ((launch or {}).get("action") or {}).get("stored_data") or {}
     return str((stored.get("_exception") or {}).get("_stacktrace", ""))
@@ -660,6 +660,7 @@ def run_plan_on_launchpad(
     """
     from pqdflow.analysis.report import write_results
     from pqdflow.workflows.backends import get_backend
+    from pqdflow.workflows.engine.threads import thread_record
     from pqdflow.workflows.fireworks.builder import (
         add_workflow_once,
         build_workflow,
@@ -667,7 +668,6 @@ def run_plan_on_launchpad(
         workflow_failures,
         workflow_states,
     )
-    from pqdflow.workflows.engine.threads import thread_record
     from pqdflow.workflows.study.session import run_session
     from pqdflow.workflows.study.steps import assemble_results, prepare_run_folder
 

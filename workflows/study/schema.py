@@ -387,8 +387,9 @@ def load_study(path: str | Path) -> Study:
         raise StudyError(f"{path}: not valid YAML: {exc}") from exc
     if data is None or data == {}:
         raise StudyError(
-            f"study file {str(path)!r} is empty; write a study into it (`pqdflow run --example` "
-            "runs the default study; `pqdflow inputs --example > study.yaml` writes it to start from)"
+            f"study file {str(path)!r} is empty; write a study into it (`pqdflow run "
+            "--example` runs the default study; `pqdflow inputs --example > study.yaml` "
+            "writes it to start from)"
         )
     return study_from_dict(data)
 

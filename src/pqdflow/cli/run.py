@@ -168,6 +168,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``pqdflow run``; return the exit status."""
+    from pqdflow.documents.results import StudyResults
     from pqdflow.workflows.backends import get_backend
     from pqdflow.workflows.engine.runner import run_study
     from pqdflow.workflows.engine.threads import request_threads
@@ -200,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
             plots=not args.no_plots,
         )
         print(f"results: {path}")
+        _warn_unconverged(StudyResults.read(path).unconverged)
         return 0
     if args.launchpad is not None:
         raise StudyError("--launchpad needs --launcher fireworks")
@@ -212,10 +214,18 @@ def run(args: argparse.Namespace) -> int:
         plots=not args.no_plots,
     )
     print(f"results: {Path(args.out) / 'results.json'} ({results.wall_time_s:.1f} s)")
-    if results.unconverged:
-        print(f"pqdflow run: not converged: {', '.join(results.unconverged)}", file=sys.stderr)
+    _warn_unconverged(results.unconverged)
     if results.failed:
         names = ", ".join(f["name"] for f in results.failed)
         print(f"pqdflow run: {len(results.failed)} calculation(s) failed: {names}", file=sys.stderr)
         return 1
     return 0
+
+
+def _warn_unconverged(names: list[str]) -> None:
+    """One stderr line naming the relaxations and bands that did not converge."""
+    if names:
+        print(
+            f"pqdflow run: not converged (flagged * in the tables): {', '.join(names)}",
+            file=sys.stderr,
+        )
