@@ -8,7 +8,8 @@ core. One warm-up call is discarded; the median of ``--repeat`` calls (positions
 0.01 Å each time, so no result is cached) is reported with the spread and the load average
 of the machine at the start, since on shared cores the answer depends on the load.
 
-Usage: ``python benchmarks/chgnet_threads.py [--repeat 7] [--settings 1 2 default]``. The
+Usage: ``python benchmarks/chgnet_threads.py [--repeat 5] [--rounds 3] [--settings 1 2
+default]``; the settings run interleaved, round by round. The
 last line printed is one JSON object (``median_s`` per setting, ``load_avg``, ``cores``).
 """
 
@@ -25,13 +26,13 @@ WORKER = """
 import json, sys, time, warnings
 import torch
 threads = sys.argv[1]
-if threads != "default":
-    torch.set_num_threads(int(threads))
+torch_default = torch.get_num_threads()  # before pqdflow picks its own
 from pqdflow.workflows.engine.ase_backend import chgnet_calculator_factory
 from pqdflow.workflows.study import example_study, plan_study
 plan = plan_study(example_study())
 atoms = next(c.atoms for c in plan.calculations if c.name == "neb-control-x2-initial").copy()
 atoms.calc = chgnet_calculator_factory()()
+torch.set_num_threads(torch_default if threads == "default" else int(threads))
 times = []
 for i in range(int(sys.argv[2]) + 1):
     atoms.rattle(0.01, seed=i)
@@ -69,14 +70,24 @@ def run_setting(threads: str, repeat: int) -> dict[str, object]:
 def main() -> None:
     """Run every setting and print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=5, help="force calls per process")
+    parser.add_argument("--rounds", type=int, default=3, help="processes per setting")
     parser.add_argument("--settings", nargs="+", default=["1", "2", "default"])
     args = parser.parse_args()
     load = os.getloadavg()
-    results = {}
-    for setting in args.settings:
-        results[setting] = run_setting(setting, args.repeat)
-        print(setting, results[setting], flush=True)
+    rounds: dict[str, list[dict[str, object]]] = {s: [] for s in args.settings}
+    for _ in range(args.rounds):  # interleaved, so a change of load hits every setting
+        for setting in args.settings:
+            rounds[setting].append(run_setting(setting, args.repeat))
+            print(setting, rounds[setting][-1], flush=True)
+    results = {
+        s: {
+            "torch_threads": r[0]["torch_threads"],
+            "median_s": statistics.median(float(x["median_s"]) for x in r),  # type: ignore[arg-type]
+            "round_medians_s": [x["median_s"] for x in r],
+        }
+        for s, r in rounds.items()
+    }
     print(
         json.dumps(
             {"cores": os.cpu_count(), "load_avg": [round(x, 2) for x in load], "settings": results}
