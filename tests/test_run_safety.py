@@ -306,3 +306,19 @@ def test_a_second_study_or_backend_in_a_run_folder_is_refused(
     assert (out / "results.json").read_bytes() == before
     lp = EmbeddedLaunchPad(embedded_store_path(out), readonly=True)
     assert lp.workflows.count_documents({}) == 1  # nothing added, nothing run
+
+
+def test_an_ignored_sigint_stays_ignored() -> None:
+    """A background job (``cmd &`` in a script) ignores SIGINT; a run must not undo that."""
+    from pqdflow.interrupt import catch_interrupts
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with catch_interrupts() as state:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # caught
+            os.kill(os.getpid(), signal.SIGINT)
+            assert not state.requested
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -68,8 +68,9 @@ _ACTIVE: InterruptState | None = None
 def catch_interrupts() -> Iterator[InterruptState]:
     """Record SIGINT / SIGTERM for the duration of a run (main thread only).
 
-    Nested use shares the outer state. In a thread other than the main one (where Python
-    cannot install handlers) the state is returned but never set.
+    Nested use shares the outer state. A signal the process ignores (``SIG_IGN``) stays
+    ignored. In a thread other than the main one (where Python cannot install handlers) the
+    state is returned but never set.
     """
     global _ACTIVE
     if _ACTIVE is not None:
@@ -79,8 +80,11 @@ def catch_interrupts() -> Iterator[InterruptState]:
     if threading.current_thread() is not threading.main_thread():
         yield state
         return
+    # a signal the process ignores stays ignored (a background job started by a
+    # non-interactive shell ignores SIGINT)
     previous = {s: signal.getsignal(s) for s in _SIGNALS}
-    for s in _SIGNALS:
+    previous = {s: h for s, h in previous.items() if h is not signal.SIG_IGN}
+    for s in previous:
         signal.signal(s, state._handle)
     _ACTIVE = state
     try:
