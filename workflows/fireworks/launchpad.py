@@ -671,6 +671,7 @@ def run_plan_on_launchpad(
     from pqdflow.workflows.study.session import run_session
     from pqdflow.workflows.study.steps import assemble_results, prepare_run_folder
 
+    start = time.perf_counter()
     out = Path(out).resolve()
     wf = build_workflow(plan, backend_name, root=out, backend_options=backend_options)
     described = get_backend(backend_name, **dict(backend_options or {})).describe()
@@ -678,7 +679,7 @@ def run_plan_on_launchpad(
         # holding the store: a folder of another study is refused before anything runs
         out.mkdir(parents=True, exist_ok=True)
         prepare_run_folder(plan, out, backend_name, described)
-        with run_session(out, launcher="fireworks", **thread_record()) as session:
+        with run_session(out, since=start, launcher="fireworks", **thread_record()) as session:
             recovered = getattr(lp, "recovered_fw_ids", [])
             if recovered and progress:
                 print(f"pqdflow: reran lost Firework(s) of a killed launcher: {recovered}")

@@ -49,10 +49,12 @@ class RunSession:
         Every session record of the folder, this one last.
     """
 
-    def __init__(self, out: Path, interrupts: InterruptState, **info: Any) -> None:
+    def __init__(
+        self, out: Path, interrupts: InterruptState, since: float | None = None, **info: Any
+    ) -> None:
         self.out = out
         self.interrupts = interrupts
-        self._start = time.perf_counter()
+        self._start = time.perf_counter() if since is None else since
         started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         record = {"started_utc": started, "wall_time_s": None, "outcome": "running", **info}
         self.records = [*read_sessions(out), record]
@@ -76,15 +78,19 @@ class RunSession:
 
 
 @contextlib.contextmanager
-def run_session(out: str | Path, **info: Any) -> Iterator[RunSession]:
+def run_session(
+    out: str | Path, *, since: float | None = None, **info: Any
+) -> Iterator[RunSession]:
     """Start a session of run folder ``out``; SIGINT / SIGTERM are caught for its duration.
 
-    ``info`` (launcher, threads, ...) is stored in the session record. A session left by an
+    ``since`` (a :func:`time.perf_counter` value) is when the command started, so loading
+    the backend counts in the wall time; default now. ``info`` (launcher, threads, ...) is
+    stored in the session record. A session left by an
     exception is recorded as ``"interrupted"`` (KeyboardInterrupt) or ``"error: ..."``
     unless :meth:`RunSession.finish` was called.
     """
     with catch_interrupts() as interrupts:
-        session = RunSession(Path(out), interrupts, **info)
+        session = RunSession(Path(out), interrupts, since, **info)
         try:
             yield session
         except BaseException as exc:
