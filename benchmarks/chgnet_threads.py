@@ -83,7 +83,7 @@ def main() -> None:
     results = {
         s: {
             "torch_threads": r[0]["torch_threads"],
-            "median_s": statistics.median(float(x["median_s"]) for x in r),  # type: ignore[arg-type]
+            "median_s": round(statistics.median(float(x["median_s"]) for x in r), 3),  # type: ignore[arg-type]
             "round_medians_s": [x["median_s"] for x in r],
         }
         for s, r in rounds.items()
