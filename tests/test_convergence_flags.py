@@ -112,7 +112,7 @@ def test_tables_and_csv_mark_them(flagged: tuple[Path, StudyResults]) -> None:
 
 
 def test_report_of_the_run_folder_marks_them(flagged: tuple[Path, StudyResults]) -> None:
-    out, _ = flagged
+    out, results = flagged
     report = build_report(out)
     (binding,) = report.bindings
     assert binding["status"] == "unconverged"
@@ -120,6 +120,7 @@ def test_report_of_the_run_folder_marks_them(flagged: tuple[Path, StudyResults])
     (neb,) = report.nebs
     assert neb["status"] == "unconverged"
     assert "neb-a" in neb["note"]
+    assert neb["climbing_index"] == results.neb[0]["climbing_index"]  # ringed in the plot
 
 
 def test_figures_mark_unconverged_inputs_and_name_the_backend(tmp_path: Path) -> None:

@@ -390,6 +390,7 @@ def _neb_row(
         "reverse_barrier_eV": None,
         "reference": None,
         "note": "",
+        "x": spec.meta.get("x"),
     }
     folder = manifest.folder(spec.name)
     if (folder / RESULT_FILE).is_file():
@@ -447,6 +448,7 @@ def _barrier_fields(b: Mapping[str, Any]) -> dict[str, Any]:
         "forward_spline_eV": b["forward_spline"],
         "reference": b["reference"],
         "climbing_is_highest": b["climbing_is_highest"],
+        "climbing_index": b.get("climbing_index"),
         "reaction_coordinate": b["reaction_coordinate"],
         "energies": b["energies"],
     }

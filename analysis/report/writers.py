@@ -403,6 +403,8 @@ def write_report(report: StudyReport, out: str | Path, *, plots: bool = True) ->
             "reaction_coordinate": r["reaction_coordinate"],
             "energies": r["energies"],
             "unconverged": r["status"] == "unconverged",
+            "climbing_index": r.get("climbing_index"),
+            "composition": composition_label(r.get("x")),
         }
         for r in report.nebs
         if r.get("energies")
