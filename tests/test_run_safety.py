@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -79,6 +80,14 @@ class Recording:
 
     def neb(self, *args: Any, **kwargs: Any) -> Any:
         return self.inner.neb(*args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _sigint_as_in_a_terminal() -> Iterator[None]:
+    """Python's own SIGINT handler, even when pytest runs as a background job (SIG_IGN)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture

@@ -114,10 +114,15 @@ def finished(
 ) -> tuple[Path, StudyResults, CountingBackend]:
     out = tmp_path_factory.mktemp("study")
     interrupted = CountingBackend(fail_after=3)
-    with pytest.raises(RunInterrupted, match="run the same command again") as info:
-        run_study(small_plan(), interrupted, out, progress=False, echo=False)
+    # Python's own SIGINT handler, even when pytest runs as a background job (SIG_IGN)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(RunInterrupted, match="run the same command again") as info:
+            run_study(small_plan(), interrupted, out, progress=False, echo=False)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert info.value.signum == signal.SIGINT
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     assert interrupted.relaxed == ["slab", "ads-MA", "ligand-MABr"]
     partial = StudyResults.read(out / "results.json")
     assert partial.partial
