@@ -20,7 +20,7 @@ from scipy.interpolate import CubicHermiteSpline, CubicSpline
 from pqdflow.documents.results import NebDoc
 from pqdflow.errors import InputError
 
-__all__ = ["BarrierDoc", "neb_barrier", "path_coordinates", "summarize_neb"]
+__all__ = ["BarrierDoc", "band_spline", "neb_barrier", "path_coordinates", "summarize_neb"]
 
 Reference = Literal["initial_state", "image_01"]
 
@@ -87,6 +87,38 @@ def path_coordinates(positions: Sequence[np.ndarray], cell: np.ndarray | None = 
     return np.array(coords)
 
 
+def band_spline(
+    reaction_coordinate: npt.ArrayLike,
+    energies: npt.ArrayLike,
+    tangential_forces: npt.ArrayLike | None = None,
+) -> tuple[Any, str]:
+    """Return the smooth curve through a band's images: (callable E(s) or None, method).
+
+    A cubic Hermite spline whose slopes are minus the tangential forces (``"hermite"``, as
+    ASE's NEBTools fits a band), a natural cubic spline when any force is unknown or none is
+    given (``"cubic"``), or None for a two-point band.
+
+    Raises
+    ------
+    InputError
+        Forces of another length than the energies.
+    """
+    s = np.asarray(reaction_coordinate, dtype=float)
+    e = np.asarray(energies, dtype=float)
+    if tangential_forces is not None:
+        f = np.array(
+            [np.nan if v is None else v for v in np.asarray(tangential_forces, dtype=object)],
+            dtype=float,
+        )
+        if f.shape != e.shape:
+            raise InputError(f"{len(f)} tangential forces for {len(e)} energies")
+        if np.all(np.isfinite(f)):
+            return CubicHermiteSpline(s, e, -f), "hermite"
+    if len(e) > 2:
+        return CubicSpline(s, e, bc_type="natural"), "cubic"
+    return None, "cubic"
+
+
 def neb_barrier(
     energies: npt.ArrayLike,
     reaction_coordinate: npt.ArrayLike | None = None,
@@ -132,21 +164,7 @@ def neb_barrier(
     if np.any(np.diff(s) <= 0):
         raise InputError("reaction coordinate must increase strictly along the band")
     rel = e - e[0]
-    method = "cubic"
-    if tangential_forces is not None:
-        f = np.array(
-            [np.nan if v is None else v for v in np.asarray(tangential_forces, dtype=object)],
-            dtype=float,
-        )
-        if f.shape != e.shape:
-            raise InputError(f"{len(f)} tangential forces for {len(e)} energies")
-        if np.all(np.isfinite(f)):
-            spline: Any = CubicHermiteSpline(s, rel, -f)
-            method = "hermite"
-        else:
-            spline = CubicSpline(s, rel, bc_type="natural")
-    else:
-        spline = CubicSpline(s, rel, bc_type="natural") if len(e) > 2 else None
+    spline, method = band_spline(s, rel, tangential_forces)
     highest = int(np.argmax(rel))
     e_max = float(rel[highest])
     if spline is not None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from pqdflow.analysis.binding import compute_binding
 from pqdflow.analysis.report import format_table
 from pqdflow.documents.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
 from pqdflow.documents.results import NebDoc, RelaxDoc, StudyResults
-from pqdflow.errors import EndpointError, InputError, OverwriteError, StudyError
+from pqdflow.errors import EndpointError, InputError, OverwriteError, RunInterrupted, StudyError
 from pqdflow.workflows.backends import get_backend
 from pqdflow.workflows.engine.ase_backend import AseBackend
 from pqdflow.workflows.engine.runner import run_study
@@ -95,7 +98,8 @@ class CountingBackend(AseBackend):
 
     def relax(self, spec: CalcSpec, directory: Path) -> RelaxDoc:
         if self.fail_after is not None and len(self.relaxed) >= self.fail_after:
-            raise KeyboardInterrupt("simulated kill")
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of a step
+            time.sleep(5)  # never reached: the handler stops the step
         self.relaxed.append(spec.name)
         return super().relax(spec, directory)
 
@@ -110,10 +114,22 @@ def finished(
 ) -> tuple[Path, StudyResults, CountingBackend]:
     out = tmp_path_factory.mktemp("study")
     interrupted = CountingBackend(fail_after=3)
-    with pytest.raises(KeyboardInterrupt):
-        run_study(small_plan(), interrupted, out, progress=False, echo=False)
+    # Python's own SIGINT handler, even when pytest runs as a background job (SIG_IGN)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(RunInterrupted, match="run the same command again") as info:
+            run_study(small_plan(), interrupted, out, progress=False, echo=False)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert info.value.signum == signal.SIGINT
     assert interrupted.relaxed == ["slab", "ads-MA", "ligand-MABr"]
-    assert not (out / "results.json").exists()
+    partial = StudyResults.read(out / "results.json")
+    assert partial.partial
+    assert partial.interrupted
+    assert sorted(c["name"] for c in partial.calculations) == ["ads-MA", "ligand-MABr", "slab"]
+    assert {"ref-CsBr", "binding-MA", "neb-bulk"} <= set(partial.missing)
+    assert [s["outcome"] for s in partial.sessions] == ["interrupted"]
     resumed = CountingBackend()
     results = run_study(small_plan(), resumed, out, progress=False, echo=False)
     return out, results, resumed
@@ -131,6 +147,19 @@ def test_restart_does_not_recompute_finished_calculations(
     assert again.nebs == []
     assert [b["E_b_eV"] for b in rerun.binding] == [b["E_b_eV"] for b in results.binding]
     assert rerun.neb == results.neb  # read back from the finished NEB document
+
+
+def test_wall_time_covers_every_session(
+    finished: tuple[Path, StudyResults, CountingBackend],
+) -> None:
+    _, results, _ = finished
+    assert [s["outcome"] for s in results.sessions] == ["interrupted", "completed"]
+    times = [s["wall_time_s"] for s in results.sessions]
+    assert all(t > 0 for t in times)
+    assert results.wall_time_s == pytest.approx(sum(times), abs=0.01)
+    assert not results.partial
+    assert not results.interrupted
+    assert results.missing == []
 
 
 def test_results_files(finished: tuple[Path, StudyResults, CountingBackend]) -> None:

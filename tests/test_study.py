@@ -269,3 +269,11 @@ def test_study_is_frozen() -> None:
     with pytest.raises(ValueError, match="frozen"):
         study.name = "other"  # type: ignore[misc]
     assert isinstance(study, Study)
+
+
+@pytest.mark.parametrize("text", ["", "\n# only a comment\n", "{}\n", "---\n"])
+def test_empty_study_file_is_an_error_not_the_default_study(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    with pytest.raises(StudyError, match=r"study\.yaml' is empty.*pqdflow run --example"):
+        load_study(path)

@@ -390,6 +390,7 @@ def _neb_row(
         "reverse_barrier_eV": None,
         "reference": None,
         "note": "",
+        "x": spec.meta.get("x"),
     }
     folder = manifest.folder(spec.name)
     if (folder / RESULT_FILE).is_file():
@@ -398,12 +399,19 @@ def _neb_row(
         except ParseError as exc:
             row["note"] = exc.reason
             return row
+        # a band is only as converged as the endpoint relaxations it rests on
+        known = [n for n in (spec.initial, spec.final) if n in calcs]
+        bad = list(done.unconverged_inputs) or [
+            n for n in known if calcs[n].row(key)["status"] == "unconverged"
+        ]
+        note = f"unconverged endpoint relaxation(s): {bad}" if bad else ""
         return (
             row
             | _barrier_fields(done.barrier)
             | {
-                "status": "ok" if done.converged else "unconverged",
+                "status": "ok" if done.converged and not bad else "unconverged",
                 "backend": done.backend,
+                "note": note,
             }
         )
     ends = (manifest.folder(spec.initial), manifest.folder(spec.final))
@@ -440,6 +448,7 @@ def _barrier_fields(b: Mapping[str, Any]) -> dict[str, Any]:
         "forward_spline_eV": b["forward_spline"],
         "reference": b["reference"],
         "climbing_is_highest": b["climbing_is_highest"],
+        "climbing_index": b.get("climbing_index"),
         "reaction_coordinate": b["reaction_coordinate"],
         "energies": b["energies"],
     }

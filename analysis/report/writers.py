@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pqdflow.analysis.plots import plot_binding_energies, plot_neb_profiles
+from pqdflow.analysis.plots import composition_label, plot_binding_energies, plot_neb_profiles
 from pqdflow.analysis.rates import HopVibDoc
 from pqdflow.analysis.report.tree import StudyReport
 from pqdflow.documents.results import StudyResults
@@ -50,24 +50,53 @@ _CSV_FIELDS = (
 )
 
 
+def _binding_flags(b: Mapping[str, Any]) -> list[str]:
+    """Name the unconverged relaxations a binding entry rests on (older documents: flag)."""
+    names = list(b.get("unconverged_inputs") or [])
+    return names or ([] if b.get("all_converged", True) else ["(a relaxation)"])
+
+
+def _neb_flags(n: Mapping[str, Any]) -> list[str]:
+    """Name what is unconverged about a band: its endpoint relaxations, and the band."""
+    names = list(n.get("unconverged_inputs") or [])
+    return names + ([] if n.get("converged", True) else ["band"])
+
+
 def format_table(results: StudyResults) -> str:
-    """Plain-text tables: ligand, site, E_b (eV); NEB path, Ea forward/reverse (eV)."""
+    """Plain-text tables: ligand, site, E_b (eV); NEB path, Ea forward/reverse (eV).
+
+    A value resting on an unconverged relaxation (or an unconverged band) is marked ``*``
+    and its row names the unconverged calculations; a partial run says what is missing.
+    """
     lines: list[str] = []
+    if results.partial:
+        why = "interrupted" if results.interrupted else "incomplete"
+        lines.append(
+            f"PARTIAL RESULTS ({why}): {len(results.missing)} step(s) without a result"
+            + (f": {', '.join(results.missing[:8])}" if results.missing else "")
+            + (" ..." if len(results.missing) > 8 else "")
+        )
     if results.binding:
         lines.append(f"{'ligand':<10} {'site':<18} {'E_b (eV)':>9}  converged")
         for b in results.binding:
-            lines.append(
-                f"{b['ligand']:<10} {b['site']:<18} {b['E_b_eV']:>9.3f}  {b['all_converged']}"
-            )
+            bad = _binding_flags(b)
+            mark = "*" if bad else " "
+            state = f"NO: {', '.join(bad)}" if bad else "yes"
+            lines.append(f"{b['ligand']:<10} {b['site']:<18} {b['E_b_eV']:>9.3f}{mark} {state}")
     if results.neb:
         if lines:
             lines.append("")
         lines.append(f"{'NEB path':<22} {'label':<9} {'Ea (eV)':>8} {'Ea rev (eV)':>11}  converged")
         for n in results.neb:
+            bad = _neb_flags(n)
+            mark = "*" if bad else " "
+            state = f"NO: {', '.join(bad)}" if bad else "yes"
             lines.append(
-                f"{n['path']:<22} {n['label']:<9} {n['Ea_eV']:>8.3f} "
-                f"{n['Ea_reverse_eV']:>11.3f}  {n['converged']}"
+                f"{n['path']:<22} {n['label']:<9} {n['Ea_eV']:>8.3f}{mark}"
+                f"{n['Ea_reverse_eV']:>11.3f}  {state}"
             )
+    if any(_binding_flags(b) for b in results.binding) or any(_neb_flags(n) for n in results.neb):
+        lines.append("* rests on a relaxation or band that did not converge: read with care")
     for fail in results.failed:
         lines.append(f"FAILED {fail['kind']} {fail['name']}: {fail['error']}")
     lines.append(
@@ -95,6 +124,7 @@ def results_csv(results: StudyResults) -> str:
             "definition",
             "converged",
             "backend",
+            "unconverged_inputs",
         ]
     )
     for b in results.binding:
@@ -110,8 +140,9 @@ def results_csv(results: StudyResults) -> str:
                 "",
                 "",
                 b["definition"],
-                b["all_converged"],
+                not _binding_flags(b),
                 b["backend"],
+                ";".join(_binding_flags(b)),
             ]
         )
     for n in results.neb:
@@ -127,8 +158,9 @@ def results_csv(results: StudyResults) -> str:
                 f"{n['Ea_reverse_eV']:.6f}",
                 f"{n['Ea_spline_eV']:.6f}",
                 "",
-                n["converged"],
+                not _neb_flags(n),
                 n["backend"],
+                ";".join(_neb_flags(n)),
             ]
         )
     return buffer.getvalue()
@@ -137,26 +169,33 @@ def results_csv(results: StudyResults) -> str:
 def _plots(results: StudyResults, out: Path) -> list[str]:
     """Binding bar chart and NEB profiles of a run; the file names written."""
     written: list[str] = []
+    about = {"backend": results.backend}
     if results.binding:
         entries = [
             {
                 "ligand": b["ligand"],
                 "E_b_eV": b["E_b_eV"],
                 "label": f"{b['ligand']}\n{b['meta'].get('termination', '')}".strip(),
+                "unconverged": bool(_binding_flags(b)),
+                "composition": composition_label(b["meta"].get("x")),
             }
             for b in results.binding
         ]
-        written.append(plot_binding_energies(entries, out / "binding_energies.png").name)
+        written.append(plot_binding_energies(entries, out / "binding_energies.png", **about).name)
     if results.neb:
         profiles = [
             {
                 "label": n["label"] or n["path"],
                 "reaction_coordinate": n["reaction_coordinate"],
                 "energies": n["barrier"]["energies"],
+                "tangential_forces": n.get("tangential_forces"),
+                "climbing_index": n.get("climbing_index"),
+                "unconverged": bool(_neb_flags(n)),
+                "composition": composition_label(n["meta"].get("x")),
             }
             for n in results.neb
         ]
-        written.append(plot_neb_profiles(profiles, out / "neb_profiles.png").name)
+        written.append(plot_neb_profiles(profiles, out / "neb_profiles.png", **about).name)
     return written
 
 
@@ -341,16 +380,21 @@ def write_report(report: StudyReport, out: str | Path, *, plots: bool = True) ->
         written[f"vib_spectrum:{row['path']}"] = png
         spectra[row["path"]] = link
     atomic_write_text(written["markdown"], _markdown(report, spectra))
+    backends = {str(r["backend"]) for r in [*report.bindings, *report.nebs] if r.get("backend")}
+    backend = ", ".join(sorted(backends)) or "VASP outputs"
     if plots and report.bindings:
         entries = [
             {
                 "ligand": r["ligand"] or r["name"],
                 "E_b_eV": r["E_b_eV"],
                 "label": f"{r['ligand']} ({r['site']})" if r.get("site") else r["ligand"],
+                "unconverged": r["status"] == "unconverged",
             }
             for r in report.bindings
         ]
-        written["binding_plot"] = plot_binding_energies(entries, out / "binding_energies.png")
+        written["binding_plot"] = plot_binding_energies(
+            entries, out / "binding_energies.png", backend=backend
+        )
     profiles = [
         {
             "label": f"{r['label']} ({r['reference']})"
@@ -358,10 +402,13 @@ def write_report(report: StudyReport, out: str | Path, *, plots: bool = True) ->
             else r["label"],
             "reaction_coordinate": r["reaction_coordinate"],
             "energies": r["energies"],
+            "unconverged": r["status"] == "unconverged",
+            "climbing_index": r.get("climbing_index"),
+            "composition": composition_label(r.get("x")),
         }
         for r in report.nebs
         if r.get("energies")
     ]
     if plots and profiles:
-        written["neb_plot"] = plot_neb_profiles(profiles, out / "neb_profiles.png")
+        written["neb_plot"] = plot_neb_profiles(profiles, out / "neb_profiles.png", backend=backend)
     return written

@@ -27,6 +27,7 @@ __all__ = [
     "OverwriteError",
     "ParseError",
     "PqdflowError",
+    "RunInterrupted",
     "StudyError",
     "UnknownLigandError",
     "UnknownSiteError",
@@ -118,6 +119,21 @@ class ConvergenceError(CalculationFailed):
 
 class LaunchpadLockedError(PqdflowError):
     """The embedded launchpad file is held by another launcher."""
+
+
+class RunInterrupted(PqdflowError):
+    """A study run stopped by SIGINT (Ctrl-C) or SIGTERM; the same command resumes it.
+
+    Attributes
+    ----------
+    signum
+        The signal that stopped the run (``signal.SIGINT`` or ``signal.SIGTERM``); the
+        command line exits with ``128 + signum`` (130 for Ctrl-C).
+    """
+
+    def __init__(self, message: str, signum: int = 2) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 class VibrationalError(PqdflowError):

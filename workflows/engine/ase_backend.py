@@ -12,9 +12,11 @@ wheel, CPU, offline).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import io
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -29,9 +31,11 @@ from pqdflow.errors import BackendError, BackendNotInstalledError, InputError
 from pqdflow.workflows.engine.calculators import MockPairCalculator
 from pqdflow.workflows.engine.neb import NebSettings, run_band
 from pqdflow.workflows.engine.relax import OPTIMIZERS, OptimizerName, relax_structure
+from pqdflow.workflows.engine.threads import apply_threads
 
 __all__ = [
     "CHGNET_INSTALL_HINT",
+    "CHGNET_TENSOR_WARNING",
     "AseBackend",
     "AseSettings",
     "CellFactory",
@@ -40,6 +44,7 @@ __all__ = [
     "chgnet_factory",
     "load_chgnet_model",
     "mock_factory",
+    "quiet_chgnet",
 ]
 
 #: ``cell_factory(atoms, kind, charge) -> calculator factory`` of a cell-dependent calculator.
@@ -243,6 +248,7 @@ def load_chgnet_model(model_name: str = "0.3.0", device: str = "cpu") -> Any:
             f"the 'chgnet' backend needs chgnet and torch, which are not importable ({exc}); "
             f"install them with: {CHGNET_INSTALL_HINT}"
         ) from exc
+    apply_threads()  # torch threads: not one per core on a shared machine (threads.py)
     key = (model_name, device)
     if key in _CHGNET_MODELS:
         return _CHGNET_MODELS[key]
@@ -250,6 +256,31 @@ def load_chgnet_model(model_name: str = "0.3.0", device: str = "cpu") -> Any:
         model = model_module.CHGNet.load(model_name=model_name, use_device=device, verbose=False)
     _CHGNET_MODELS[key] = model
     return model
+
+
+#: The one CHGNet warning pqdflow silences: torch's note on every force call that CHGNet
+#: turns a tensor that requires grad into a number (harmless: no gradient flows through it).
+CHGNET_TENSOR_WARNING = r"Converting a tensor with requires_grad=True to a scalar"
+
+
+def quiet_chgnet(calc: Calculator) -> Calculator:
+    """Silence :data:`CHGNET_TENSOR_WARNING` (only it, only from chgnet) in ``calc``'s calls.
+
+    The filter is set around each ``calculate`` call, not process-wide, so every other
+    warning (and this one from anywhere else) still shows.
+    """
+    inner = calc.calculate
+
+    @functools.wraps(inner)
+    def calculate(*args: Any, **kwargs: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=CHGNET_TENSOR_WARNING, category=UserWarning, module="chgnet"
+            )
+            return inner(*args, **kwargs)
+
+    calc.calculate = calculate  # type: ignore[method-assign]
+    return calc
 
 
 def chgnet_calculator_factory(
@@ -270,7 +301,7 @@ def chgnet_calculator_factory(
             calc: Calculator = dynamics.CHGNetCalculator(
                 model=model, use_device=device, on_isolated_atoms="ignore"
             )
-        return calc
+        return quiet_chgnet(calc)
 
     return factory
 

@@ -12,8 +12,8 @@ Layout of ``OUT``: ``calcs/<name>/`` and ``neb/<name>/`` (each finished when its
 
 from __future__ import annotations
 
+import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,9 +22,12 @@ from tqdm import tqdm
 from pqdflow.analysis.report import write_results
 from pqdflow.documents.plan import StudyPlan
 from pqdflow.documents.results import StudyResults
-from pqdflow.errors import CalculationFailed, InputError, StudyError
+from pqdflow.errors import CalculationFailed, InputError, RunInterrupted, StudyError
+from pqdflow.interrupt import INTERRUPT_MESSAGE, interruptible
 from pqdflow.workflows.backends import Backend
+from pqdflow.workflows.engine.threads import thread_record
 from pqdflow.workflows.study.scheduler import schedule
+from pqdflow.workflows.study.session import run_session
 from pqdflow.workflows.study.steps import assemble_results, execute_step, prepare_run_folder
 
 __all__ = ["run_study"]
@@ -46,6 +49,10 @@ def run_study(
     an interrupted run continues where it stopped. A relaxation or band that fails is
     recorded in ``results.failed`` (with every step that needed it) and retried by the next
     run; the other steps go on.
+
+    SIGINT (Ctrl-C) or SIGTERM stops the run cleanly: no new step starts, the step being
+    computed is dropped (rerun next time), ``results.json`` is written with ``partial`` and
+    ``interrupted`` true, and :class:`~pqdflow.errors.RunInterrupted` is raised.
 
     Parameters
     ----------
@@ -72,6 +79,8 @@ def run_study(
         written.
     InputError
         An unknown binding-energy definition, before anything is written.
+    RunInterrupted
+        The run was stopped by SIGINT / SIGTERM (after the partial results were written).
     """
     if not plan.calculations and not plan.nebs:
         raise StudyError(f"study {plan.name!r} has no calculations to run")
@@ -85,14 +94,20 @@ def run_study(
         raise StudyError(f"output path {str(out)!r} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     prepare_run_folder(plan, out, backend.name, backend.describe())
-    start = time.perf_counter()
     docs: dict[str, Any] = {}
     failed: list[dict[str, str]] = []
     heavy = [s for s in steps if s.kind in ("relax", "neb")]
-    with tqdm(
-        total=len(heavy), file=sys.stderr, disable=not progress, unit="calc", desc=plan.name
-    ) as bar:
+    interrupted = False
+    with (
+        run_session(out, launcher="direct", **thread_record()) as session,
+        tqdm(
+            total=len(heavy), file=sys.stderr, disable=not progress, unit="calc", desc=plan.name
+        ) as bar,
+    ):
         for step in steps:
+            if session.interrupts.requested:
+                interrupted = True
+                break
             lost = [p for p in step.parents if p not in docs]
             if lost:
                 failed.append(
@@ -102,7 +117,14 @@ def run_study(
             if step.kind in ("relax", "neb"):
                 bar.set_postfix_str(step.name)
             try:
-                docs[step.name] = execute_step(step, backend, docs, out, definition=definition)
+                with interruptible():
+                    doc = execute_step(step, backend, docs, out, definition=definition)
+                docs[step.name] = doc
+            except KeyboardInterrupt:
+                # Ctrl-C / SIGTERM inside the step: it has no result.json, so the next run
+                # redoes it; every finished step is kept
+                interrupted = True
+                break
             except (CalculationFailed, InputError) as exc:
                 if step.kind == "binding" or (step.kind == "relax" and isinstance(exc, InputError)):
                     raise
@@ -111,13 +133,23 @@ def run_study(
                 failed.append({"name": step.name, "kind": step.kind, "error": str(exc)})
             if step.kind in ("relax", "neb"):
                 bar.update()
-    results = assemble_results(
-        plan,
-        docs,
-        backend.name,
-        failed=failed,
-        wall_time_s=time.perf_counter() - start,
-        backend_settings=backend.describe(),
-    )
-    write_results(results, out, plots=plots, echo=echo)
+        outcome = "interrupted" if interrupted else ("partial" if failed else "completed")
+        session.finish(outcome)
+        results = assemble_results(
+            plan,
+            docs,
+            backend.name,
+            failed=failed,
+            wall_time_s=session.wall_time_s,
+            interrupted=interrupted,
+            sessions=session.records,
+            backend_settings=backend.describe(),
+        )
+        write_results(results, out, plots=plots, echo=echo and not interrupted)
+    if interrupted:
+        raise RunInterrupted(
+            f"{INTERRUPT_MESSAGE} ({len(docs)} finished step(s) kept; partial results in "
+            f"{out / 'results.json'})",
+            session.interrupts.signum or signal.SIGINT,
+        )
     return results

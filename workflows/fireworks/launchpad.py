@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -43,13 +44,15 @@ import yaml
 from fireworks import FWorker, LaunchPad
 
 from pqdflow.documents.plan import StudyPlan
-from pqdflow.errors import CalculationFailed, InputError, LaunchpadLockedError
+from pqdflow.errors import CalculationFailed, InputError, LaunchpadLockedError, RunInterrupted
 from pqdflow.fileio import atomic_write_text
+from pqdflow.interrupt import INTERRUPT_MESSAGE, interrupt_requested, is_interrupt_trace
 
 __all__ = [
     "EMBEDDED_DB_NAME",
     "EMBEDDED_STORE_NAME",
     "LAUNCHES_DIRNAME",
+    "ROCKET_ERRORS",
     "EmbeddedLaunchPad",
     "LaunchpadFileLock",
     "embedded_store_path",
@@ -57,6 +60,7 @@ __all__ = [
     "load_launchpad_file",
     "open_embedded_launchpad",
     "recover_lost_runs",
+    "rerun_fireworks",
     "run_plan_on_launchpad",
 ]
 
@@ -64,6 +68,8 @@ __all__ = [
 EMBEDDED_STORE_NAME = "fw_launchpad.json"
 #: Folder (inside a run folder) that holds FireWorks' ``launcher_*`` directories.
 LAUNCHES_DIRNAME = "fw_launches"
+#: File in a ``launcher_*`` folder holding the traceback of a task that raised.
+ROCKET_ERRORS = "rocket_errors.txt"
 #: Database name inside the embedded store.
 EMBEDDED_DB_NAME = "pqdflow"
 
@@ -389,36 +395,115 @@ def launch_rapidfire(
 ) -> int:
     """Run Fireworks from ``lp`` until none is ready; return how many were launched.
 
-    FireWorks' ``rapidfire`` creates one ``launcher_*`` folder per Firework under
-    ``launch_root`` and changes the working directory into it while the job runs; the
-    caller's working directory is restored afterwards. With ``progress`` False FireWorks'
-    per-rocket log lines are suppressed for the duration of the call.
+    Like FireWorks' ``rapidfire``: one ``launcher_*`` folder per Firework under
+    ``launch_root``, the working directory changed into it while the job runs and restored
+    afterwards. Unlike it, the loop stops before the next Firework once a stop was requested
+    (SIGINT / SIGTERM under :func:`~pqdflow.interrupt.catch_interrupts`). With ``progress``
+    False FireWorks' per-rocket log lines are suppressed for the duration of the call.
     """
-    from fireworks.core.rocket_launcher import rapidfire
+    from fireworks.core.rocket_launcher import launch_rocket
+    from fireworks.utilities.fw_utilities import create_datestamp_dir, get_fw_logger
 
     launch_root = Path(launch_root).resolve()
     launch_root.mkdir(parents=True, exist_ok=True)
-    before = lp.launches.count_documents({})
+    fworker = fworker or FWorker()
+    strm_lvl = "INFO" if progress else "CRITICAL"
     loggers = [logging.getLogger(n) for n in ("rocket.launcher", "launchpad")]
     disabled = [lg.disabled for lg in loggers]
     cwd = Path.cwd()
+    launched = 0
     try:
         if not progress:
             for lg in loggers:
                 lg.disabled = True
-        rapidfire(
-            lp,
-            fworker or FWorker(),
-            m_dir=str(launch_root),
-            nlaunches=max_launches,
-            strm_lvl="INFO" if progress else "CRITICAL",
-            sleep_time=1,
-        )
+        logger = get_fw_logger("rocket.launcher", l_dir=None, stream_level=strm_lvl)
+        while not interrupt_requested() and lp.run_exists(fworker):
+            if max_launches and launched >= max_launches:
+                break
+            folder = Path(create_datestamp_dir(str(launch_root), logger, prefix="launcher_"))
+            os.chdir(folder)
+            # a task's traceback goes to the launcher folder, not the terminal; the error's
+            # last line is in the launchpad and in the failure message
+            ran = launch_rocket(
+                lp, fworker, strm_lvl=strm_lvl, err_file=_LazyFile(folder / ROCKET_ERRORS)
+            )
+            os.chdir(cwd)
+            if ran:
+                launched += 1
+            elif not any(folder.iterdir()):
+                folder.rmdir()
     finally:
         os.chdir(cwd)
         for lg, was in zip(loggers, disabled, strict=True):
             lg.disabled = was
-    return int(lp.launches.count_documents({}) - before)
+    return launched
+
+
+class _LazyFile:
+    """A text sink that creates its file on the first write (no empty files)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, text: str) -> int:
+        with self.path.open("a", encoding="utf-8") as handle:
+            return handle.write(text)
+
+    def flush(self) -> None:
+        """Nothing buffered."""
+
+
+def _last_error(lp: LaunchPad, fw_id: int) -> str:
+    """Return the stack trace stored by the newest FIZZLED launch of ``fw_id`` ('' if none)."""
+    launch = lp.launches.find_one({"fw_id": fw_id, "state": "FIZZLED"}, sort=[("launch_id", -1)])
+    stored = ((launch or {}).get("action") or {}).get("stored_data") or {}
+    return str((stored.get("_exception") or {}).get("_stacktrace", ""))
+
+
+def rerun_fireworks(
+    lp: LaunchPad,
+    fw_ids: list[int],
+    *,
+    which: str = "interrupted",
+) -> list[dict[str, Any]]:
+    """Put Fireworks of ``fw_ids`` back to READY/WAITING; return ``{fw_id, name, state}`` of each.
+
+    Parameters
+    ----------
+    lp
+        The launchpad; for RESERVED/RUNNING Fireworks the caller must hold the embedded
+        store's lock (then no live launcher can own them).
+    fw_ids
+        Candidate Fireworks (e.g. all of one workflow).
+    which
+        ``"interrupted"``: FIZZLED by a KeyboardInterrupt (Ctrl-C, SIGTERM), what a run does
+        by itself; ``"failed"``: every FIZZLED one; ``"all"``: FIZZLED, RESERVED and RUNNING
+        (left by a launcher that is gone); ``"any"``: every one of ``fw_ids`` whatever its
+        state (a COMPLETED step reruns cheaply: its finished result is reused when its
+        inputs match).
+
+    Raises
+    ------
+    InputError
+        An unknown ``which``.
+    """
+    if which not in ("interrupted", "failed", "all", "any"):
+        raise InputError(f"unknown rerun selection {which!r}; use interrupted, failed, all or any")
+    rows = lp.fireworks.find({"fw_id": {"$in": list(fw_ids)}}, {"fw_id": 1, "name": 1, "state": 1})
+    chosen = []
+    for row in sorted(rows, key=lambda r: r["fw_id"]):
+        state = row["state"]
+        if which == "any" and state not in ("READY", "WAITING"):
+            pick = True
+        elif state == "FIZZLED":
+            pick = which != "interrupted" or is_interrupt_trace(_last_error(lp, row["fw_id"]))
+        else:
+            pick = which == "all" and state in ("RESERVED", "RUNNING")
+        if pick:
+            chosen.append({"fw_id": int(row["fw_id"]), "name": row["name"], "state": state})
+    for row in chosen:
+        lp.rerun_fw(row["fw_id"])
+    return chosen
 
 
 def _expand_env(value: Any, source: Path) -> Any:
@@ -568,9 +653,14 @@ def run_plan_on_launchpad(
         Another launcher holds the embedded store.
     CalculationFailed
         Some Fireworks failed (FIZZLED); the message names them and their errors.
+    RunInterrupted
+        SIGINT / SIGTERM stopped the run: no further Firework was started, the interrupted
+        one is READY again, the store is saved and the partial results are written; the
+        same call resumes.
     """
     from pqdflow.analysis.report import write_results
     from pqdflow.workflows.backends import get_backend
+    from pqdflow.workflows.engine.threads import thread_record
     from pqdflow.workflows.fireworks.builder import (
         add_workflow_once,
         build_workflow,
@@ -578,44 +668,67 @@ def run_plan_on_launchpad(
         workflow_failures,
         workflow_states,
     )
+    from pqdflow.workflows.study.session import run_session
     from pqdflow.workflows.study.steps import assemble_results, prepare_run_folder
 
+    start = time.perf_counter()
     out = Path(out).resolve()
     wf = build_workflow(plan, backend_name, root=out, backend_options=backend_options)
     described = get_backend(backend_name, **dict(backend_options or {})).describe()
-    start = time.perf_counter()
     with _launchpad_for_run(out, launchpad_file, wait) as lp:
         # holding the store: a folder of another study is refused before anything runs
         out.mkdir(parents=True, exist_ok=True)
         prepare_run_folder(plan, out, backend_name, described)
-        recovered = getattr(lp, "recovered_fw_ids", [])
-        if recovered and progress:
-            print(f"pqdflow: reran lost Firework(s) of a killed launcher: {recovered}")
-        fw_id, added = add_workflow_once(lp, wf)
-        if progress:
-            verb = "added" if added else "resuming"
-            print(f"pqdflow: {verb} workflow {wf.name!r} ({len(wf.fws)} Fireworks) in {out}")
-        launch_rapidfire(lp, out / LAUNCHES_DIRNAME, progress=progress)
-        states = workflow_states(lp, fw_id)
-        docs = collect_docs(lp, fw_id)
-        failures = workflow_failures(lp, states)
+        with run_session(out, since=start, launcher="fireworks", **thread_record()) as session:
+            recovered = getattr(lp, "recovered_fw_ids", [])
+            if recovered and progress:
+                print(f"pqdflow: reran lost Firework(s) of a killed launcher: {recovered}")
+            fw_id, added = add_workflow_once(lp, wf)
+            nodes = [int(r["fw_id"]) for r in workflow_states(lp, fw_id)]
+            # a Firework stopped by Ctrl-C (this version or an older one) is rerun, not failed
+            resumed = rerun_fireworks(lp, nodes, which="interrupted")
+            if progress:
+                verb = "added" if added else "resuming"
+                print(f"pqdflow: {verb} workflow {wf.name!r} ({len(wf.fws)} Fireworks) in {out}")
+                if resumed:
+                    print(f"pqdflow: rerunning interrupted: {[r['name'] for r in resumed]}")
+            launch_rapidfire(lp, out / LAUNCHES_DIRNAME, progress=progress)
+            interrupted = session.interrupts.requested
+            if interrupted:  # the Firework the signal stopped goes back to READY
+                rerun_fireworks(lp, nodes, which="interrupted")
+            states = workflow_states(lp, fw_id)
+            docs = collect_docs(lp, fw_id)
+            failures = workflow_failures(lp, states)
+            session.finish(
+                "interrupted" if interrupted else ("partial" if failures else "completed")
+            )
+            failed = [{"name": f, "kind": "firework", "error": "FIZZLED"} for f in failures]
+            results = assemble_results(
+                plan,
+                docs,
+                backend_name,
+                failed=failed,
+                wall_time_s=session.wall_time_s,
+                interrupted=interrupted,
+                sessions=session.records,
+                launcher="fireworks",
+                backend_options=dict(backend_options or {}),
+            )
+            path = write_results(
+                results, out, plots=plots, echo=progress and not failures and not interrupted
+            )
+    if interrupted:
+        raise RunInterrupted(
+            f"{INTERRUPT_MESSAGE} ({len(docs)} finished step(s) kept; partial results in {path})",
+            session.interrupts.signum or signal.SIGINT,
+        )
     unfinished = [r["name"] for r in states if r["state"] not in ("COMPLETED", "FIZZLED")]
-    failed = [{"name": f, "kind": "firework", "error": "FIZZLED"} for f in failures]
-    results = assemble_results(
-        plan,
-        docs,
-        backend_name,
-        failed=failed,
-        wall_time_s=time.perf_counter() - start,
-        launcher="fireworks",
-        backend_options=dict(backend_options or {}),
-    )
-    path = write_results(results, out, plots=plots, echo=progress and not failures)
     if failures:
         raise CalculationFailed(
             f"{len(failures)} Firework(s) failed in {out}: "
             + "; ".join(failures)
-            + f". Completed results are in {path}; fix the cause and rerun to resume."
+            + f". Completed results are in {path}; fix the cause, then `pqdflow rerun --out "
+            f"{out} --failed` and run the same command again to resume."
         )
     if unfinished:
         raise CalculationFailed(

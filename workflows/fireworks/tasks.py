@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from fireworks import FiretaskBase, FWAction, explicit_serialize
 
 from pqdflow.documents.results import BindingDoc, NebDoc, RelaxDoc
+from pqdflow.interrupt import interruptible
 from pqdflow.workflows.study.scheduler import Step
 
 __all__ = ["DOCS_KEY", "StepTask", "doc_name", "doc_to_dict", "docs_from_spec"]
@@ -88,6 +89,8 @@ class StepTask(FiretaskBase):
                 env=fw_spec.get("_fw_env") or {},
                 **(self.get("backend_options") or {}),
             )
-        doc = doc_to_dict(execute_step(step, backend, docs_from_spec(fw_spec), self.get("root")))
+        with interruptible():  # Ctrl-C stops the step, not the launcher's bookkeeping
+            done = execute_step(step, backend, docs_from_spec(fw_spec), self.get("root"))
+        doc = doc_to_dict(done)
         stored = {"pqdflow_kind": step.kind, "pqdflow_name": step.name, "pqdflow_doc": doc}
         return FWAction(stored_data=stored, mod_spec=[{"_push": {DOCS_KEY: doc}}])

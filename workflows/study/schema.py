@@ -390,7 +390,13 @@ def load_study(path: str | Path) -> Study:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise StudyError(f"{path}: not valid YAML: {exc}") from exc
-    return study_from_dict(data if data is not None else {})
+    if data is None or data == {}:
+        raise StudyError(
+            f"study file {str(path)!r} is empty; write a study into it (`pqdflow run "
+            "--example` runs the default study; `pqdflow inputs --example > study.yaml` "
+            "writes it to start from)"
+        )
+    return study_from_dict(data)
 
 
 def example_study() -> Study:

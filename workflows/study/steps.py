@@ -30,7 +30,14 @@ from pqdflow.analysis.barriers import summarize_neb
 from pqdflow.analysis.binding import compute_binding
 from pqdflow.documents.manifest import MANIFEST_FILE, Manifest, ManifestEntry, read_manifest
 from pqdflow.documents.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan, jsonable
-from pqdflow.documents.results import BindingDoc, NebDoc, RelaxDoc, StudyResults, read_finished
+from pqdflow.documents.results import (
+    BindingDoc,
+    NebDoc,
+    RelaxDoc,
+    StudyResults,
+    read_finished,
+    unconverged_names,
+)
 from pqdflow.errors import (
     CalculationFailed,
     EndpointError,
@@ -186,7 +193,15 @@ def run_neb(
     directory = Path(directory)
     done = read_finished(directory, NebDoc, backend.name, inputs=inputs)
     if done is not None:
-        return done
+        rebased = done.meta.get("final_rebased") is not None
+        flagged = done.meta.get("unconverged_inputs")
+        if flagged is None:  # a band of an older pqdflow: judge the endpoints it used
+            used: list[Any] = [initial_doc, final_doc]
+            if rebased:
+                used[1] = read_finished(directory / "final-rebased", RelaxDoc, backend.name)
+            known = {d.name: d for d in used if d is not None}
+            flagged = unconverged_names(list(known), known)
+        return dataclasses.replace(done, unconverged_inputs=list(flagged))
     initial = initial_doc.read_structure()
     final = final_doc.read_structure()
     meta: dict[str, Any] = {"hopping_index": spec.hopping_index, **spec.meta}
@@ -229,7 +244,10 @@ def run_neb(
                 EndpointWarning,
                 stacklevel=2,
             )
-    return backend.neb(spec, initial_doc, final_doc, directory, meta=meta)
+    endpoints = {initial_doc.name: initial_doc, final_doc.name: final_doc}
+    meta["unconverged_inputs"] = unconverged_names(list(endpoints), endpoints)
+    doc = backend.neb(spec, initial_doc, final_doc, directory, meta=meta)
+    return dataclasses.replace(doc, unconverged_inputs=list(meta["unconverged_inputs"]))
 
 
 def execute_step(
@@ -275,7 +293,9 @@ def execute_step(
         )
     spec = step.spec
     if isinstance(spec, BindingSpec):
-        return compute_binding(spec, docs, definition=definition)
+        binding = compute_binding(spec, docs, definition=definition)
+        flagged = unconverged_names(list(step.parents), docs)  # the relaxations it used
+        return dataclasses.replace(binding, unconverged_inputs=flagged)
     if step.kind == "neb_analysis":
         assert isinstance(spec, NebSpec)
         return summarize_neb(docs[spec.name])
@@ -317,6 +337,8 @@ def assemble_results(
     *,
     failed: list[dict[str, str]] | None = None,
     wall_time_s: float = 0.0,
+    interrupted: bool = False,
+    sessions: list[dict[str, Any]] | None = None,
     **extra: Any,
 ) -> StudyResults:
     """Return the :class:`~pqdflow.documents.results.StudyResults` of a plan's step documents.
@@ -333,7 +355,12 @@ def assemble_results(
     failed
         ``{"name", "kind", "error"}`` of every step that failed or was skipped.
     wall_time_s
-        Wall time of the run (s).
+        Wall time of the run (s), every session of it (see
+        :class:`~pqdflow.workflows.study.session.RunSession`).
+    interrupted
+        The run was stopped by a signal; the results are partial.
+    sessions
+        Session records of the run folder.
     **extra
         Added to the provenance record.
     """
@@ -346,6 +373,10 @@ def assemble_results(
     def plain(doc: Any) -> dict[str, Any]:
         return dict(doc.as_dict()) if hasattr(doc, "as_dict") else dict(doc)
 
+    missing = [s.name for s in steps if s.name not in docs]
+    unconverged = unconverged_names([s.name for s in steps if s.kind in ("relax", "neb")], docs)
+    for doc in by_kind["neb"]:  # a rebuilt final endpoint is no step of its own
+        unconverged += [n for n in getattr(doc, "unconverged_inputs", []) if n not in unconverged]
     return StudyResults(
         study=plan.name,
         backend=backend,
@@ -357,6 +388,11 @@ def assemble_results(
         provenance=provenance(
             neb_analysis=[plain(d) for d in by_kind["neb_analysis"]], study_meta=plan.meta, **extra
         ),
+        partial=bool(missing or failed or interrupted),
+        interrupted=interrupted,
+        missing=missing,
+        unconverged=unconverged,
+        sessions=list(sessions or []),
     )
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from pqdflow import __version__
-from pqdflow.errors import PqdflowError
+from pqdflow.errors import PqdflowError, RunInterrupted
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -27,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "report",
     "vib",
     "dft_check",
+    "rerun",
 )
 
 
@@ -53,7 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``pqdflow`` command line; return the exit status."""
+    """Run the ``pqdflow`` command line; return the exit status.
+
+    A typed pqdflow error prints one line and exits 2; a run stopped by Ctrl-C / SIGTERM
+    prints one line and exits 128 + the signal (130 for Ctrl-C); output into a closed pipe
+    (``pqdflow status | head``) ends quietly with 141, as for ``cat``.
+    """
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        # the reader went away: stop quietly
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -61,9 +80,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         return int(args.func(args) or 0)
+    except RunInterrupted as exc:
+        print(f"pqdflow {args.command}: {exc}", file=sys.stderr)
+        return 128 + exc.signum
+    except KeyboardInterrupt:
+        print(f"pqdflow {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except PqdflowError as exc:
         print(f"pqdflow {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (captured): nothing left to flush
+        pass
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":  # pragma: no cover

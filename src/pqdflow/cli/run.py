@@ -153,6 +153,14 @@ def register(subparsers: Any) -> None:
         default=None,
         help="my_launchpad.yaml of a real MongoDB launchpad (default: embedded store in --out)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads of the ML potential (default: $PQDFLOW_THREADS, else "
+        "$OMP_NUM_THREADS, else 1: more threads than free cores slow CHGNet down)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.set_defaults(func=run)
@@ -160,13 +168,16 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``pqdflow run``; return the exit status."""
+    from pqdflow.documents.results import StudyResults
     from pqdflow.workflows.backends import get_backend
     from pqdflow.workflows.engine.runner import run_study
+    from pqdflow.workflows.engine.threads import request_threads
     from pqdflow.workflows.study import example_study, load_study, plan_study
 
     if args.example == (args.study is not None):
         raise StudyError("give either a study file or --example (not both, not neither)")
     settings = backend_settings(args)
+    request_threads(args.threads)
     study = example_study() if args.example else load_study(args.study)
     plan = plan_study(study)
     if args.backend == "vasp":
@@ -190,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
             plots=not args.no_plots,
         )
         print(f"results: {path}")
+        _warn_unconverged(StudyResults.read(path).unconverged)
         return 0
     if args.launchpad is not None:
         raise StudyError("--launchpad needs --launcher fireworks")
@@ -202,8 +214,18 @@ def run(args: argparse.Namespace) -> int:
         plots=not args.no_plots,
     )
     print(f"results: {Path(args.out) / 'results.json'} ({results.wall_time_s:.1f} s)")
+    _warn_unconverged(results.unconverged)
     if results.failed:
         names = ", ".join(f["name"] for f in results.failed)
         print(f"pqdflow run: {len(results.failed)} calculation(s) failed: {names}", file=sys.stderr)
         return 1
     return 0
+
+
+def _warn_unconverged(names: list[str]) -> None:
+    """One stderr line naming the relaxations and bands that did not converge."""
+    if names:
+        print(
+            f"pqdflow run: not converged (flagged * in the tables): {', '.join(names)}",
+            file=sys.stderr,
+        )

@@ -11,7 +11,7 @@ the ``mock`` backend is plumbing, not physics.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +30,7 @@ __all__ = [
     "StudyResults",
     "load_doc",
     "read_finished",
+    "unconverged_names",
 ]
 
 #: The document written last, atomically, into every calculation folder: its presence
@@ -211,6 +212,9 @@ class NebDoc(_Doc):
         reason when the saddle-first start was tried and dropped).
     optimizer
         Band optimiser used (what ``"auto"`` resolved to).
+    unconverged_inputs
+        Names of the relaxations this band rests on (its endpoints) that did not converge;
+        empty when all did. A barrier on an unconverged endpoint is flagged everywhere.
     """
 
     path: str
@@ -242,6 +246,7 @@ class NebDoc(_Doc):
     settings: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    unconverged_inputs: list[str] = field(default_factory=list)
     doc_type: str = "NebDoc"
 
 
@@ -270,6 +275,9 @@ class BindingDoc(_Doc):
         Whether every relaxation used converged.
     backend
         Backend of the relax documents.
+    unconverged_inputs
+        Names of the relaxations used that did not converge (empty when
+        ``all_converged``).
     """
 
     name: str
@@ -284,6 +292,7 @@ class BindingDoc(_Doc):
     backend: str
     meta: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    unconverged_inputs: list[str] = field(default_factory=list)
     doc_type: str = "BindingDoc"
 
 
@@ -308,7 +317,22 @@ class StudyResults(_Doc):
     failed
         Paths that could not be computed: ``{"name", "kind", "error"}`` (retried on rerun).
     wall_time_s
-        Wall time of the run that completed the study (s).
+        Wall time of the whole run (s): the sum over every recorded session of the run
+        folder (``sessions``), resumed ones included. A session killed with SIGKILL cannot
+        record its end and is not counted (it is listed with ``wall_time_s`` None).
+    partial
+        True when the study is not complete: a step failed, was skipped or did not run
+        (``missing``), or the run was interrupted.
+    interrupted
+        The last session was stopped by SIGINT / SIGTERM (rerun the command to resume).
+    missing
+        Names of the scheduled steps that have no result.
+    unconverged
+        Names of the relaxations and bands that did not converge; binding energies and
+        barriers resting on them name them in their ``unconverged_inputs``.
+    sessions
+        One record per launcher session: ``started_utc``, ``wall_time_s``, ``outcome``,
+        launcher, threads.
     """
 
     study: str
@@ -319,6 +343,11 @@ class StudyResults(_Doc):
     failed: list[dict[str, str]] = field(default_factory=list)
     wall_time_s: float = 0.0
     provenance: dict[str, Any] = field(default_factory=dict)
+    partial: bool = False
+    interrupted: bool = False
+    missing: list[str] = field(default_factory=list)
+    unconverged: list[str] = field(default_factory=list)
+    sessions: list[dict[str, Any]] = field(default_factory=list)
     doc_type: str = "StudyResults"
 
     def binding_docs(self) -> list[BindingDoc]:
@@ -359,6 +388,21 @@ def load_doc(path: str | Path) -> RelaxDoc | NebDoc | BindingDoc | StudyResults:
     if kind not in _DOC_TYPES:
         raise ParseError(path, f"unknown doc_type {kind!r}; known: {sorted(_DOC_TYPES)}")
     return _DOC_TYPES[kind].from_dict(data)  # type: ignore[return-value]
+
+
+def unconverged_names(names: Sequence[str], docs: Mapping[str, Any]) -> list[str]:
+    """Return those of ``names`` whose document in ``docs`` says ``converged`` False.
+
+    A relaxation that stopped at its step limit is such a document; names without a document
+    (or whose document has no ``converged``) are not listed.
+    """
+    out = []
+    for name in names:
+        doc = docs.get(name)
+        flag = doc.get("converged") if isinstance(doc, Mapping) else getattr(doc, "converged", None)
+        if flag is False:
+            out.append(name)
+    return out
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
