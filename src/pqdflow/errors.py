@@ -28,6 +28,7 @@ __all__ = [
     "ParseError",
     "PqdflowError",
     "StudyError",
+    "UnbalancedReactionError",
     "UnknownLigandError",
     "UnknownSiteError",
     "UnknownTerminationError",
@@ -73,6 +74,10 @@ class EndpointError(InputError):
 
 class StudyError(InputError):
     """A study file that does not validate (unknown key, wrong type, empty study)."""
+
+
+class UnbalancedReactionError(StudyError):
+    """A reaction whose atoms or formal charges differ between reactants and products."""
 
 
 class InputSetError(InputError):
