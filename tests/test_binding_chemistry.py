@@ -163,6 +163,7 @@ def test_site_search_returns_the_lowest_and_the_spread() -> None:
     assert [r["name"] for r in reaction_energies(docs)] == ["r"]
 
 
+@pytest.mark.slow
 def test_site_search_on_the_mock_reports_its_lowest_relaxed_energy(tmp_path: Path) -> None:
     from pqdflow.workflows.backends import get_backend
     from pqdflow.workflows.engine.runner import run_study
@@ -225,3 +226,26 @@ def test_auto_dispersion_puts_ivdw_on_every_reaction_calculation(plan: StudyPlan
         else:
             assert "IVDW" not in incar, calc.name
     assert all(b.meta["dispersion"] == "d3bj" for b in plan.bindings)
+
+
+def test_dry_run_writes_every_reaction_calculation(tmp_path: Path) -> None:
+    from pymatgen.io.vasp import Incar
+
+    from pqdflow.workflows.vasp.dryrun import write_study_inputs
+
+    study = study_from_dict(
+        {
+            "name": "channels",
+            "ligands": {"names": ["OAc", "TMSBr"], "surfaces": []},
+            "neb": {"paths": []},
+        }
+    )
+    plan = plan_study(study)
+    manifest = write_study_inputs(plan, tmp_path / "dry")
+    written = {e.name for e in manifest.calculations}
+    assert written == {c.name for c in plan.calculations}
+    assert {"rx-tms_ester", "rx-tms_amine", "rx-amine", "ref-HBr"} <= written
+    for spec in plan.bindings:
+        for name in spec.parents():
+            assert Incar.from_file(tmp_path / "dry" / name / "INCAR")["IVDW"] == 12, name
+    assert "IVDW" not in Incar.from_file(tmp_path / "dry" / "bulk-x3" / "INCAR")
