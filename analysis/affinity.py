@@ -170,7 +170,7 @@ def relative_affinities(
 
 
 def reaction_energies(bindings: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The reaction channels of a study (``meta["channel"]`` other than plain binding).
+    """List the reaction channels of a study (``meta["channel"]`` other than binding).
 
     Returns
     -------

@@ -71,8 +71,7 @@ def formal_charge(atoms: Atoms) -> int:
         in_ligand.update(int(i) for i in record["indices"])
         total += int(record.get("charge", 0)) - len(record.get("companion_indices", []))
     unknown = sorted(
-        {symbols[i] for i in range(len(atoms)) if i not in in_ligand}
-        - set(FRAMEWORK_CHARGES)
+        {symbols[i] for i in range(len(atoms)) if i not in in_ligand} - set(FRAMEWORK_CHARGES)
     )
     if unknown:
         raise InputError(
@@ -112,7 +111,7 @@ class Species:
 
     @classmethod
     def of(cls, name: str, atoms: Atoms, formula_units: int = 1) -> Species:
-        """The species of a built structure, per formula unit (charge from fragments)."""
+        """Return the species of a built structure, per formula unit (charge from fragments)."""
         counts = Counter(atoms.get_chemical_symbols())
         q = formal_charge(atoms)
         if q % formula_units:
@@ -196,7 +195,7 @@ class Reaction:
         return self
 
     def equation(self) -> str:
-        """The reaction in words, e.g. ``"TMSBr + acid -> ester + HBr"``."""
+        """Return the reaction in words, e.g. ``"TMSBr + acid -> ester + HBr"``."""
 
         def side(terms: Mapping[str, float]) -> str:
             return " + ".join(f"{c:g} {n}" if c != 1 else n for n, c in terms.items())

@@ -72,11 +72,10 @@ def test_every_planned_reaction_is_atom_and_charge_balanced(plan: StudyPlan) -> 
     calcs = {c.name: c for c in plan.calculations}
     assert plan.bindings
     for spec in plan.bindings:
-        parts = {
-            n: Species.of(n, calcs[n].atoms, calcs[n].formula_units) for n in spec.parents()
-        }
-        Reaction(spec.name, {spec.slab: 1, **spec.ligands}, {spec.adsorbed: 1, **spec.released},
-                 parts).check()
+        parts = {n: Species.of(n, calcs[n].atoms, calcs[n].formula_units) for n in spec.parents()}
+        Reaction(
+            spec.name, {spec.slab: 1, **spec.ligands}, {spec.adsorbed: 1, **spec.released}, parts
+        ).check()
         released = {calcs[n].meta.get("species") for n in spec.released}
         assert not released & {"Br2", "I2"}, spec.name
 
@@ -97,8 +96,11 @@ def test_tmsbr_channels_and_the_labelled_adduct(plan: StudyPlan) -> None:
 
 
 def test_single_ligands_on_every_charge_balanced_termination(plan: StudyPlan) -> None:
-    placed = {(b.meta["ligand"], b.meta["termination"]) for b in plan.bindings
-              if b.meta.get("channel") in ("binding", "adduct") and "ligand" in b.meta}
+    placed = {
+        (b.meta["ligand"], b.meta["termination"])
+        for b in plan.bindings
+        if b.meta.get("channel") in ("binding", "adduct") and "ligand" in b.meta
+    }
     # AnHI (cation + iodide) is neutral on both terminations; TMSBr only atop PbX2
     assert ("AnHI", "CsX") in placed
     assert ("AnHI", "PbX2") in placed
@@ -169,16 +171,16 @@ def test_site_search_on_the_mock_reports_its_lowest_relaxed_energy(tmp_path: Pat
     from pqdflow.workflows.engine.runner import run_study
 
     data = {
-        "ligands": {"names": ["OAm"], "surfaces": [], "silyl_channels": False,
-                    "configurations": 2},
+        "ligands": {"names": ["OAm"], "surfaces": [], "silyl_channels": False, "configurations": 2},
         "terminations": ["CsX"],
         "slab": {"layers": 3, "fixed_layers": 1},
         "neb": {"paths": []},
         "inputs": {"dispersion": "none"},
     }
     plan = plan_study(study_from_dict(data))
-    results = run_study(plan, get_backend("mock"), tmp_path / "run", progress=False, plots=False,
-                        echo=False)
+    results = run_study(
+        plan, get_backend("mock"), tmp_path / "run", progress=False, plots=False, echo=False
+    )
     singles = [b for b in results.binding if b["meta"].get("ligand") == "OAm"]
     assert len(singles) == 2
     (summary,) = summarize_sites(results.binding)

@@ -18,7 +18,13 @@ from ase.calculators.mixing import SumCalculator
 
 from pqdflow.errors import BackendNotInstalledError, InputError
 
-__all__ = ["D3BJ_PBE", "DISPERSION_MODES", "d3bj_calculator", "dispersion_record", "with_dispersion"]
+__all__ = [
+    "D3BJ_PBE",
+    "DISPERSION_MODES",
+    "d3bj_calculator",
+    "dispersion_record",
+    "with_dispersion",
+]
 
 #: Dispersion settings a calculation may carry (``CalcSpec.meta["dispersion"]``).
 DISPERSION_MODES: tuple[str, ...] = ("none", "d3bj")
@@ -27,7 +33,7 @@ D3BJ_PBE: dict[str, float] = {"s6": 1.0, "a1": 0.4289, "s8": 0.7875, "a2": 4.440
 
 
 def dispersion_record(mode: str) -> dict[str, Any]:
-    """What a result records about its dispersion correction (JSON-ready).
+    """Return what a result records about its dispersion correction (JSON-ready).
 
     ``{"dispersion": "none"}``, or ``{"dispersion": "D3(BJ)", "functional": "PBE",
     "damping": {...}, "code": "dftd3 <version>"}``.
@@ -77,9 +83,7 @@ def d3bj_calculator() -> Calculator:
     return calc
 
 
-def with_dispersion(
-    factory: Callable[[], Calculator], mode: str
-) -> Callable[[], Calculator]:
+def with_dispersion(factory: Callable[[], Calculator], mode: str) -> Callable[[], Calculator]:
     """Return ``factory`` itself (``"none"``) or a factory of base + D3(BJ) calculators.
 
     Parameters
@@ -95,6 +99,7 @@ def with_dispersion(
     d3bj_calculator()  # fail now, not at the first step, when dftd3 is missing
 
     def summed() -> Calculator:
-        return SumCalculator([factory(), d3bj_calculator()])
+        calc: Calculator = SumCalculator([factory(), d3bj_calculator()])  # type: ignore[assignment]
+        return calc
 
     return summed

@@ -248,7 +248,6 @@ class _Planner:
         from pqdflow.structures.adsorption import (
             SURFACE_PRESETS,
             build_passivated_surface,
-            is_closed_shell,
         )
 
         tag = f"{termination}-{_x_tag(x)}"
@@ -284,8 +283,10 @@ class _Planner:
                 continue
             meta = {"x": x, "termination": termination}
             slab = self.add(f"slab-{tag}", "slab", clean, meta=meta)
-            configs = [(None, None)] if opts.configurations == 1 else placement_candidates(
-                clean, name, opts.configurations, chain_length=self.chain
+            configs = (
+                [(None, None)]
+                if opts.configurations == 1
+                else placement_candidates(clean, name, opts.configurations, chain_length=self.chain)
             )
             label = name if opts.coverage == 1 else f"{name}x{opts.coverage}"
             for k, (index, rotation) in enumerate(configs):
