@@ -188,6 +188,13 @@ def test_site_search_on_the_mock_reports_its_lowest_relaxed_energy(tmp_path: Pat
     assert summary.lowest_eV == min(b["E_b_eV"] for b in singles)
     assert summary.n_candidates == 2
 
+    from pqdflow.workflows.study.screening import binding_screening
+
+    report = binding_screening(tmp_path / "run")
+    assert report["missing"] == []
+    (site,) = report["sites"]
+    assert site["lowest_eV"] == pytest.approx(summary.lowest_eV)
+
 
 def test_d3_is_added_and_recorded() -> None:
     pytest.importorskip("dftd3")
