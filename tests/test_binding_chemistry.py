@@ -245,7 +245,7 @@ def test_dry_run_writes_every_reaction_calculation(tmp_path: Path) -> None:
     study = study_from_dict(
         {
             "name": "channels",
-            "ligands": {"names": ["OAc", "TMSBr"], "surfaces": []},
+            "ligands": {"names": ["OAm", "OAc", "TMSBr"], "surfaces": []},
             "neb": {"paths": []},
         }
     )

@@ -51,13 +51,14 @@ def _molecule(planner: _Planner, species: str) -> str:
 
 
 def plan_silyl_channels(planner: _Planner, x: float) -> None:
-    """Add the TMSBr channels of composition ``x`` to ``planner`` (when TMSBr is studied).
+    """Add the TMSBr channels of composition ``x`` to ``planner``.
 
-    The surface steps need oleate (OAc) on the CsX termination among the planned single
-    ligands; without it they are skipped with a note in ``plan.meta["skipped"]``. The
-    adduct binding of TMSBr is labelled ``channel = "adduct"``.
+    The channels are TMSBr's reactions with the control ligands, so they are planned when
+    the study's single ligands include TMSBr, OAc and OAm. The surface steps need oleate
+    (OAc) on the CsX termination; without it they are skipped with a note in
+    ``plan.meta["skipped"]``. The adduct binding of TMSBr is labelled ``channel = "adduct"``.
     """
-    if "TMSBr" not in planner.study.ligands.names:
+    if not {"TMSBr", "OAc", "OAm"} <= set(planner.study.ligands.names):
         return
     for spec in planner.bindings:
         if spec.meta.get("ligand") == "TMSBr":

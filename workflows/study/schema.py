@@ -113,7 +113,8 @@ class LigandOptions(_Strict):
         reaction that only balances by oxidising a halide is an error.
     silyl_channels
         Plan the TMSBr reaction channels (surface oleate exchange, acid / amine silylation
-        releasing HBr, HBr etching of surface oleate) next to the intact adduct.
+        releasing HBr, HBr etching of surface oleate) next to the intact adduct, when the
+        single ligands include TMSBr, OAc and OAm.
     """
 
     names: list[str] = Field(default_factory=lambda: ["OAm", "OAc", "AnHI", "TMSBr"])
