@@ -4,7 +4,8 @@
 ``result.json``) and recomputes every reaction with
 :func:`~pqdflow.analysis.binding.compute_binding` twice: as run (with D3(BJ) where the
 calculation had it) and with the D3(BJ) energy of each final structure subtracted, i.e.
-the backend's own energies at the D3-relaxed geometries (``"none@d3"``). It then reports
+the backend's own energies at the D3-relaxed geometries (``"none@d3"``, only when some
+calculation had D3). It then reports
 :func:`~pqdflow.analysis.affinity.summarize_sites`,
 :func:`~pqdflow.analysis.affinity.relative_affinities` and
 :func:`~pqdflow.analysis.affinity.reaction_energies` for both.
@@ -81,9 +82,10 @@ def binding_screening(run_dir: str | Path) -> dict[str, Any]:
             out["missing"].append(spec.name)
             continue
         bindings["as_run"].append(compute_binding(spec, docs).as_dict())
-        doc = compute_binding(spec, plain).as_dict()
-        doc["meta"] = {**doc["meta"], "dispersion": "none@d3"}
-        bindings["none@d3"].append(doc)
+        if any(d.settings.get("dispersion") == "D3(BJ)" for d in docs.values()):
+            stripped = compute_binding(spec, plain).as_dict()
+            stripped["meta"] = {**stripped["meta"], "dispersion": "none@d3"}
+            bindings["none@d3"].append(stripped)
     summaries = [s for docs_ in bindings.values() for s in summarize_sites(docs_)]
     out["sites"] = [s.as_dict() for s in summaries]
     out["relative"] = relative_affinities(summaries)
