@@ -52,6 +52,7 @@ __all__ = [
     "find_clashes",
     "is_closed_shell",
     "place_ligand",
+    "placement_candidates",
     "surface_sites",
 ]
 
@@ -500,3 +501,65 @@ def is_closed_shell(atoms: Atoms) -> bool:
     exposed Pb of the PbX2 termination instead).
     """
     return int(atoms.get_atomic_numbers().sum()) % 2 == 0
+
+
+def placement_candidates(
+    slab: Atoms,
+    ligand: str | Ligand,
+    n: int,
+    *,
+    chain_length: int | None = None,
+    step: float = 45.0,
+) -> list[tuple[int, float]]:
+    """Distinct clash-free placements of one ligand: ``(site index, rotation in degrees)``.
+
+    The first is the placement :func:`place_ligand` picks by itself (most clearance); the
+    others are spread over the free sites of the ligand's kind and its allowed rotations
+    (every ``step`` degrees), each new one as far in angle from those already taken as
+    possible (site index breaking ties), so that a few candidates sample the orientations.
+
+    Parameters
+    ----------
+    slab
+        Slab (possibly carrying ligands); not modified.
+    ligand
+        Ligand name or :class:`~pqdflow.structures.ligands.Ligand`.
+    n
+        How many candidates (at most; fewer when fewer are clash-free).
+    chain_length
+        Chain carbons for OAm / OAc.
+    step
+        Spacing (degrees) of the rotations tried.
+
+    Returns
+    -------
+    list of (int, float)
+        Arguments ``index`` and ``rotation`` of :func:`place_ligand`, no two alike.
+    """
+    lig = get_ligand(ligand) if isinstance(ligand, str) else ligand
+    if n < 1:
+        raise InputError(f"placement_candidates needs n >= 1, got {n}")
+    first = place_ligand(slab, lig, chain_length=chain_length)
+    record = first.info["ligands"][-1]
+    chosen = [(int(record["site_index"]), float(record["rotation"]))]
+    pool: list[tuple[int, float]] = []
+    angles = [a for a in lig.rotations if abs(a / step - round(a / step)) < 1e-9]
+    for k in range(len(surface_sites(slab)[lig.site])):
+        for angle in angles:
+            if (k, float(angle)) in chosen:
+                continue
+            try:
+                place_ligand(slab, lig, index=k, rotation=angle, chain_length=chain_length)
+            except ClashError:
+                continue
+            pool.append((k, float(angle)))
+
+    def separation(candidate: tuple[int, float]) -> tuple[float, int]:
+        gap = min(abs((candidate[1] - a + 180.0) % 360.0 - 180.0) for _, a in chosen)
+        return gap, -candidate[0]
+
+    while pool and len(chosen) < n:
+        best = max(pool, key=separation)
+        chosen.append(best)
+        pool.remove(best)
+    return chosen

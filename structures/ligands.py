@@ -46,10 +46,13 @@ __all__ = [
     "FULL_CHAIN_LENGTH",
     "MOLECULAR_ELEMENTS",
     "MOLECULE_VACUUM",
+    "REACTION_SPECIES",
+    "REDOX_SPECIES",
     "REFERENCE_SPECIES",
     "Ligand",
     "build_ligand",
     "build_ligand_reference",
+    "build_reaction_species",
     "build_reference_species",
     "get_ligand",
     "known_ligands",
@@ -375,7 +378,13 @@ def get_ligand(name: str) -> Ligand:
     return _LIGANDS[name]
 
 
+#: Formal charges of the fragments of each built-in ligand's neutral reference (ion pairs).
+_REFERENCE_FRAGMENTS: dict[str, tuple[int, ...]] = {"OAm": (1, -1), "AnHI": (1, -1)}
+
+
 def _finish(atoms: Atoms, lig: Ligand, chain_length: int | None, role: str) -> Atoms:
+    fragments = (lig.charge,) if role == "bound" else _REFERENCE_FRAGMENTS.get(lig.name, (0,))
+    atoms.info["fragment_charges"] = list(fragments)
     atoms.info.update(
         kind="molecule",
         ligand=lig.name,
@@ -528,6 +537,9 @@ _DIATOMIC: dict[str, tuple[str, str, float]] = {
 }
 #: Species released in binding reactions that :func:`build_reference_species` builds.
 REFERENCE_SPECIES: tuple[str, ...] = (*_CSX_A, *_DIATOMIC)
+#: Released species that are redox products (X- oxidised to X2); a reaction gets them only
+#: when it asks for redox chemistry.
+REDOX_SPECIES: frozenset[str] = frozenset({"Br2", "I2"})
 
 
 def build_reference_species(name: str) -> Atoms:
@@ -555,6 +567,91 @@ def build_reference_species(name: str) -> Atoms:
     if name in _DIATOMIC:
         s1, s2, d = _DIATOMIC[name]
         atoms = _boxed(Atoms(symbols=[s1, s2], positions=[(0, 0, 0), (0, 0, d)]))
-        atoms.info.update(kind="molecule", species=name, formula_units=1)
+        atoms.info.update(kind="molecule", species=name, formula_units=1, fragment_charges=[0])
         return atoms
     raise InputError(f"unknown reference species {name!r}; allowed: {', '.join(REFERENCE_SPECIES)}")
+
+
+# --------------------------------------------------------------------------- reaction species
+
+_SI_C, _SI_O, _SI_N = 1.87, 1.66, 1.74
+
+
+def _add_trimethylsilyl(
+    atoms: Atoms, anchor: int, before: int, direction_from: np.ndarray, bond: float
+) -> Atoms:
+    """Append Si(CH3)3 bonded to ``anchor`` at ``direction_from`` (a removed H position)."""
+    a, b = atoms.positions[before], atoms.positions[anchor]
+    si = b + bond * _unit(direction_from - b)
+    best: tuple[float, list[np.ndarray]] | None = None
+    for offset in range(0, 120, 10):  # stagger the methyls against the anchor's substituents
+        carbons = [_place(a, b, si, _SI_C, 109.5, d + offset) for d in (60.0, 180.0, 300.0)]
+        new = [si, *carbons, *(h for c in carbons for h in _ch3(b, si, c))]
+        others = np.delete(atoms.positions, anchor, axis=0)
+        gap = float(np.linalg.norm(others[:, None] - np.array(new[1:])[None], axis=2).min())
+        if best is None or gap > best[0]:
+            best = (gap, new)
+    assert best is not None
+    out = atoms.copy()
+    out.extend(Atoms(["Si", "C", "C", "C"] + ["H"] * 9, positions=best[1]))
+    return out
+
+
+def _build_amine(chain_length: int | None) -> Atoms:
+    oam = _build_oam(chain_length)
+    del oam[-1]  # R-NH3+ -> R-NH2
+    return oam
+
+
+def _build_tms_amine(chain_length: int | None) -> Atoms:
+    amine = _build_amine(chain_length)
+    h = amine.positions[-1].copy()
+    del amine[-1]
+    return _add_trimethylsilyl(amine, 0, 1, h, _SI_N)
+
+
+def _build_tms_ester(chain_length: int | None) -> Atoms:
+    acid = _build_oac(chain_length, protonated=True)
+    h = acid.positions[-1].copy()
+    del acid[-1]
+    return _add_trimethylsilyl(acid, 2, 1, h, _SI_O)
+
+
+_REACTION_BUILDERS: dict[str, tuple[str, Callable[[int | None], Atoms]]] = {
+    "amine": ("oleylamine model R-NH2 (neutral, chain as OAm)", _build_amine),
+    "tms_ester": ("trimethylsilyl ester R-COO-Si(CH3)3 of the OAc acid", _build_tms_ester),
+    "tms_amine": ("N-trimethylsilyl amine R-NH-Si(CH3)3 of the OAm amine", _build_tms_amine),
+}
+#: Neutral molecules of the TMSBr reaction channels that :func:`build_reaction_species` builds.
+REACTION_SPECIES: tuple[str, ...] = tuple(_REACTION_BUILDERS)
+
+
+def build_reaction_species(name: str, *, chain_length: int | None = None) -> Atoms:
+    """Build a neutral molecule of the silyl-halide reaction channels, boxed.
+
+    ``"amine"``: the OAm amine R-NH2; ``"tms_ester"``: R-COO-Si(CH3)3, the silyl ester of
+    the OAc acid (TMSBr + RCOOH -> ester + HBr); ``"tms_amine"``: R-NH-Si(CH3)3 (TMSBr +
+    RNH2 -> silylamine + HBr). Chains as OAm / OAc (``chain_length`` carbons, default 4).
+    Si-C 1.87, Si-O 1.66, Si-N 1.74 Å. The box leaves :data:`MOLECULE_VACUUM` on each side.
+
+    Raises
+    ------
+    InputError
+        If ``name`` is not one of :data:`REACTION_SPECIES`.
+    """
+    if name not in _REACTION_BUILDERS:
+        raise InputError(
+            f"unknown reaction species {name!r}; allowed: {', '.join(REACTION_SPECIES)}"
+        )
+    description, builder = _REACTION_BUILDERS[name]
+    atoms = builder(chain_length)
+    atoms.info.clear()
+    atoms.info.update(
+        kind="molecule",
+        species=name,
+        description=description,
+        formula_units=1,
+        fragment_charges=[0],
+        chain_length=DEFAULT_CHAIN_LENGTH if chain_length is None else int(chain_length),
+    )
+    return _boxed(atoms)

@@ -46,11 +46,11 @@ def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
     }
 
 
-def test_default_study_writes_26_folders(dry: Path, plan: StudyPlan) -> None:
+def test_default_study_writes_30_folders(dry: Path, plan: StudyPlan) -> None:
     manifest = json.loads((dry / MANIFEST_FILE).read_text())
     assert manifest["study"] == "paper"
     entries = manifest["calculations"]
-    assert len(entries) == 26  # 23 calculations + 3 NEB folders
+    assert len(entries) == 30  # 27 calculations + 3 NEB folders
     folders = sorted(p.name for p in dry.iterdir() if p.is_dir() and p.name != "esp")
     assert folders == sorted(e["path"] for e in entries)  # esp/: the ligand ESP single points
     kinds = {e["kind"] for e in entries}
@@ -65,7 +65,7 @@ def test_default_study_writes_26_folders(dry: Path, plan: StudyPlan) -> None:
             "role",
             "meta",
         }
-    assert len(manifest["bindings"]) == 7
+    assert len(manifest["bindings"]) == 13
     assert [n["label"] for n in manifest["nebs"]] == ["bulk", "control", "treated"]
     binding = next(b for b in manifest["bindings"] if b["ligand"] == "OAm")
     assert binding["released"] == {"ref-CsBr": 1.0}
@@ -162,7 +162,7 @@ def test_rerun_changes_nothing(
 ) -> None:
     out = tmp_path / "out"
     first = write_study_inputs(plan, out, bands=bands)
-    assert len(first.written) == 26
+    assert len(first.written) == 30
     before = snapshot(out)
     second = write_study_inputs(plan, out, bands=bands)
     assert second.written == []
@@ -275,7 +275,7 @@ def test_small_study_with_overrides(tmp_path: Path) -> None:
         {
             "name": "tiny",
             "terminations": ["PbX2"],
-            "ligands": {"names": ["TMSBr"], "surfaces": []},
+            "ligands": {"names": ["TMSBr"], "surfaces": [], "silyl_channels": False},
             "neb": {"paths": []},
             "inputs": {
                 "dispersion": "d3bj",

@@ -165,20 +165,24 @@ def test_balance_released() -> None:
 
 def test_default_plan_contents(plan: StudyPlan) -> None:
     names = [c.name for c in plan.calculations]
-    assert len(names) == len(set(names)) == 23
+    assert len(names) == len(set(names)) == 27
     kinds = Counter(c.kind for c in plan.calculations)
-    # 2 bulk (x=3, x=2) + CsBr + 2 bulk NEB endpoints; slabs CsX + PbX2; 4 ligand refs + HBr;
-    # 4 single + control on CsX and PbX2 + treated on PbX2 (open shell on CsX) + 4 NEB endpoints
-    assert kinds == {"bulk": 5, "slab": 2, "molecule": 5, "adsorbed": 11}
+    # 2 bulk (x=3, x=2) + CsBr + 2 bulk NEB endpoints; slabs CsX + PbX2; 4 ligand refs + HBr
+    # + amine, TMS ester, TMS amine (TMSBr channels); 5 single (AnHI on both terminations) +
+    # control on CsX and PbX2 + treated on PbX2 (not charge-balanced on CsX) + 4 NEB endpoints
+    assert kinds == {"bulk": 5, "slab": 2, "molecule": 8, "adsorbed": 12}
     assert plan.get("bulk-x3").relax_cell
     assert not plan.get("neb-bulk-x2-initial").relax_cell
-    assert len(plan.bindings) == 7
-    assert plan.meta["skipped"] == ["treated on CsX-x3: odd electron count (open shell)"]
+    assert len(plan.bindings) == 13  # 8 bindings + 5 TMSBr / HBr reaction channels
+    assert plan.meta["skipped"] == [
+        "treated on CsX-x3: fragments sum to formal charge +1 e (not charge-balanced)"
+    ]
     assert {b.ligand for b in plan.bindings} == {
         "OAm",
         "OAc",
         "AnHI",
         "TMSBr",
+        "HBr",
         "control",
         "treated",
     }
@@ -208,12 +212,16 @@ def test_binding_structures_are_closed_shell(plan: StudyPlan) -> None:
     for binding in plan.bindings:
         for name in binding.parents():
             assert plan.get(name).atoms.get_atomic_numbers().sum() % 2 == 0, name
-    by_ligand = {b.ligand: b.slab for b in plan.bindings if b.ligand not in ("control", "treated")}
-    assert by_ligand == {
-        "OAm": "slab-CsX-x3",
-        "OAc": "slab-CsX-x3",
-        "AnHI": "slab-CsX-x3",
-        "TMSBr": "slab-PbX2-x3",
+    singles = {
+        (b.ligand, b.slab) for b in plan.bindings if b.meta["channel"] in ("binding", "adduct")
+    }
+    assert singles - {("control", "slab-CsX-x3"), ("control", "slab-PbX2-x3")} == {
+        ("OAm", "slab-CsX-x3"),
+        ("OAc", "slab-CsX-x3"),
+        ("AnHI", "slab-CsX-x3"),
+        ("AnHI", "slab-PbX2-x3"),
+        ("TMSBr", "slab-PbX2-x3"),
+        ("treated", "slab-PbX2-x3"),
     }
 
 
@@ -240,7 +248,7 @@ def test_neb_endpoints(plan: StudyPlan) -> None:
 def test_n_images_option_and_small_study() -> None:
     study = study_from_dict(
         {
-            "ligands": {"names": ["TMSBr"], "surfaces": []},
+            "ligands": {"names": ["TMSBr"], "surfaces": [], "silyl_channels": False},
             "neb": {"paths": [{"host": "bulk", "n_images": 3}]},
         }
     )
@@ -260,7 +268,7 @@ def test_n_images_option_and_small_study() -> None:
 
 def test_open_shell_only_ligand_is_a_study_error() -> None:
     study = study_from_dict({"terminations": ["CsX"], "ligands": {"names": ["TMSBr"]}})
-    with pytest.raises(StudyError, match=r"TMSBr.*open-shell.*PbX2"):
+    with pytest.raises(StudyError, match=r"TMSBr.*charge-balanced.*PbX2"):
         plan_study(study)
 
 

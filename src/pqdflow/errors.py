@@ -29,6 +29,7 @@ __all__ = [
     "PqdflowError",
     "RunInterrupted",
     "StudyError",
+    "UnbalancedReactionError",
     "UnknownLigandError",
     "UnknownSiteError",
     "UnknownTerminationError",
@@ -74,6 +75,10 @@ class EndpointError(InputError):
 
 class StudyError(InputError):
     """A study file that does not validate (unknown key, wrong type, empty study)."""
+
+
+class UnbalancedReactionError(StudyError):
+    """A reaction whose atoms or formal charges differ between reactants and products."""
 
 
 class InputSetError(InputError):

@@ -29,6 +29,7 @@ from pqdflow.documents.plan import CalcSpec, NebSpec
 from pqdflow.documents.results import NebDoc, RelaxDoc
 from pqdflow.errors import BackendError, BackendNotInstalledError, InputError
 from pqdflow.workflows.engine.calculators import MockPairCalculator
+from pqdflow.workflows.engine.dispersion import dispersion_record, with_dispersion
 from pqdflow.workflows.engine.neb import NebSettings, run_band
 from pqdflow.workflows.engine.relax import OPTIMIZERS, OptimizerName, relax_structure
 from pqdflow.workflows.engine.threads import apply_threads
@@ -157,9 +158,11 @@ class AseBackend:
         """
         s = self.settings
         tight = spec.is_endpoint
+        mode = str(spec.meta.get("dispersion", "none"))
+        factory = with_dispersion(self.factory_for(spec.atoms, spec.kind, spec.charge), mode)
         return relax_structure(
             spec.atoms,
-            self.factory_for(spec.atoms, spec.kind, spec.charge)(),
+            factory(),
             directory,
             name=spec.name,
             backend=self.name,
@@ -170,7 +173,12 @@ class AseBackend:
             relax_cell=spec.relax_cell,
             max_steps=s.max_steps,
             optimizer=s.optimizer,
-            settings={"tight": tight, "charge": spec.charge, "calculator": dict(s.calculator)},
+            settings={
+                "tight": tight,
+                "charge": spec.charge,
+                "calculator": dict(s.calculator),
+                **dispersion_record(mode),
+            },
             meta=spec.meta,
         )
 
@@ -212,7 +220,10 @@ class AseBackend:
         return run_band(
             start,
             final.read_structure(),
-            self.factory_for(start, initial.kind, spec.charge),
+            with_dispersion(
+                self.factory_for(start, initial.kind, spec.charge),
+                str(spec.meta.get("dispersion", "none")),
+            ),
             directory,
             path=spec.name,
             backend=self.name,

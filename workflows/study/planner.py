@@ -99,6 +99,19 @@ def plan_study(study: Study) -> StudyPlan:
     return _Planner(study).plan()
 
 
+def _unbalanced(atoms: Atoms) -> str:
+    """Why an adsorbed cell cannot be computed neutral and closed-shell ('' when it can)."""
+    from pqdflow.structures.adsorption import is_closed_shell
+    from pqdflow.structures.reactions import formal_charge
+
+    charge = formal_charge(atoms)
+    if charge:
+        return f"fragments sum to formal charge {charge:+d} e (not charge-balanced)"
+    if not is_closed_shell(atoms):
+        return "odd electron count (open shell)"
+    return ""
+
+
 def _exact(x: float, supercell: tuple[int, int, int]) -> bool:
     return min(abs(x - a) for a in allowed_x(supercell)) < 1e-6
 
@@ -111,15 +124,22 @@ class _Planner:
     """Builds the plan of one study; holds the calculations collected so far."""
 
     def __init__(self, study: Study) -> None:
-        from pqdflow.structures.ligands import REFERENCE_SPECIES, build_reference_species
+        from pqdflow.structures.ligands import (
+            REDOX_SPECIES,
+            REFERENCE_SPECIES,
+            build_reference_species,
+        )
 
         self.study = study
         self.chain = study.ligands.chain_length
         self.calcs: dict[str, CalcSpec] = {}
         self.bindings: list[BindingSpec] = []
         self.skipped: list[str] = []
+        self.allow_redox = study.ligands.allow_redox
         self.candidates = {
-            name: dict(_composition(build_reference_species(name))) for name in REFERENCE_SPECIES
+            name: dict(_composition(build_reference_species(name)))
+            for name in REFERENCE_SPECIES
+            if self.allow_redox or name not in REDOX_SPECIES
         }
 
     def add(self, name: str, kind: CalcKind, atoms: Atoms, **fields: Any) -> CalcSpec:
@@ -172,7 +192,15 @@ class _Planner:
             f"ligand-{name}", "molecule", atoms, role="ligand_reference", meta=meta
         ).name
 
-    def binding(self, label: str, adsorbed: CalcSpec, slab: CalcSpec) -> None:
+    def binding(
+        self,
+        label: str,
+        adsorbed: CalcSpec,
+        slab: CalcSpec,
+        *,
+        suffix: str = "",
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
         records = adsorbed.atoms.info.get("ligands", [])
         counts = Counter(str(r["name"]) for r in records)
         ligands = {self.ligand_reference(name): float(k) for name, k in counts.items()}
@@ -180,26 +208,46 @@ class _Planner:
         for calc, k in ligands.items():
             for el, v in _composition(self.calcs[calc].atoms).items():
                 consumed[el] += int(k) * v
-        released = balance_released(consumed, _composition(adsorbed.atoms), self.candidates)
-        self.bindings.append(
-            BindingSpec(
-                name=f"binding-{label}-{slab.name.removeprefix('slab-')}",
-                ligand=label,
-                site="+".join(str(r["site"]) for r in records),
-                adsorbed=adsorbed.name,
-                slab=slab.name,
-                ligands=ligands,
-                released={self.reference_species(s): c for s, c in released.items()},
-                meta=dict(slab.meta),
-            )
+        try:
+            released = balance_released(consumed, _composition(adsorbed.atoms), self.candidates)
+        except StudyError as exc:
+            hint = "" if self.allow_redox else " (redox products Br2/I2 need ligands.allow_redox)"
+            raise StudyError(f"{adsorbed.name}: {exc}{hint}") from exc
+        spec = BindingSpec(
+            name=f"binding-{label}-{slab.name.removeprefix('slab-')}{suffix}",
+            ligand=label,
+            site="+".join(str(r["site"]) for r in records),
+            adsorbed=adsorbed.name,
+            slab=slab.name,
+            ligands=ligands,
+            released={self.reference_species(s): c for s, c in released.items()},
+            meta={**slab.meta, "channel": "binding", **(meta or {})},
         )
+        self.add_reaction(spec)
+
+    def add_reaction(self, spec: BindingSpec) -> None:
+        """Check ``spec`` atom by atom and in formal charge, then add it to the plan."""
+        from pqdflow.structures.reactions import Reaction, Species
+
+        parts = {
+            name: Species.of(name, self.calcs[name].atoms, self.calcs[name].formula_units)
+            for name in spec.parents()
+        }
+        reaction = Reaction(
+            spec.name,
+            {spec.slab: 1.0, **spec.ligands},
+            {spec.adsorbed: 1.0, **spec.released},
+            parts,
+            label=str(spec.meta.get("channel", "binding")),
+        ).check()
+        spec.meta["equation"] = reaction.equation()
+        self.bindings.append(spec)
 
     def surfaces(self, x: float, termination: str) -> None:
         """Clean slab plus every closed-shell passivated preset on one termination."""
         from pqdflow.structures.adsorption import (
             SURFACE_PRESETS,
             build_passivated_surface,
-            is_closed_shell,
         )
 
         tag = f"{termination}-{_x_tag(x)}"
@@ -208,34 +256,65 @@ class _Planner:
         slab = self.add(f"slab-{tag}", "slab", clean, meta=meta)
         for preset in self.study.ligands.surfaces:
             atoms = build_passivated_surface(clean, preset, chain_length=self.chain)
-            if not is_closed_shell(atoms):
-                self.skipped.append(f"{preset} on {tag}: odd electron count (open shell)")
+            reason = _unbalanced(atoms)
+            if reason:
+                self.skipped.append(f"{preset} on {tag}: {reason}")
                 continue
             extra = {**meta, "surface": preset, "ligands": list(SURFACE_PRESETS[preset])}
             self.binding(preset, self.add(f"{preset}-{tag}", "adsorbed", atoms, meta=extra), slab)
 
     def single(self, x: float, name: str) -> None:
-        """One ligand alone, on the first study termination where it is closed-shell."""
-        from pqdflow.structures.adsorption import is_closed_shell, place_ligand
+        """One ligand alone on every study termination where its cell is charge-balanced.
 
+        Each placement candidate (``ligands.configurations``: sites and orientations) is
+        its own calculation and reaction; ``ligands.coverage`` copies go on free sites.
+        """
+        from pqdflow.structures.adsorption import place_ligand, placement_candidates
+
+        opts = self.study.ligands
         tried = []
         for termination in self.study.terminations:
             tag = f"{termination}-{_x_tag(x)}"
             clean = self.slab(x, termination)
             atoms = place_ligand(clean, name, chain_length=self.chain)
-            if not is_closed_shell(atoms):
-                tried.append(termination)
+            reason = _unbalanced(atoms)
+            if reason:
+                tried.append(f"{termination}: {reason}")
                 continue
             meta = {"x": x, "termination": termination}
             slab = self.add(f"slab-{tag}", "slab", clean, meta=meta)
-            site = str(atoms.info["ligands"][-1]["site"])
-            extra = {**meta, "ligand": name, "site": site}
-            self.binding(name, self.add(f"ads-{name}-{tag}", "adsorbed", atoms, meta=extra), slab)
-            return
-        raise StudyError(
-            f"ligands.names: {name!r} gives an open-shell (odd-electron) adsorbed cell on every "
-            f"termination of the study {tried}; add another termination (allowed: CsX, PbX2)"
-        )
+            configs = (
+                [(None, None)]
+                if opts.configurations == 1
+                else placement_candidates(clean, name, opts.configurations, chain_length=self.chain)
+            )
+            label = name if opts.coverage == 1 else f"{name}x{opts.coverage}"
+            for k, (index, rotation) in enumerate(configs):
+                if k or opts.coverage > 1:
+                    atoms = place_ligand(
+                        clean, name, index=index or 0, rotation=rotation, chain_length=self.chain
+                    )
+                    for _ in range(opts.coverage - 1):
+                        atoms = place_ligand(atoms, name, chain_length=self.chain)
+                record = atoms.info["ligands"][0]
+                extra = {
+                    **meta,
+                    "ligand": name,
+                    "site": str(record["site"]),
+                    "site_index": int(record["site_index"]),
+                    "rotation": float(record["rotation"]),
+                    "configuration": k,
+                    "coverage": opts.coverage,
+                }
+                suffix = f"-c{k}" if k else ""
+                ads = self.add(f"ads-{label}-{tag}{suffix}", "adsorbed", atoms, meta=extra)
+                self.binding(name, ads, slab, suffix=suffix, meta=extra)
+        if not any(b.meta.get("ligand") == name for b in self.bindings):
+            raise StudyError(
+                f"ligands.names: {name!r} gives no closed-shell, charge-balanced adsorbed cell on "
+                f"any termination of the study ({'; '.join(tried)}); add another termination "
+                "(allowed: CsX, PbX2)"
+            )
 
     def plan(self) -> StudyPlan:
         study = self.study
@@ -247,7 +326,12 @@ class _Planner:
                 self.surfaces(x, termination)
         for name in study.ligands.names:
             self.single(study.compositions[0], name)
+        if study.ligands.silyl_channels:
+            from pqdflow.workflows.study.channels import plan_silyl_channels
+
+            plan_silyl_channels(self, study.compositions[0])
         nebs = [self.neb(path) for path in study.neb.paths]
+        self.set_dispersion(nebs)
         return StudyPlan(
             name=study.name,
             calculations=list(self.calcs.values()),
@@ -260,6 +344,30 @@ class _Planner:
                 "study": study.model_dump(mode="json"),
             },
         )
+
+    def set_dispersion(self, nebs: list[NebSpec]) -> None:
+        """Record ``meta["dispersion"]`` (``"d3bj"`` / ``"none"``) on every calculation.
+
+        ``auto``: D3(BJ) on every calculation of a reaction with organic ligands, so each
+        reaction energy uses one Hamiltonian; NEB endpoints and bands (and anything outside
+        such a reaction) without. ``d3bj`` / ``none``: every calculation and band alike.
+        """
+        from pqdflow.structures.ligands import MOLECULAR_ELEMENTS
+
+        mode = self.study.inputs.dispersion
+        organic: set[str] = set()
+        if mode == "auto":
+            for spec in self.bindings:
+                cells = [self.calcs[p].atoms for p in spec.parents()]
+                if any(set(a.get_chemical_symbols()) & MOLECULAR_ELEMENTS for a in cells):
+                    organic.update(spec.parents())
+        for calc in self.calcs.values():
+            on = mode == "d3bj" or calc.name in organic
+            calc.meta = {**calc.meta, "dispersion": "d3bj" if on else "none"}
+        for spec in self.bindings:
+            spec.meta["dispersion"] = self.calcs[spec.adsorbed].meta["dispersion"]
+        for neb in nebs:
+            neb.meta = {**neb.meta, "dispersion": "d3bj" if mode == "d3bj" else "none"}
 
     def neb_host(self, path: NebPath) -> Atoms:
         from pqdflow.structures.adsorption import build_passivated_surface

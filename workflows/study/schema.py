@@ -103,11 +103,27 @@ class LigandOptions(_Strict):
         Passivated surface presets to build (``control`` = OAc/OAm, ``treated`` = AnHI/TMSBr).
     chain_length
         Carbons of the OAm / OAc chain (``None`` = the library default, 4; full oleyl 18).
+    configurations
+        Site / orientation candidates per single ligand and termination (1 = the placement
+        with most clearance only); the results report the lowest and the spread.
+    coverage
+        Copies of each single ligand on the slab (on successive free sites).
+    allow_redox
+        Let a binding reaction release redox products (Br2, I2); off by default, so a
+        reaction that only balances by oxidising a halide is an error.
+    silyl_channels
+        Plan the TMSBr reaction channels (surface oleate exchange, acid / amine silylation
+        releasing HBr, HBr etching of surface oleate) next to the intact adduct, when the
+        single ligands include TMSBr, OAc and OAm.
     """
 
     names: list[str] = Field(default_factory=lambda: ["OAm", "OAc", "AnHI", "TMSBr"])
     surfaces: list[SurfacePreset] = Field(default_factory=_default_surfaces)
     chain_length: int | None = Field(default=None, ge=1, le=18)
+    configurations: int = Field(default=1, ge=1, le=12)
+    coverage: int = Field(default=1, ge=1, le=4)
+    allow_redox: bool = False
+    silyl_channels: bool = True
 
     @field_validator("names")
     @classmethod
@@ -208,7 +224,10 @@ class InputOptions(_Strict):
     vtst
         NEB with the VTST tools (climbing image, VTST optimiser) or plain VASP.
     dispersion
-        ``"d3bj"`` adds Grimme D3(BJ) (IVDW 12) to every calculation.
+        ``"auto"`` (default) adds Grimme D3(BJ) (IVDW 12; a D3(BJ) correction on the ML
+        backends) to every calculation of a binding reaction with organic ligands, so each
+        reaction energy is computed with one Hamiltonian; ``"d3bj"`` adds it to every
+        calculation, ``"none"`` to none.
     neb_endpoint_ediffg
         EDIFFG of the NEB endpoint relaxations (eV/Å, negative = force criterion); tighter
         than the band because the soft tilt modes leave loosely relaxed endpoints above
@@ -219,7 +238,7 @@ class InputOptions(_Strict):
 
     kpoint_density: float = Field(default=25.0, gt=0.0, le=200.0)
     vtst: bool = True
-    dispersion: Literal["none", "d3bj"] = "none"
+    dispersion: Literal["none", "d3bj", "auto"] = "auto"
     neb_endpoint_ediffg: float = Field(default=-0.01, lt=0.0)
     incar: IncarOverrides = Field(default_factory=IncarOverrides)
 
@@ -431,6 +450,10 @@ ligands:
   # passivated surfaces: control = OAc/OAm, treated = AnHI/TMSBr
   surfaces: [control, treated]
   chain_length: null  # OAm/OAc carbons; null = library default (4), 18 = full oleyl
+  configurations: 1   # site/orientation candidates per single ligand (lowest + spread)
+  coverage: 1         # copies of each single ligand on the slab
+  allow_redox: false  # never balance a reaction with Br2/I2 unless true
+  silyl_channels: true  # TMSBr + surface oleate / acid / amine, HBr etching
 
 neb:
   # Halide migration on mixed CsPbBr2I (x = 2): realisable exactly on the 2x2x2 bulk
@@ -448,7 +471,7 @@ neb:
 inputs:
   kpoint_density: 25.0      # k-points per 1/A (VASP R_k); 4x4x4 bulk, 2x2x1 slabs
   vtst: true                # VTST climbing-image NEB (IBRION 3, IOPT); false = plain VASP
-  dispersion: none          # or d3bj (IVDW 12)
+  dispersion: auto          # D3(BJ) (IVDW 12) on binding calculations; d3bj = all; none
   neb_endpoint_ediffg: -0.01  # eV/A, NEB endpoints relaxed tighter than the band
   incar:                    # absolute overrides per kind; TAG: null removes a tag
     bulk: {}

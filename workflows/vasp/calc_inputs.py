@@ -38,7 +38,9 @@ class VaspInputOptions:
     kpoint_density
         k-points per 1/Å of reciprocal-vector length; ``None`` keeps the preset's (25).
     dispersion
-        ``"d3bj"`` adds Grimme D3(BJ) (IVDW 12); ``"none"`` (default) adds nothing.
+        ``"d3bj"`` adds Grimme D3(BJ) (IVDW 12); ``"none"`` (default) adds nothing;
+        ``"auto"`` follows each calculation's planned ``meta["dispersion"]``. A
+        calculation's own ``meta["dispersion"]`` (set by the planner) always wins.
     vtst
         NEB with the VTST tools (climbing image) or plain VASP.
     neb_endpoint_ediffg
@@ -54,7 +56,7 @@ class VaspInputOptions:
     """
 
     kpoint_density: float | None = None
-    dispersion: Literal["none", "d3bj"] = "none"
+    dispersion: Literal["none", "d3bj", "auto"] = "none"
     vtst: bool = True
     neb_endpoint_ediffg: float | None = -0.01
     incar_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -115,8 +117,9 @@ class VaspInputOptions:
             "incar_overrides": jsonable({k: dict(v) for k, v in self.incar_overrides.items()}),
         }
 
-    def _common(self) -> dict[str, Any]:
-        common: dict[str, Any] = {"dispersion": self.dispersion}
+    def _common(self, planned: Any = None) -> dict[str, Any]:
+        dispersion = planned if planned in ("none", "d3bj") else self.dispersion
+        common: dict[str, Any] = {"dispersion": "none" if dispersion == "auto" else dispersion}
         if self.kpoint_density is not None:
             common["kpoint_density"] = float(self.kpoint_density)
         return common
@@ -139,7 +142,7 @@ def input_set_for(calc: CalcSpec, options: VaspInputOptions) -> VaspInputSet:
         relax_cell=calc.relax_cell,
         incar_overrides=overrides,
         charge=calc.charge,
-        **options._common(),
+        **options._common(calc.meta.get("dispersion")),
     )
 
 
@@ -155,5 +158,5 @@ def neb_input_set_for(neb: NebSpec, host_kind: str, options: VaspInputOptions) -
         vtst=options.vtst,
         incar_overrides=dict(options.incar_overrides.get("neb", {})),
         charge=neb.charge,
-        **options._common(),
+        **options._common(neb.meta.get("dispersion")),
     )
