@@ -170,7 +170,7 @@ def test_saddle_first_start_saves_force_calls_and_keeps_the_barrier(
     assert plain.start == "interpolated"
     assert first.converged
     assert plain.converged
-    assert set(first.stage_force_calls) == {"saddle", "band"}
+    assert set(first.stage_force_calls) == {"saddle", "band", "check"}
     assert sum(first.stage_force_calls.values()) == first.n_force_calls
     assert first.stage_force_calls["saddle"] > 0
     # the saddle sits in the middle of the rebuilt band and stays the climbing image
