@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,7 @@ def _saddle_first(
     settings: NebSettings,
     e_initial: float,
     e_final: float,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[list[Atoms] | None, str, int]:
     """Converge a one-image climbing band; return the band through it, a note, steps.
 
@@ -171,7 +172,7 @@ def _saddle_first(
         maxstep=settings.qn_maxstep,
         memory=settings.qn_memory,
     )
-    ok = opt.run(steps=min(settings.max_steps, 100))
+    ok = opt.run(steps=min(settings.max_steps, 100), stop=stop)
     assert one.energies is not None
     e_saddle = float(one.energies[1])
     if not ok:
@@ -253,18 +254,6 @@ def optimize_band(
     stage_calls: dict[str, int] = {}
     n_steps = 0
     start = "interpolated"
-    if settings.saddle_first and settings.climb and n_interior >= 1:
-        middle = counted[(n_interior - 1) // 2]
-        band, start, steps = _saddle_first(images, middle, settings, e_initial, e_final)
-        n_steps += steps
-        stage_calls["saddle"] = middle.n_calls
-        if band is not None:
-            for image, new in zip(images[1:-1], band[1:-1], strict=True):
-                image.positions = new.positions
-    fix_endpoint(images[0], e_initial)
-    fix_endpoint(images[-1], e_final)
-    for image, calc in zip(images[1:-1], counted, strict=True):
-        image.calc = calc
     probes: list[CountingCalculator] = []
 
     def calls() -> int:
@@ -280,6 +269,18 @@ def optimize_band(
         def stop() -> bool:
             return calls() >= budget - reserve
 
+    if settings.saddle_first and settings.climb and n_interior >= 1:
+        middle = counted[(n_interior - 1) // 2]
+        band, start, steps = _saddle_first(images, middle, settings, e_initial, e_final, stop)
+        n_steps += steps
+        stage_calls["saddle"] = middle.n_calls
+        if band is not None:
+            for image, new in zip(images[1:-1], band[1:-1], strict=True):
+                image.positions = new.positions
+    fix_endpoint(images[0], e_initial)
+    fix_endpoint(images[-1], e_final)
+    for image, calc in zip(images[1:-1], counted, strict=True):
+        image.calc = calc
     budget_hit = False
     neb = TieredNEB(
         images,
@@ -363,14 +364,14 @@ def optimize_band(
         climbing is None or fmax_climbing <= float(neb.climb_fmax)
     )
     converged = forces_met and (check is None or check.within_tolerance)
-    reason = ""
+    reasons = []
     if not converged:
-        if budget_hit or (check is not None and "budget" in check.reason):
-            reason = f"force-call budget (max_force_calls={settings.max_force_calls}) spent"
+        if budget_hit or (check is not None and check.budget_spent):
+            reasons.append(f"force-call budget (max_force_calls={settings.max_force_calls}) spent")
         elif not forces_met:
-            reason = f"force criteria not met within max_steps={settings.max_steps}"
+            reasons.append(f"force criteria not met within max_steps={settings.max_steps}")
         if check is not None and check.reason:
-            reason = f"{reason}; {check.reason}" if reason else check.reason
+            reasons.append(check.reason)
     assert neb.energies is not None
     energies = [float(e) for e in neb.energies]
     tangential = tangential_forces(neb)
@@ -392,7 +393,7 @@ def optimize_band(
         barrier_error=None if check is None else check.error,
         check={} if check is None else check.as_dict(),
         stopped_early=not converged,
-        stop_reason=reason,
+        stop_reason="; ".join(reasons),
     )
 
 
@@ -500,12 +501,15 @@ def write_band_document(
     settings: Mapping[str, Any],
     barrier_tol: float | None,
     meta: Mapping[str, Any] | None = None,
+    confirmed_only: bool = False,
 ) -> NebDoc:
     """Write ``band.extxyz`` and, last and atomically, ``result.json`` for a band outcome.
 
     The barrier comes from the outcome's energies (highest image and spline,
     :func:`~pqdflow.analysis.barriers.neb_barrier`); ``n_oracle_calls`` defaults to
-    ``n_force_calls`` (the band's calculator is the one the barrier comes from).
+    ``n_force_calls`` (the band's calculator is the one the barrier comes from). With
+    ``confirmed_only`` (a surrogate band, whose other images carry model energies) every
+    barrier field, spline ones included, is the climbing image's confirmed energy.
     """
     tmp = directory / ".band.extxyz.tmp"
     with tmp.open("w") as handle:
@@ -520,6 +524,20 @@ def write_band_document(
         reference="initial_state",
         climbing_index=outcome.climbing_index,
     )
+    if confirmed_only and outcome.climbing_index is not None:
+        top = barrier.energies[outcome.climbing_index]
+        barrier = replace(
+            barrier,
+            forward=top,
+            reverse=top - barrier.energies[-1],
+            forward_spline=top,
+            reverse_spline=top - barrier.energies[-1],
+            notes=[
+                *barrier.notes,
+                "confirmed only: the barrier is the climbing image's oracle energy; the "
+                "other images' energies are the surrogate's",
+            ],
+        )
     doc = NebDoc(
         path=path,
         label=label,

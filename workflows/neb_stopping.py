@@ -54,7 +54,10 @@ class BarrierCheck:
     newton_steps
         Newton steps taken by the climbing image onto the model saddle.
     reason
-        Empty when within tolerance, else why not (budget, no first-order saddle, ...).
+        Empty when within tolerance, else what the last estimate says (error above the
+        tolerance, no first-order saddle) or that no estimate was possible.
+    budget_spent
+        The force-call budget ended the refinement.
     history
         One :meth:`SaddleEstimate.as_dict` per check, with the climbing index.
     """
@@ -65,6 +68,7 @@ class BarrierCheck:
     rounds: int = 0
     newton_steps: int = 0
     reason: str = ""
+    budget_spent: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -83,6 +87,7 @@ class BarrierCheck:
             "rounds": self.rounds,
             "newton_steps": self.newton_steps,
             "reason": self.reason,
+            "budget_spent": self.budget_spent,
             "history": list(self.history),
         }
 
@@ -150,7 +155,8 @@ def refine_climbing_image(
     n_interior = len(neb.images) - 2
     for k in range(rounds):
         if budget_left is not None and budget_left() < max_probes:
-            check.reason = "force-call budget spent before the barrier check"
+            check.budget_spent = True
+            check.reason = "no barrier check: the force-call budget was spent"
             return check
         neb.get_forces()
         index = int(neb.imax)
@@ -170,7 +176,8 @@ def refine_climbing_image(
             break
         if budget_left is not None and budget_left() < 2 * max_probes + n_interior:
             # moving now would leave no budget to check the new point: report this one
-            check.reason = _reason(estimate, tolerance, check.rounds, "force-call budget spent")
+            check.budget_spent = True
+            check.reason = _reason(estimate, tolerance, check.rounds)
             return check
         if estimate.status == "ok":
             image.positions = image.positions + _capped(estimate.step, maxstep)
@@ -179,14 +186,14 @@ def refine_climbing_image(
             neb.climb_fmax = max(0.5 * float(neb.climb_fmax), _CLIMB_FMAX_FLOOR)
         reoptimize()
     assert check.estimate is not None
-    check.reason = _reason(check.estimate, tolerance, check.rounds, f"{rounds} checks done")
+    check.reason = _reason(check.estimate, tolerance, check.rounds)
     return check
 
 
-def _reason(estimate: SaddleEstimate, tolerance: float, rounds: int, why: str) -> str:
+def _reason(estimate: SaddleEstimate, tolerance: float, rounds: int) -> str:
     if estimate.status != "ok":
-        return f"{why}; barrier check ({rounds} rounds): {estimate.status}"
+        return f"barrier check ({rounds} rounds): {estimate.status}"
     return (
-        f"{why}; barrier check ({rounds} rounds): estimated error "
-        f"{estimate.error * 1000:.1f} meV, above the {tolerance * 1000:.1f} meV tolerance"
+        f"barrier check ({rounds} rounds): estimated error {estimate.error * 1000:.1f} meV, "
+        f"above the {tolerance * 1000:.1f} meV tolerance"
     )
