@@ -17,9 +17,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy.interpolate import CubicHermiteSpline, CubicSpline
 
+from pqdflow.documents.results import NebDoc
 from pqdflow.errors import InputError
 
-__all__ = ["BarrierDoc", "neb_barrier", "path_coordinates"]
+__all__ = ["BarrierDoc", "neb_barrier", "path_coordinates", "summarize_neb"]
 
 Reference = Literal["initial_state", "image_01"]
 
@@ -177,3 +178,34 @@ def neb_barrier(
         spline_method=method,
         notes=notes,
     )
+
+
+def summarize_neb(doc: NebDoc) -> dict[str, Any]:
+    """Barrier summary of a band, recomputed from its energies independently of the backend.
+
+    Returns the path name and label, forward/reverse barriers from the highest image and
+    from the spline (eV), the highest and climbing image indices, convergence, and the
+    difference between this barrier and the one the NEB run reported (eV; ~0 unless the
+    run's own analysis disagrees).
+    """
+    barrier = neb_barrier(
+        doc.image_energies,
+        doc.reaction_coordinate or None,
+        doc.tangential_forces or None,
+        climbing_index=doc.climbing_index,
+    )
+    return {
+        "name": doc.path,
+        "label": doc.label,
+        "backend": doc.backend,
+        "Ea_eV": barrier.forward,
+        "Ea_reverse_eV": barrier.reverse,
+        "Ea_spline_eV": barrier.forward_spline,
+        "Ea_reverse_spline_eV": barrier.reverse_spline,
+        "highest_index": barrier.highest_index,
+        "climbing_index": doc.climbing_index,
+        "climbing_is_highest": barrier.climbing_is_highest,
+        "converged": bool(doc.converged),
+        "reported_minus_recomputed_eV": float(doc.Ea_eV) - barrier.forward,
+        "notes": list(barrier.notes),
+    }

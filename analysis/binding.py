@@ -35,15 +35,20 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from ase.formula import Formula
 
-from pqdflow.errors import InputError
+from pqdflow.documents.plan import BindingSpec
+from pqdflow.documents.results import BindingDoc
+from pqdflow.errors import InputError, StudyError
+from pqdflow.provenance import provenance
 
 __all__ = [
     "DEFINITIONS",
     "BindingResult",
     "Composition",
+    "EnergyTerm",
     "balance_exchange",
     "binding_energy",
     "composition_of",
+    "compute_binding",
 ]
 
 Definition = Literal["exchange", "interaction"]
@@ -248,3 +253,125 @@ def balance_exchange(
             for el, (lhs, rhs) in bad.items()
         )
         raise InputError(f"binding reaction is not atom-balanced: {detail}")
+
+
+@dataclass(frozen=True)
+class EnergyTerm:
+    """One calculation's contribution to a reaction energy.
+
+    Attributes
+    ----------
+    energy
+        Total energy of the cell (eV).
+    formula
+        Chemical formula of the whole cell.
+    formula_units
+        Formula units in the cell; the reaction uses ``energy / formula_units``.
+    converged
+        Whether the calculation converged.
+    backend
+        What computed it (``"vasp"``, ``"chgnet"``, ...).
+    """
+
+    energy: float
+    formula: str
+    formula_units: int = 1
+    converged: bool = True
+    backend: str = ""
+
+    @property
+    def per_formula_unit(self) -> float:
+        """``energy / formula_units`` (eV)."""
+        return self.energy / self.formula_units
+
+    def composition_per_formula_unit(self) -> dict[str, float]:
+        """Element -> atoms per formula unit."""
+        return {el: n / self.formula_units for el, n in composition_of(self.formula).items()}
+
+    @classmethod
+    def of(cls, doc: Any) -> EnergyTerm:
+        """From any document with ``energy``, ``formula``, ``formula_units``, ``converged``."""
+        return cls(
+            energy=float(doc.energy),
+            formula=str(doc.formula),
+            formula_units=int(doc.formula_units),
+            converged=bool(doc.converged),
+            backend=str(getattr(doc, "backend", "")),
+        )
+
+
+def compute_binding(
+    spec: BindingSpec,
+    terms: Mapping[str, EnergyTerm | Any],
+    *,
+    definition: Definition = "exchange",
+) -> BindingDoc:
+    """Binding energy of one planned reaction, atom balance checked.
+
+    Parameters
+    ----------
+    spec
+        The reaction (coefficients in formula units).
+    terms
+        Calculation name -> :class:`EnergyTerm` (or a document that
+        :meth:`EnergyTerm.of` reads: a :class:`~pqdflow.documents.results.RelaxDoc`); must
+        hold every parent of ``spec``.
+    definition
+        ``"exchange"`` (atom-balanced, checked) or ``"interaction"``.
+
+    Raises
+    ------
+    StudyError
+        A parent calculation is missing.
+    InputError
+        An unbalanced exchange reaction (naming the elements) or an unknown definition.
+    """
+    missing = [p for p in spec.parents() if p not in terms]
+    if missing:
+        raise StudyError(f"binding {spec.name!r} lacks energies for {missing}")
+    if definition not in DEFINITIONS:
+        raise InputError(
+            f"unknown binding-energy definition {definition!r}; choose one of {sorted(DEFINITIONS)}"
+        )
+    got = {
+        n: t if isinstance(t, EnergyTerm) else EnergyTerm.of(t)
+        for n, t in terms.items()
+        if n in spec.parents()
+    }
+    ads, slab = got[spec.adsorbed], got[spec.slab]
+    result = binding_energy(
+        ads.energy,
+        slab.energy,
+        {n: (got[n].per_formula_unit, c) for n, c in spec.ligands.items()},
+        {n: (got[n].per_formula_unit, c) for n, c in spec.released.items()},
+        definition=definition,
+    )
+    exchange = definition == "exchange"
+    try:
+        balance_exchange(
+            ads.formula,
+            slab.formula,
+            {n: (got[n].composition_per_formula_unit(), c) for n, c in spec.ligands.items()},
+            {n: (got[n].composition_per_formula_unit(), c) for n, c in spec.released.items()}
+            if exchange
+            else {},
+        )
+        balanced = True
+    except InputError as exc:
+        if exchange:
+            raise InputError(f"binding {spec.name!r}: {exc}") from exc
+        balanced = False
+    return BindingDoc(
+        name=spec.name,
+        ligand=spec.ligand,
+        site=spec.site,
+        E_b_eV=result.energy,
+        definition=result.definition,
+        definition_text=result.definition_text,
+        terms=result.terms,
+        balanced=balanced,
+        all_converged=all(got[p].converged for p in spec.parents()),
+        backend=ads.backend,
+        meta=dict(spec.meta),
+        provenance=provenance(parents=spec.parents()),
+    )

@@ -25,8 +25,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pqdflow.analysis._vaspaux import read_poscar
 from pqdflow.analysis.barriers import BarrierDoc, neb_barrier, path_coordinates
-from pqdflow.analysis.vasp import PARSER_VERSION, VaspCalcDoc, _read_poscar, parse_calculation
+from pqdflow.analysis.vasp import PARSER_VERSION, VaspCalcDoc, parse_calculation
 from pqdflow.errors import InputError, ParseError
 from pqdflow.provenance import provenance
 
@@ -63,6 +64,9 @@ class NebParseDoc:
     barrier
         :class:`~pqdflow.analysis.barriers.BarrierDoc` as a dict (forward/reverse, highest
         image and spline, ``climbing_is_highest``), ``None`` when energies are missing.
+    corrupt_images
+        Image folders whose output is corrupt (NUL blocks, two runs in one file, step
+        records out of order): their energies are used but cannot be trusted (``notes``).
     """
 
     path: str
@@ -77,6 +81,7 @@ class NebParseDoc:
     endpoint_source: EndpointSource
     reference: Literal["initial_state", "image_01"]
     climbing_image: int | None = None
+    corrupt_images: list[str] = field(default_factory=list)
     barrier: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     parser_version: str = PARSER_VERSION
@@ -119,10 +124,30 @@ def _positions(folder: Path, doc: VaspCalcDoc | None) -> tuple[np.ndarray, np.nd
     if doc is not None and doc.structure:
         return np.array(doc.structure["cell"]), np.array(doc.structure["positions"])
     for name in ("CONTCAR", "POSCAR"):
-        got = _read_poscar(folder / name) if (folder / name).is_file() else None
+        got = read_poscar(folder / name) if (folder / name).is_file() else None
         if got is not None:
             return got[1], got[2]
     return None
+
+
+def _consistent(
+    geoms: list[tuple[np.ndarray, np.ndarray] | None], notes: list[str]
+) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """Return the band's geometries, or all ``None`` when they do not describe one band.
+
+    A band needs the same number of atoms in every image and invertible, finite cells; a
+    corrupt or foreign image folder otherwise breaks the path coordinates.
+    """
+    known = [g for g in geoms if g is not None]
+    shapes = {g[1].shape for g in known}
+    cells_ok = all(
+        g[0].shape == (3, 3) and np.all(np.isfinite(g[0])) and abs(np.linalg.det(g[0])) > 1e-6
+        for g in known
+    )
+    if len(shapes) <= 1 and cells_ok and all(np.all(np.isfinite(g[1])) for g in known):
+        return geoms
+    notes.append("image geometries differ in atom count or are unreadable: no path coordinates")
+    return [None] * len(geoms)
 
 
 def _tangential_from_forces(
@@ -219,15 +244,27 @@ def parse_neb(
 
     energies = [getattr(d, energy_key) for d in image_docs]
     max_forces = [d.max_force for d in image_docs]
-    geoms = [
-        _positions(f, d if i not in (0, len(folders) - 1) else None)
-        for i, (f, d) in enumerate(zip(folders, docs, strict=True))
-    ]
+    geoms = _consistent(
+        [
+            _positions(f, d if i not in (0, len(folders) - 1) else None)
+            for i, (f, d) in enumerate(zip(folders, docs, strict=True))
+        ],
+        notes,
+    )
+    corrupt = []
+    for folder, d in zip(images, image_docs, strict=True):
+        if d.status == "corrupt":
+            corrupt.append(folder.name)
+            why = "; ".join(d.corruption)
+            notes.append(f"image {folder.name} is corrupt ({why}): its energy is suspect")
     tangential: list[float | None] = []
     for k, d in enumerate(image_docs, start=1):
         t = d.neb.get("tangential_force") if d.neb else None
         prev, here, nxt = geoms[k - 1], geoms[k], geoms[k + 1]
         if t is None and d.forces is not None and prev and here and nxt:
+            if np.shape(d.forces) != np.shape(here[1]):
+                tangential.append(None)
+                continue
             t = _tangential_from_forces(np.array(d.forces), prev[1], nxt[1], here[0])
             notes.append(
                 f"image {folders[k].name}: tangential force from forces and the path tangent"
@@ -295,6 +332,7 @@ def parse_neb(
         endpoint_source=source,
         reference=reference,
         climbing_image=climbing,
+        corrupt_images=corrupt,
         barrier=barrier,
         notes=notes,
         provenance=provenance(parser_version=PARSER_VERSION),

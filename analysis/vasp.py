@@ -18,6 +18,10 @@ Design, and the VASP quirks it guards against:
   the outputs, else vasprun's ``selective`` array).
 * A run that died (empty OSZICAR, header-only vasprun.xml, VASP's error text in
   ``vasp.out``/``stdout``) is a document with status ``crashed``, not an exception.
+* Files from real clusters: any line ends (CRLF/CR), gzip/bzip2/xz; a file with NUL blocks,
+  two runs in it or step records out of order has status ``corrupt`` (never converged).
+* Machine-learned force-field runs (VASP >= 6.3): DFT and ML steps are counted and labelled;
+  ``energy_kind`` says which kind of step the reported energies come from.
 """
 
 from __future__ import annotations
@@ -31,21 +35,20 @@ import numpy as np
 from ase import Atoms
 from ase.constraints import FixAtoms
 
+from pqdflow.analysis._vaspaux import read_error_message, read_poscar, scan_oszicar
 from pqdflow.analysis._vaspio import (
     ScanResult,
     VaspParameters,
-    nan_to_none,
-    num,
-    read_chunks,
     read_head,
 )
-from pqdflow.analysis.outcar import scan_outcar
+from pqdflow.analysis.outcar import HEADER, scan_outcar
 from pqdflow.analysis.vasprun import scan_vasprun
 from pqdflow.errors import ParseError
 from pqdflow.provenance import provenance
 
 __all__ = [
     "PARSER_VERSION",
+    "EnergyKind",
     "Status",
     "VaspCalcDoc",
     "VaspParameters",
@@ -57,11 +60,11 @@ __all__ = [
 ]
 
 #: Version of the parsing rules; stored in every document.
-PARSER_VERSION = "pqdflow.vasp/1"
-Status = Literal["ok", "unconverged", "truncated", "crashed", "no_output"]
+PARSER_VERSION = "pqdflow.vasp/2"
+Status = Literal["ok", "unconverged", "truncated", "crashed", "corrupt", "no_output"]
+EnergyKind = Literal["dft", "ml"]
 CalcType = Literal["static", "relax", "md", "other", "unknown"]
 
-_STDOUT_NAMES = ("vasp.out", "stdout", "vasp_output", "vasp.log", "vasp.stdout", "std.out", "OUT")
 _GGA_NAMES = {"PE": "PBE", "RP": "RPBE", "PS": "PBEsol", "91": "PW91", "CA": "LDA", "AM": "AM05"}
 _GGA_NAMES |= {"RE": "revPBE", "BO": "optB88", "MK": "optB86b", "OR": "optPBE", "B3": "B3LYP"}
 _VDW_NAMES = {1: "D2", 10: "D2", 11: "D3", 12: "D3(BJ)", 13: "D4"}
@@ -79,19 +82,25 @@ class VaspCalcDoc:
     status
         ``ok`` (finished and converged), ``unconverged`` (finished, electronic or ionic loop
         not converged), ``truncated`` (stopped early or cut off, no error text), ``crashed``
-        (stopped early with an error message) or ``no_output``.
+        (stopped early with an error message), ``corrupt`` (NUL blocks, two runs in one
+        file, step records out of order or damaged bytes: see ``corruption``; never
+        converged) or ``no_output``.
     energy_sigma0, energy_without_entropy, free_energy
         energy(sigma->0), energy without entropy and free energy TOTEN of the last complete
         ionic step (``None`` when no step completed).
+    energy_kind
+        ``"dft"`` or ``"ml"``: whether that step was computed by DFT or predicted by VASP's
+        machine-learned force field (``ML_LMLFF``); ``None`` when unknown (OSZICAR only).
     max_force, max_force_all_atoms
         Largest force norm over atoms free under selective dynamics / over all atoms, last
         complete step; ``None`` when forces are unavailable (e.g. printed as NaN).
-    n_ionic_steps
-        Number of complete ionic steps.
+    n_ionic_steps, n_dft_steps, n_ml_steps
+        Number of complete ionic steps; of them, DFT steps and ML force-field steps.
     finished
         VASP reached its normal end (OUTCAR "General timing", vasprun ``</modeling>``).
     converged_electronic
-        The last complete step's SCF loop reached EDIFF (not NELM); ``None`` if no step.
+        The SCF loop of the last complete DFT step reached EDIFF in fewer than NELM
+        iterations; ``None`` if no DFT step.
     converged_ionic
         Relaxations: "reached required accuracy" in a finished run; never true for a cut
         file. ``None`` for static/MD runs.
@@ -103,10 +112,13 @@ class VaspCalcDoc:
     forces
         Forces of the last complete step (N x 3) or ``None``.
     steps
-        Per complete ionic step: the three energies, SCF iterations and SCF convergence.
+        Per complete ionic step: ``kind`` (``dft``/``ml``), the three energies, SCF iterations
+        and SCF convergence (``None`` for ML steps).
     neb
         For VTST NEB images: tangential force (eV/Å, towards the next image), whether the
         previous / next image is higher, LCLIMB.
+    corruption
+        Why the output cannot be trusted (empty unless ``status`` is ``corrupt``).
     source_files, parser_version, warnings, provenance
         What was read, how, and anything suspicious found on the way.
     """
@@ -119,6 +131,9 @@ class VaspCalcDoc:
     max_force: float | None = None
     max_force_all_atoms: float | None = None
     n_ionic_steps: int = 0
+    n_dft_steps: int = 0
+    n_ml_steps: int = 0
+    energy_kind: EnergyKind | None = None
     finished: bool = False
     converged_electronic: bool | None = None
     converged_ionic: bool | None = None
@@ -133,6 +148,7 @@ class VaspCalcDoc:
     source_files: list[str] = field(default_factory=list)
     parser_version: str = PARSER_VERSION
     warnings: list[str] = field(default_factory=list)
+    corruption: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -226,102 +242,6 @@ def _functional(scan: ScanResult) -> str | None:
     return name
 
 
-# ----------------------------------------------------------------------------- small files
-def _read_poscar(
-    path: Path,
-) -> tuple[list[str] | None, np.ndarray, np.ndarray, np.ndarray | None] | None:
-    """(symbols or None, cell, Cartesian positions, free mask or None); None if unreadable."""
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-        scale = float(lines[1].split()[0])
-        cell = np.array([[float(x) for x in lines[i].split()[:3]] for i in (2, 3, 4)])
-        if scale < 0:  # negative scale = target volume
-            scale = (-scale / abs(np.linalg.det(cell))) ** (1 / 3)
-        cell *= scale
-        row, types = 5, None
-        if not lines[5].split()[0].lstrip("+-").isdigit():
-            types, row = [t.split("/")[0].split("_")[0] for t in lines[5].split()], 6
-        counts = [int(x) for x in lines[row].split() if x.isdigit()]
-        row += 1
-        selective = lines[row].strip()[:1] in "sS"
-        row += int(selective)
-        cartesian = lines[row].strip()[:1] in "cCkK"
-        body = [lines[row + 1 + k].split() for k in range(sum(counts))]
-        pos = np.array([[float(x) for x in r[:3]] for r in body])
-    except (ValueError, IndexError, OSError, ZeroDivisionError):
-        return None
-    if pos.shape != (sum(counts), 3) or not counts:
-        return None
-    positions = pos * scale if cartesian else pos @ cell
-    free = None
-    if selective:
-        free = np.array([any(f.upper().startswith("T") for f in r[3:6]) for r in body])
-    symbols = None
-    if types and len(types) == len(counts):
-        symbols = [s for s, n in zip(types, counts, strict=True) for _ in range(n)]
-    return symbols, cell, positions, free
-
-
-_ERROR_LINE = re.compile(
-    r"^.*(?:\bERROR\b|VERY BAD NEWS|internal error|fatal error|ZBRENT: fatal|BAD TERMINATION"
-    r"|Segmentation fault|SIGSEGV|forrtl: severe|not hermitian|LAPACK: Routine|MPI_ABORT"
-    r"|DUE TO TIME LIMIT|oom-kill|Out Of Memory|Killed).*$",
-    re.M | re.I,
-)
-
-
-def read_error_message(folder: str | Path) -> str | None:
-    """VASP's (or the MPI launcher's) error text from the stdout files in ``folder``.
-
-    Looks at ``vasp.out``, ``stdout``, ``vasp_output``, ``vasp.log`` ... and ``slurm-*.out``;
-    collects VASP 6 ``ERROR`` boxes and lines naming an error (not warnings).
-
-    Returns
-    -------
-    str or None
-        Up to five distinct error lines joined by `` | ``, or ``None``.
-    """
-    folder = Path(folder)
-    files = [folder / n for n in _STDOUT_NAMES] + sorted(folder.glob("slurm-*.out"))
-    found: list[str] = []
-    for f in files:
-        if not f.is_file():
-            continue
-        with f.open("rb") as handle:
-            handle.seek(max(0, f.stat().st_size - (2 << 20)))
-            text = handle.read().decode("utf-8", errors="replace")
-        lines = text.splitlines()
-        for i, line in enumerate(lines):
-            if "EEEEEEE  RRRRRR" in line:  # VASP 6 error box: keep its words, not the banner
-                for box in lines[i + 1 : i + 30]:
-                    words = box.strip(" |-")
-                    if box.strip().startswith("---") and found:
-                        break
-                    if words and not set(words) <= set("ERO# "):
-                        found.append(" ".join(words.split()))
-        found += [" ".join(m.group(0).split()) for m in _ERROR_LINE.finditer(text)]
-    unique = [s for s in dict.fromkeys(found) if s]
-    return " | ".join(unique[:5]) if unique else None
-
-
-def _scan_oszicar(path: Path) -> ScanResult:
-    scan = ScanResult(source=path)
-    text = b"".join(read_chunks(path, scan))
-    for m in re.finditer(rb"^ *\d+ F= *(\S+) +E0= *(\S+)", text, re.M):
-        scan.steps.append(
-            {
-                "free_energy": nan_to_none(num(m.group(1))),
-                "energy_without_entropy": None,
-                "energy_sigma0": nan_to_none(num(m.group(2))),
-                "n_scf": None,
-                "scf_converged": None,
-            }
-        )
-    if scan.steps:
-        scan.problems.append("only OSZICAR was found: energies have 8 digits, completion unknown")
-    return scan
-
-
 # ----------------------------------------------------------------------------- assembly
 def _sniff(path: Path) -> str:
     if path.stat().st_size == 0:
@@ -331,12 +251,13 @@ def _sniff(path: Path) -> str:
         return "outcar"
     if "VASPRUN" in name:
         return "vasprun"
-    head = read_head(path)
-    if not head:
-        raise ParseError(path, "file is empty")
+    probe = ScanResult(source=path)
+    head = read_head(path, 8192, probe)
+    if not head.strip():
+        raise ParseError(path, probe.broken or "file is empty (or holds only NUL bytes)")
     if head.lstrip().startswith(b"<?xml") or b"<modeling" in head:
         return "vasprun"
-    if re.match(rb"\s*vasp\.", head):
+    if re.match(rb"\s*vasp\.", head) or HEADER.search(head):
         return "outcar"
     raise ParseError(
         path, "not an OUTCAR or vasprun.xml: neither its name nor its first bytes match"
@@ -352,6 +273,7 @@ def _calc_type(p: VaspParameters) -> CalcType:
 
 
 def _merge_params(primary: ScanResult, other: ScanResult | None) -> VaspParameters:
+    """Return the primary scan's run parameters, gaps filled from the other output file."""
     params = primary.params
     params.functional = _functional(primary)
     if other is not None:
@@ -367,7 +289,7 @@ def _free_mask(
 ) -> np.ndarray | None:
     for name in ("POSCAR", "CONTCAR"):
         if folder is not None and (folder / name).is_file():
-            got = _read_poscar(folder / name)
+            got = read_poscar(folder / name)
             if got is not None and got[3] is not None and (nions is None or len(got[3]) == nions):
                 return got[3]
     for scan in scans:
@@ -377,12 +299,21 @@ def _free_mask(
 
 
 def _structure(
-    folder: Path | None, primary: ScanResult, v: ScanResult | None, symbols: list[str] | None
+    folder: Path | None,
+    primary: ScanResult,
+    v: ScanResult | None,
+    symbols: list[str] | None,
+    warnings: list[str],
 ) -> dict[str, Any] | None:
     options: list[tuple[str, list[str] | None, np.ndarray | None, np.ndarray | None]] = []
     if folder is not None and (folder / "CONTCAR").is_file():
-        got = _read_poscar(folder / "CONTCAR")
-        if got is not None:
+        got = read_poscar(folder / "CONTCAR")
+        if got is not None and symbols and len(got[2]) != len(symbols):
+            # a CONTCAR of another run (copied in, or a restart of another cell)
+            warnings.append(
+                f"CONTCAR holds {len(got[2])} atoms but the outputs {len(symbols)}; CONTCAR ignored"
+            )
+        elif got is not None:
             options.append(("CONTCAR", got[0] or symbols, got[1], got[2]))
     if v is not None and v.final is not None and v.finished:
         options.append((v.source.name, symbols, *v.final))
@@ -405,7 +336,9 @@ def parse_calculation(path: str | Path) -> VaspCalcDoc:
     """Parse a VASP calculation folder, or a single OUTCAR / vasprun.xml (compressed or not).
 
     In a folder, OUTCAR is the authority for energies, forces and flags; vasprun.xml fills
-    in what OUTCAR lacks, OSZICAR is used only when neither exists. Selective-dynamics flags
+    in what OUTCAR lacks, and takes over when the OUTCAR is corrupt or an ML force-field run
+    printed ML steps only every NBLOCK steps (if it is intact itself, with a warning).
+    OSZICAR is used only when neither exists. Selective-dynamics flags
     come from POSCAR/CONTCAR next to the outputs (also for a single file), else vasprun.xml.
     The final structure is CONTCAR (folders only), else vasprun's ``finalpos``, else the last
     complete step. Error text comes from the stdout files next to the outputs.
@@ -423,7 +356,8 @@ def parse_calculation(path: str | Path) -> VaspCalcDoc:
     Raises
     ------
     ParseError
-        The path does not exist, or a single file is empty or not a VASP output.
+        The path does not exist, a file cannot be opened, or a single file is empty (or
+        holds no readable text) or is not a VASP output.
     """
     p = Path(path)
     if not p.exists():
@@ -440,7 +374,7 @@ def parse_calculation(path: str | Path) -> VaspCalcDoc:
     )
     o = scan_outcar(outcar) if outcar else None
     v = scan_vasprun(vasprun) if vasprun else None
-    z = _scan_oszicar(oszicar) if oszicar and not (o or v) else None
+    z = scan_oszicar(oszicar) if oszicar and not (o or v) else None
     scans = [s for s in (o, v, z) if s is not None]
     doc = VaspCalcDoc(path=str(p), status="no_output", error_message=read_error_message(folder))
     doc.provenance = provenance(parser_version=PARSER_VERSION)
@@ -450,21 +384,16 @@ def parse_calculation(path: str | Path) -> VaspCalcDoc:
             doc.warnings.append("output files exist but are empty")
         doc.status = "crashed" if doc.error_message else "no_output"
         return doc
-    primary = scans[0]
-    doc.parameters = params = _merge_params(primary, v if primary is o else None)
+    primary, why = _choose_primary(o, v, scans[0])
+    other = v if primary is o else o if primary is v else None
+    doc.parameters = params = _merge_params(primary, other)
     doc.calc_type = _calc_type(params)
-    doc.warnings = [w for s in scans for w in s.problems]
+    doc.warnings = [w for s in scans for w in s.problems] + ([why] if why else [])
     steps = primary.steps
-    doc.steps, doc.n_ionic_steps = steps, len(steps)
+    _fill_steps(doc, steps)
     doc.finished = primary.finished and primary.broken is None
-    if steps:
-        last = steps[-1]
-        doc.free_energy = last["free_energy"]
-        doc.energy_without_entropy = last["energy_without_entropy"]
-        doc.energy_sigma0 = last["energy_sigma0"]
-        doc.converged_electronic = last["scf_converged"]
     doc.magnetization = primary.magnetization
-    symbols = primary.symbols or (v.symbols if v else None)
+    symbols = primary.symbols or (other.symbols if other else None)
     nions = len(symbols) if symbols else primary.nions
     free = _free_mask(folder, scans, nions)
     if steps and primary.forces is not None and primary.forces.shape == (nions, 3):
@@ -490,7 +419,7 @@ def parse_calculation(path: str | Path) -> VaspCalcDoc:
             doc.converged_ionic = False
     elif doc.calc_type == "unknown" and not doc.finished:
         doc.converged_ionic = False
-    doc.structure = _structure(None if single else folder, primary, v, symbols)
+    doc.structure = _structure(None if single else folder, primary, v, symbols, doc.warnings)
     if doc.structure is not None:
         doc.structure["free"] = free.tolist() if free is not None else None
     if primary is o and o.neb is not None:
@@ -498,14 +427,71 @@ def parse_calculation(path: str | Path) -> VaspCalcDoc:
         doc.neb |= {"next_higher": None, **o.neb}
         if o.neb_step != len(steps):
             doc.neb["tangential_force"] = None
-    if o is not None and v is not None and v.broken is None and len(v.steps) != len(o.steps):
-        doc.warnings.append(f"OUTCAR has {len(o.steps)} ionic steps, vasprun.xml {len(v.steps)}")
-    if doc.error_message and not doc.finished:
+    if o is not None and v is not None and not (v.broken or o.corrupt or primary is v):
+        if len(v.steps) != len(o.steps):
+            doc.warnings.append(
+                f"OUTCAR has {len(o.steps)} ionic steps, vasprun.xml {len(v.steps)}"
+            )
+    _set_status(doc, primary)
+    return doc
+
+
+def _choose_primary(
+    o: ScanResult | None, v: ScanResult | None, first: ScanResult
+) -> tuple[ScanResult, str | None]:
+    """Pick the scan whose steps make the document (OUTCAR, unless vasprun.xml knows more).
+
+    vasprun.xml takes over from an OUTCAR that is corrupt, or that belongs to an ML
+    force-field run printing ML steps only every NBLOCK > 1 steps, when it is intact itself.
+    """
+    if o is None or first is not o:
+        return first, None
+    usable = v is not None and not (v.broken or v.corrupt) and bool(v.steps)
+    if o.corrupt and v is not None and usable:
+        return v, f"{o.source.name} is corrupt: steps and energies are read from {v.source.name}"
+    nblock = o.params.nblock or 1
+    if nblock > 1 and (o.params.ml_lmlff or any(st["kind"] == "ml" for st in o.steps)):
+        thinned = f"{o.source.name} prints ML force-field steps only every NBLOCK = {nblock} steps"
+        if v is not None and usable and len(v.steps) > len(o.steps):
+            return v, f"{thinned}: steps and energies are read from {v.source.name}"
+        return o, f"{thinned}: the ML steps in between are not counted"
+    return o, None
+
+
+def _fill_steps(doc: VaspCalcDoc, steps: list[dict[str, Any]]) -> None:
+    """Step records, counts by kind and the energies of the last complete step."""
+    doc.steps, doc.n_ionic_steps = steps, len(steps)
+    doc.n_dft_steps = sum(st["kind"] == "dft" for st in steps)
+    doc.n_ml_steps = sum(st["kind"] == "ml" for st in steps)
+    if not steps:
+        return
+    last = steps[-1]
+    doc.free_energy = last["free_energy"]
+    doc.energy_without_entropy = last["energy_without_entropy"]
+    doc.energy_sigma0 = last["energy_sigma0"]
+    doc.energy_kind = last["kind"]
+    dft = [st for st in steps if st["kind"] != "ml"]
+    doc.converged_electronic = dft[-1]["scf_converged"] if dft else None
+    if doc.n_ml_steps:
+        doc.warnings.append(
+            f"machine-learned force-field run: {doc.n_ml_steps} of {len(steps)} ionic steps are "
+            f"ML predictions, {doc.n_dft_steps} DFT; the reported energies come from "
+            f"{'an ML' if last['kind'] == 'ml' else 'a DFT'} step (energy_kind)"
+        )
+
+
+def _set_status(doc: VaspCalcDoc, primary: ScanResult) -> None:
+    """Status from corruption, completion, error text and convergence, in that order."""
+    doc.corruption = list(primary.corrupt)
+    if doc.corruption:
+        doc.status = "corrupt"
+        doc.converged_ionic = False  # a corrupt file is never reported as converged
+        doc.converged_electronic = False if doc.converged_electronic else doc.converged_electronic
+    elif doc.error_message and not doc.finished:
         doc.status = "crashed"
-    elif not doc.finished or not steps:
+    elif not doc.finished or not doc.steps:
         doc.status = "truncated"
     elif doc.converged_electronic is False or doc.converged_ionic is False:
         doc.status = "unconverged"
     else:
         doc.status = "ok"
-    return doc

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from pqdflow.workflows.dryrun import build_bands, write_study_inputs
 from pqdflow.workflows.study import example_study, plan_study
+from pqdflow.workflows.vasp.dryrun import build_bands, write_study_inputs
 
 TARGET_RATIO = 1.5
 # The same physics on the pymatgen side (the paper's ENCUT / EDIFF / EDIFFG, no MAGMOM).

@@ -26,9 +26,9 @@ from typing import Any
 from ase import Atoms
 from fireworks import Firework, ScriptTask, Workflow
 
-from pqdflow.workflows.fw_workflows import build_workflow
-from pqdflow.workflows.launchpad import launch_rapidfire, open_embedded_launchpad
-from pqdflow.workflows.plan import BindingSpec, CalcSpec, StudyPlan
+from pqdflow.documents.plan import BindingSpec, CalcSpec, StudyPlan
+from pqdflow.workflows.fireworks.builder import build_workflow
+from pqdflow.workflows.fireworks.launchpad import launch_rapidfire, open_embedded_launchpad
 
 TARGET_RATIO = 2.0
 
@@ -69,13 +69,14 @@ def benchmark_plan(n_bindings: int = 25) -> StudyPlan:
 def direct_time(plan: StudyPlan, root: Path) -> float:
     """Seconds the engine calls of ``plan`` take without FireWorks (same order)."""
     from pqdflow.workflows.backends import get_backend
-    from pqdflow.workflows.runner import compute_binding, relax_calculation
+    from pqdflow.workflows.study.scheduler import schedule
+    from pqdflow.workflows.study.steps import execute_step
 
     backend = get_backend("mock")
     start = time.perf_counter()
-    docs = {c.name: relax_calculation(c, backend, root / c.name) for c in plan.calculations}
-    for b in plan.bindings:
-        compute_binding(b, {n: docs[n] for n in b.parents()})
+    docs: dict[str, Any] = {}
+    for step in schedule(plan):
+        docs[step.name] = execute_step(step, backend, docs, root)
     return time.perf_counter() - start
 
 

@@ -21,10 +21,10 @@ counted; endpoint relaxations excluded, identical for all):
 
 * ``reference``: IDPP + FIRE + climbing image, every image to 0.01 eV/Å and the climbing
   image to 0.003 eV/Å (oracle);
-* ``surrogate``: :func:`pqdflow.workflows.surrogate_neb.surrogate_band` (CHGNet band, then
+* ``surrogate``: :func:`pqdflow.workflows.engine.surrogate_neb.surrogate_band` (CHGNet band, then
   oracle batches where the GP-corrected surrogate is uncertain or at its saddle, until the
   barrier is known within the tolerance);
-* ``pqdflow``: :func:`pqdflow.workflows.neb.optimize_band` on the oracle alone, with the
+* ``pqdflow``: :func:`pqdflow.workflows.engine.neb.optimize_band` on the oracle alone, with the
   barrier stopping rule (default settings);
 * ``pqdflow 0.02``: the same without the stopping rule (the issue's recipe: climbing image
   to 0.02 eV/Å);
@@ -62,9 +62,9 @@ from ase.optimize import BFGS, FIRE
 from pqdflow.structures.bulk import build_bulk, build_mixed_halide
 from pqdflow.structures.defects import build_neb_endpoints, enumerate_halide_hops
 from pqdflow.structures.slabs import build_slab
-from pqdflow.workflows.calculators import CountingCalculator, MockPairCalculator
-from pqdflow.workflows.neb import NebSettings, TieredNEB, interpolate_images, optimize_band
-from pqdflow.workflows.surrogate_neb import calculator_oracle, surrogate_band
+from pqdflow.workflows.engine.calculators import CountingCalculator, MockPairCalculator
+from pqdflow.workflows.engine.neb import NebSettings, TieredNEB, interpolate_images, optimize_band
+from pqdflow.workflows.engine.surrogate_neb import calculator_oracle, surrogate_band
 
 N_IMAGES = 5
 HOST_FMAX = 0.005
@@ -250,7 +250,7 @@ def pqdflow_plain(ep: dict[str, Any], oracle: Factory, settings: NebSettings) ->
 def pqdflow_surrogate(
     ep: dict[str, Any], oracle: Factory, cheap: Factory, tol: float
 ) -> dict[str, Any]:
-    from pqdflow.workflows.surrogate_neb import SurrogateSettings
+    from pqdflow.workflows.engine.surrogate_neb import SurrogateSettings
 
     counting = calculator_oracle(oracle)
     images = interpolate_images(ep["initial"], ep["final"], N_IMAGES)
@@ -390,7 +390,8 @@ def summarize(records: list[dict[str, Any]], tol: float) -> dict[str, Any]:
         "errors_meV_pqdflow": [round(r["pqdflow"]["error"] * 1000, 1) for r in records],
         "errors_meV_pqdflow_0.02": [round(r["pqdflow_0.02"]["error"] * 1000, 1) for r in records],
         "estimated_meV_surrogate": [
-            None if r["surrogate"]["estimated_error"] is None
+            None
+            if r["surrogate"]["estimated_error"] is None
             else round(r["surrogate"]["estimated_error"] * 1000, 1)
             for r in records
         ],

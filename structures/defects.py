@@ -23,6 +23,7 @@ from ase.geometry import find_mic
 from ase.mep.neb import IDPP, NEB, idpp_interpolate, interpolate
 
 from pqdflow.errors import EndpointError, InputError
+from pqdflow.structures.ligands import MOLECULAR_ELEMENTS
 from pqdflow.structures.slabs import ligand_indices, reindex_ligands, slab_layers
 
 __all__ = [
@@ -320,13 +321,9 @@ def _fixed(atoms: Atoms) -> set[int]:
     return out
 
 
-#: Elements of molecular ligands: free to relax differently between NEB endpoints.
-_MOLECULAR_ELEMENTS = frozenset({"H", "C", "N", "O", "Si"})
-
-
 def _ligand_atoms(atoms: Atoms) -> set[int]:
     """Return ligand atom indices: recorded ligands plus every atom of a molecular element."""
-    found = {i for i, s in enumerate(atoms.get_chemical_symbols()) if s in _MOLECULAR_ELEMENTS}
+    found = {i for i, s in enumerate(atoms.get_chemical_symbols()) if s in MOLECULAR_ELEMENTS}
     for record in atoms.info.get("ligands", []) or []:
         found.update(int(i) for i in record.get("indices", []))
     return found
@@ -439,7 +436,7 @@ def final_in_initial_basin(
     to_site, _ = find_mic(final.positions - site, final.cell, final.pbc)
     near = np.linalg.norm(to_site, axis=1) < shell
     near[k] = False
-    near &= np.array([s not in _MOLECULAR_ELEMENTS for s in final.get_chemical_symbols()])
+    near &= np.array([s not in MOLECULAR_ELEMENTS for s in final.get_chemical_symbols()])
     shift = np.zeros(3)
     if near.any():
         delta, _ = find_mic(

@@ -44,6 +44,7 @@ from pqdflow.errors import InputError, UnknownLigandError
 __all__ = [
     "DEFAULT_CHAIN_LENGTH",
     "FULL_CHAIN_LENGTH",
+    "MOLECULAR_ELEMENTS",
     "MOLECULE_VACUUM",
     "REFERENCE_SPECIES",
     "Ligand",
@@ -62,6 +63,10 @@ DEFAULT_CHAIN_LENGTH: int = 4
 FULL_CHAIN_LENGTH: int = 18
 #: Vacuum (Å) on each side of a molecule in its box (>= 12 Å between periodic images).
 MOLECULE_VACUUM: float = 6.0
+#: Elements of covalently bonded (organic, silyl) ligands, never of the inorganic CsPbX3
+#: framework: such atoms may relax differently between NEB endpoints, and their stiff bonds
+#: next to the soft Pb-X tilts change which band optimiser works. Halides are framework.
+MOLECULAR_ELEMENTS: frozenset[str] = frozenset({"H", "B", "C", "N", "O", "Si", "P", "S"})
 
 _CC, _CC_SP2, _CdC, _CH, _CH_AR, _CN, _NH = 1.53, 1.50, 1.34, 1.09, 1.08, 1.49, 1.03
 

@@ -12,7 +12,11 @@ from ase.optimize import FIRE
 from scipy.optimize import minimize_scalar
 
 from pqdflow.errors import BackendError
-from pqdflow.workflows.calculators import CountingCalculator, MockPairCalculator, element_role
+from pqdflow.workflows.engine.calculators import (
+    CountingCalculator,
+    MockPairCalculator,
+    element_role,
+)
 
 
 def cubic(a: float, halide: str = "Br") -> Atoms:

@@ -21,7 +21,8 @@ from custodian.vasp.validators import VaspFilesValidator, VasprunXMLValidator
 from pymatgen.io.vasp import Incar
 
 from pqdflow.errors import BackendError, CalculationFailed
-from pqdflow.workflows.custodian_jobs import (
+from pqdflow.workflows.testing.mock_vasp import CALLS_FILE, write_mock_script
+from pqdflow.workflows.vasp.custodian_jobs import (
     STDOUT_FILE,
     CustodianSettings,
     NebImagesUnconvergedHandler,
@@ -35,7 +36,6 @@ from pqdflow.workflows.custodian_jobs import (
     vasp_job,
     vasp_neb_job,
 )
-from pqdflow.workflows.mock_vasp import CALLS_FILE, write_mock_script
 
 FES2 = "fes2_slab_relax_truncated_diverging"
 SI = "si_relax_plain_small"
@@ -44,7 +44,7 @@ FAST = CustodianSettings(polling_time_step=0.05, monitor_freq=10_000, max_errors
 
 
 def _mock_cmd(script: Path) -> list[str]:
-    return [sys.executable, "-m", "pqdflow.workflows.mock_vasp", str(script)]
+    return [sys.executable, "-m", "pqdflow.workflows.testing.mock_vasp", str(script)]
 
 
 @pytest.fixture

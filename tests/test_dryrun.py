@@ -11,11 +11,11 @@ from ase import Atoms
 from ase.io import read
 from pymatgen.io.vasp.inputs import Incar, Kpoints, Poscar
 
+from pqdflow.documents.plan import StudyPlan
 from pqdflow.errors import OverwriteError, StudyError
 from pqdflow.fileio import sha256_of_files
-from pqdflow.workflows.dryrun import MANIFEST_FILE, build_bands, write_study_inputs
-from pqdflow.workflows.plan import StudyPlan
 from pqdflow.workflows.study import example_study, plan_study, study_from_dict
+from pqdflow.workflows.vasp.dryrun import MANIFEST_FILE, build_bands, write_study_inputs
 
 INPUTS = ["INCAR", "KPOINTS", "POSCAR", "POTCAR.spec"]
 

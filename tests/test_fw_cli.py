@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pqdflow.cli import main
-from pqdflow.workflows.launchpad import (
+from pqdflow.workflows.fireworks.launchpad import (
     EmbeddedLaunchPad,
     embedded_store_path,
     open_embedded_launchpad,

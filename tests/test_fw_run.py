@@ -17,21 +17,17 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
 
+from pqdflow.documents.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
+from pqdflow.documents.results import StudyResults
 from pqdflow.errors import InputError, LaunchpadLockedError
-from pqdflow.workflows.documents import StudyResults
-from pqdflow.workflows.fw_workflows import (
-    collect_results,
-    find_workflow,
-    plan_fingerprint,
-    workflow_states,
-)
-from pqdflow.workflows.launchpad import (
+from pqdflow.workflows.backends import BackendEntry
+from pqdflow.workflows.fireworks.builder import collect_docs, find_workflow, workflow_states
+from pqdflow.workflows.fireworks.launchpad import (
     EmbeddedLaunchPad,
     embedded_store_path,
     open_embedded_launchpad,
     run_plan_on_launchpad,
 )
-from pqdflow.workflows.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
 
 
 def small_plan(n_extra: int = 0) -> StudyPlan:
@@ -66,14 +62,13 @@ def small_plan(n_extra: int = 0) -> StudyPlan:
 
 
 #: Linear band start: plumbing tests need no IDPP path
-FAST_NEB = {"settings": {"neb_interpolation": "linear"}}
+FAST_NEB = {"neb_interpolation": "linear"}
 
 LAUNCHER = textwrap.dedent(
     """
     import pickle, sys, time
-    from pqdflow.workflows.backends import get_backend
-    from pqdflow.workflows.fw_tasks import register_backend
-    from pqdflow.workflows.launchpad import run_plan_on_launchpad
+    from pqdflow.workflows.backends import BackendEntry, get_backend, register_backend
+    from pqdflow.workflows.fireworks.launchpad import run_plan_on_launchpad
 
     class SlowMock:
         name = "slowmock"
@@ -89,7 +84,7 @@ LAUNCHER = textwrap.dedent(
             return self.inner.neb(*args, **kwargs)
 
     plan_file, out, delay, wait = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-    register_backend("slowmock", lambda options: SlowMock(delay))
+    register_backend(BackendEntry("slowmock", lambda settings, env: SlowMock(delay), "slow"))
     with open(plan_file, "rb") as fh:
         plan = pickle.load(fh)
     print(run_plan_on_launchpad(plan, "slowmock", out, progress=True, wait=wait), flush=True)
@@ -154,13 +149,12 @@ def test_mock_study_completes_and_a_fresh_process_reads_the_results(tmp_path: Pa
     reader = textwrap.dedent(
         f"""
         import json
-        from pqdflow.workflows.fw_workflows import collect_results, find_workflow
-        from pqdflow.workflows.launchpad import EmbeddedLaunchPad
+        from pqdflow.workflows.fireworks.builder import collect_docs, find_workflow
+        from pqdflow.workflows.fireworks.launchpad import EmbeddedLaunchPad
         lp = EmbeddedLaunchPad({str(embedded_store_path(out))!r}, readonly=True)
-        docs = collect_results(lp, find_workflow(lp, {plan_fingerprint(plan, "mock", FAST_NEB)!r}))
-        names = {{k: [d.get("name") or d.get("path") for d in v] for k, v in docs.items()}}
-        print(json.dumps(names))
-        print(json.dumps(docs["binding"][0]["E_b_eV"]))
+        docs = collect_docs(lp, find_workflow(lp, {plan.fingerprint("mock", FAST_NEB)!r}))
+        print(json.dumps(sorted(docs)))
+        print(json.dumps(docs["binding-H2"].E_b_eV))
         """
     )
     done = subprocess.run(
@@ -168,20 +162,16 @@ def test_mock_study_completes_and_a_fresh_process_reads_the_results(tmp_path: Pa
     )
     names_line, eb_line = done.stdout.strip().splitlines()[-2:]
     names = json.loads(names_line)
-    assert names["relax"] == [c.name for c in plan.calculations] or sorted(
-        names["relax"]
-    ) == sorted(c.name for c in plan.calculations)
-    assert names["neb_analysis"] == ["neb-Cu"]
+    expected = [c.name for c in plan.calculations] + ["binding-H2", "neb-Cu", "neb-Cu-analysis"]
+    assert names == sorted(expected)
     assert json.loads(eb_line) == pytest.approx(results.binding[0]["E_b_eV"], abs=1e-12)
     # running again resumes: nothing is launched twice
     n_launches = len(_launches(out))
     run_plan_on_launchpad(plan, "mock", out, progress=False, backend_options=FAST_NEB)
     assert len(_launches(out)) == n_launches
     # other backend options would mix folders computed two ways: refused, nothing launched
-    with pytest.raises(InputError, match="built from a different plan or backend options"):
-        run_plan_on_launchpad(
-            plan, "mock", out, progress=False, backend_options={"settings": {"fmax": 0.1}}
-        )
+    with pytest.raises(InputError, match="already holds a run of the same study name with other"):
+        run_plan_on_launchpad(plan, "mock", out, progress=False, backend_options={"fmax": 0.1})
     assert len(_launches(out)) == n_launches
 
 
@@ -270,9 +260,9 @@ def test_vasp_backend_through_fireworks_with_worker_env(
     from ase.io import read
     from fireworks import FWorker
 
-    from pqdflow.workflows.fw_workflows import add_workflow_once, build_workflow
-    from pqdflow.workflows.launchpad import launch_rapidfire
-    from pqdflow.workflows.mock_vasp import CALLS_FILE, write_mock_script
+    from pqdflow.workflows.fireworks.builder import add_workflow_once, build_workflow
+    from pqdflow.workflows.fireworks.launchpad import launch_rapidfire
+    from pqdflow.workflows.testing.mock_vasp import CALLS_FILE, write_mock_script
 
     si = read(vasp_reference / "si_relax_plain_small" / "POSCAR", format="vasp")
     mol = si.copy()
@@ -290,7 +280,7 @@ def test_vasp_backend_through_fireworks_with_worker_env(
         tmp_path / "std.json", [{"reference": ref, "expect_incar": {"ISIF": 3}}]
     )
     gam = write_mock_script(tmp_path / "gam.json", [{"reference": ref, "expect_natoms": 2}])
-    mock = [sys.executable, "-m", "pqdflow.workflows.mock_vasp"]
+    mock = [sys.executable, "-m", "pqdflow.workflows.testing.mock_vasp"]
     worker = FWorker(env={"vasp_cmd": [*mock, str(std)], "gamma_vasp_cmd": [*mock, str(gam)]})
     out = tmp_path / "run"
     options = {"custodian": {"polling_time_step": 0.05, "monitor_freq": 10_000, "max_errors": 2}}
@@ -299,11 +289,11 @@ def test_vasp_backend_through_fireworks_with_worker_env(
         fw_id, _ = add_workflow_once(lp, wf)
         assert launch_rapidfire(lp, out / "fw_launches", fworker=worker) == 2
         assert {r["state"] for r in workflow_states(lp, fw_id)} == {"COMPLETED"}
-        docs = collect_results(lp, fw_id)["relax"]
-    assert {d["name"]: d["energy"] for d in docs} == pytest.approx(
+        docs = [d for d in collect_docs(lp, fw_id).values()]
+    assert {d.name: d.energy for d in docs} == pytest.approx(
         {"si-bulk": -10.84671647, "si2": -10.84671647}
     )
-    assert all(d["backend"] == "vasp" for d in docs)
+    assert all(d.backend == "vasp" for d in docs)
     scripts = {
         name: json.loads((out / "calcs" / name / CALLS_FILE).read_text())[0]["script"]
         for name in ("si-bulk", "si2")
@@ -311,7 +301,7 @@ def test_vasp_backend_through_fireworks_with_worker_env(
     assert scripts == {"si-bulk": str(std.resolve()), "si2": str(gam.resolve())}
     assert find_workflow(
         EmbeddedLaunchPad(embedded_store_path(out), readonly=True),
-        plan_fingerprint(plan, "vasp", options),
+        plan.fingerprint("vasp", options),
     )
 
 
@@ -321,7 +311,7 @@ def test_chgnet_backend_inside_a_firework(tmp_path: Path) -> None:
     cell = bulk("Cu", "fcc", a=3.6)
     plan = StudyPlan(name="chgnet", calculations=[CalcSpec("cu", "bulk", cell)])
     out = tmp_path / "run"
-    options = {"settings": {"max_steps": 5}}
+    options = {"max_steps": 5}
     results = StudyResults.read(
         run_plan_on_launchpad(plan, "chgnet", out, progress=False, backend_options=options)
     )
@@ -335,7 +325,7 @@ def test_a_failing_firework_is_reported_and_completed_results_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pqdflow.errors import CalculationFailed
-    from pqdflow.workflows import fw_tasks
+    from pqdflow.workflows import backends
     from pqdflow.workflows.backends import get_backend
 
     class FailsOnH2:
@@ -348,15 +338,16 @@ def test_a_failing_firework_is_reported_and_completed_results_kept(
         def describe(self) -> dict[str, Any]:
             return self.inner.describe()
 
-        def relax(self, atoms: Atoms, directory: Path, **kwargs: Any) -> Any:
-            if kwargs["name"] == "h2":
+        def relax(self, spec: CalcSpec, directory: Path) -> Any:
+            if spec.name == "h2":
                 raise CalculationFailed("SCF exploded in h2")
-            return self.inner.relax(atoms, directory, **kwargs)
+            return self.inner.relax(spec, directory)
 
         def neb(self, *args: Any, **kwargs: Any) -> Any:
             return self.inner.neb(*args, **kwargs)
 
-    monkeypatch.setitem(fw_tasks._REGISTRY, "fails-on-h2", lambda options: FailsOnH2())
+    entry = BackendEntry("fails-on-h2", lambda settings, env: FailsOnH2(), "test double")
+    monkeypatch.setitem(backends._REGISTRY, "fails-on-h2", entry)
     plan = small_plan()
     out = tmp_path / "run"
     with pytest.raises(
@@ -367,7 +358,7 @@ def test_a_failing_firework_is_reported_and_completed_results_kept(
     states = _states(out)
     assert states["relax/molecule: h2"] == "FIZZLED"
     assert states["binding: binding-H2"] == "WAITING"  # never runs on a failed parent
-    assert states["neb-analysis: neb-Cu"] == "COMPLETED"  # independent branch finished
+    assert states["neb-analysis: neb-Cu-analysis"] == "COMPLETED"  # independent branch finished
     partial = StudyResults.read(out / "results.json")
     assert sorted(c["name"] for c in partial.calculations) == ["ads", "neb-a", "neb-b", "slab"]
     assert partial.binding == []

@@ -12,19 +12,14 @@ from ase.build import bulk, molecule
 from ase.constraints import FixAtoms
 from fireworks import Workflow
 
+from pqdflow.analysis.barriers import summarize_neb
+from pqdflow.documents.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan, atoms_from_dict
+from pqdflow.documents.results import NebDoc
 from pqdflow.errors import BackendError, InputError
-from pqdflow.workflows.fw_tasks import (
-    BindingTask,
-    NebAnalysisTask,
-    NebTask,
-    RelaxTask,
-    analyse_neb,
-    atoms_from_dict,
-    calc_from_dict,
-    env_chk,
-)
-from pqdflow.workflows.fw_workflows import build_workflow, plan_fingerprint
-from pqdflow.workflows.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
+from pqdflow.workflows.backends import resolve_env
+from pqdflow.workflows.fireworks.builder import build_workflow
+from pqdflow.workflows.fireworks.tasks import StepTask
+from pqdflow.workflows.study.scheduler import Step
 
 
 def _slab() -> Atoms:
@@ -88,7 +83,7 @@ def test_hand_made_plan_graph_is_exact(tmp_path: Path) -> None:
     assert len(wf.fws) == 6 + 1 + 1 + 1
     relax = {c.name: ids[f"relax/{c.kind}: {c.name}"] for c in plan.calculations}
     binding = ids["binding: binding-H-Cu"]
-    neb, analysis = ids["neb: neb-Cu"], ids["neb-analysis: neb-Cu"]
+    neb, analysis = ids["neb: neb-Cu"], ids["neb-analysis: neb-Cu-analysis"]
     assert _parents(wf, binding) == {relax[n] for n in plan.bindings[0].parents()}
     assert _parents(wf, neb) == {relax["neb-Cu-initial"], relax["neb-Cu-final"]}
     assert _parents(wf, analysis) == {neb}
@@ -96,23 +91,26 @@ def test_hand_made_plan_graph_is_exact(tmp_path: Path) -> None:
     assert _parents(wf, relax["neb-Cu-final"]) == {relax["neb-Cu-initial"]}
     assert all(_parents(wf, relax[n]) == set() for n in relax if n != "neb-Cu-final")
     final_task = next(fw.tasks[0] for fw in wf.fws if fw.fw_id == relax["neb-Cu-final"])
-    assert final_task["start_from"]["initial"] == "neb-Cu-initial"
-    assert final_task["start_from"]["hopping_index"] == plan.nebs[0].hopping_index
+    start = Step.from_dict(final_task["step"]).start_from
+    assert start is not None
+    assert start.initial == "neb-Cu-initial"
+    assert start.hopping_index == plan.nebs[0].hopping_index
     # nothing else hangs off the relaxations
     assert set(wf.links[relax["slab-Cu"]]) == {binding}
     assert set(wf.links[relax["neb-Cu-initial"]]) == {neb, relax["neb-Cu-final"]}
-    kinds = {fw.name: type(fw.tasks[0]) for fw in wf.fws}
-    assert kinds["binding: binding-H-Cu"] is BindingTask
-    assert kinds["neb: neb-Cu"] is NebTask
-    assert kinds["neb-analysis: neb-Cu"] is NebAnalysisTask
-    assert kinds["relax/molecule: ligand-H2"] is RelaxTask
+    assert all(type(fw.tasks[0]) is StepTask for fw in wf.fws)
+    kinds = {fw.name: fw.tasks[0]["step"]["kind"] for fw in wf.fws}
+    assert kinds["binding: binding-H-Cu"] == "binding"
+    assert kinds["neb: neb-Cu"] == "neb"
+    assert kinds["neb-analysis: neb-Cu-analysis"] == "neb_analysis"
+    assert kinds["relax/molecule: ligand-H2"] == "relax"
     cats = {fw.name: fw.spec.get("_category") for fw in wf.fws}
     assert cats["neb: neb-Cu"] == "neb"
     assert cats["relax/slab: slab-Cu"] == "relax"
     assert cats["binding: binding-H-Cu"] == "analysis"
-    assert wf.metadata["pqdflow_fingerprint"] == plan_fingerprint(plan, "mock")
-    assert plan_fingerprint(plan, "mock") != plan_fingerprint(plan, "chgnet")
-    assert plan_fingerprint(hand_made_plan(), "mock") == plan_fingerprint(plan, "mock")
+    assert wf.metadata["pqdflow_fingerprint"] == plan.fingerprint("mock")
+    assert plan.fingerprint("mock") != plan.fingerprint("chgnet")
+    assert hand_made_plan().fingerprint("mock") == plan.fingerprint("mock")
 
 
 def test_round_trip_and_spec_is_plain_json(tmp_path: Path) -> None:
@@ -128,10 +126,13 @@ def test_round_trip_and_spec_is_plain_json(tmp_path: Path) -> None:
     back = Workflow.from_format(wf.to_format("json"), "json")
     assert [fw["spec"] for fw in back.to_dict()["fws"]] == specs
     task = next(fw.tasks[0] for fw in back.fws if fw.name == "relax/slab: slab-Cu")
-    assert isinstance(task, RelaxTask)
+    assert isinstance(task, StepTask)
     assert task["backend"] == "vasp"
     assert task["backend_options"]["custodian"] == {"max_errors": 3}
-    calc = calc_from_dict(task["calc"])
+    # the VASP jobs carry the plan's input options: they write what the dry run writes
+    assert task["backend_options"]["inputs"]["neb_endpoint_ediffg"] is None
+    calc = Step.from_dict(task["step"]).spec
+    assert isinstance(calc, CalcSpec)
     original = plan.get("slab-Cu")
     assert np.allclose(calc.atoms.positions, original.atoms.positions)
     assert np.allclose(calc.atoms.cell, original.atoms.cell)
@@ -146,9 +147,7 @@ def test_categories_can_be_switched_off_and_bad_input_is_refused(tmp_path: Path)
     assert {fw.spec.get("_category") for fw in wf.fws} == {None, "big-nodes"}
     root_free = next(fw.tasks[0] for fw in wf.fws if fw.name.startswith("relax/"))
     assert root_free["root"] is None  # the launch directory of each job
-    with pytest.raises(
-        BackendError, match=r"unknown backend 'castep'; choose one of \['vasp', 'mock', 'chgnet'\]"
-    ):
+    with pytest.raises(BackendError, match=r"unknown backend 'castep'.*chgnet.*mock.*vasp"):
         build_workflow(plan, "castep")
     with pytest.raises(InputError, match="unknown Firework kinds"):
         build_workflow(plan, "mock", categories={"nebs": "x"})
@@ -167,41 +166,54 @@ def test_default_study_as_a_workflow() -> None:
         assert _parents(wf, ids[f"binding: {b.name}"]) == {relax[n] for n in b.parents()}
     for n in plan.nebs:
         assert _parents(wf, ids[f"neb: {n.name}"]) == {relax[n.initial], relax[n.final]}
-        assert _parents(wf, ids[f"neb-analysis: {n.name}"]) == {ids[f"neb: {n.name}"]}
+        analysis = ids[f"neb-analysis: {n.name}-analysis"]
+        assert _parents(wf, analysis) == {ids[f"neb: {n.name}"]}
     back = Workflow.from_format(wf.to_format("json"), "json")
     assert len(back.fws) == len(wf.fws)
     assert back.links == wf.links
     # molecules and periodic cells come back as they went in
     mol = next(fw.tasks[0] for fw in back.fws if fw.name.startswith("relax/molecule"))
-    original = plan.get(mol["calc"]["name"]).atoms
-    restored = atoms_from_dict(mol["calc"]["atoms"])
+    original = plan.get(mol["step"]["name"]).atoms
+    restored = atoms_from_dict(mol["step"]["spec"]["atoms"])
     assert restored.get_chemical_formula() == original.get_chemical_formula()
     assert np.allclose(restored.positions, original.positions)
 
 
-def test_env_chk_reads_the_worker_env() -> None:
-    spec = {"_fw_env": {"vasp_cmd": "srun vasp_std"}}
-    assert env_chk(">>vasp_cmd<<", spec) == "srun vasp_std"
-    assert env_chk(["mpirun", "vasp"], spec) == ["mpirun", "vasp"]
-    assert env_chk(">>gamma_vasp_cmd<<", spec, strict=False) is None
+def test_resolve_env_reads_the_worker_env() -> None:
+    env = {"vasp_cmd": "srun vasp_std"}
+    assert resolve_env(">>vasp_cmd<<", env) == "srun vasp_std"
+    assert resolve_env(["mpirun", "vasp"], env) == ["mpirun", "vasp"]
+    assert resolve_env(">>gamma_vasp_cmd<<", env, strict=False) is None
     with pytest.raises(BackendError, match=r"my_fworker\.yaml"):
-        env_chk(">>gamma_vasp_cmd<<", spec)
+        resolve_env(">>gamma_vasp_cmd<<", env)
 
 
 def test_neb_analysis_recomputes_the_barrier_from_energies() -> None:
-    neb = NebSpec("neb-x", "bulk", "a", "b", n_images=3, hopping_index=0)
     energies = [-10.0, -9.8, -9.6, -9.9, -10.1]
-    doc = {
-        "path": "neb-x",
-        "backend": "mock",
-        "image_energies": energies,
-        "reaction_coordinate": [0.0, 1.0, 2.0, 3.0, 4.0],
-        "tangential_forces": [0.0, 0.1, 0.0, -0.1, 0.0],
-        "climbing_index": 2,
-        "converged": True,
-        "Ea_eV": 0.4,
-    }
-    out = analyse_neb(neb, doc)
+    doc = NebDoc(
+        path="neb-x",
+        label="bulk",
+        backend="mock",
+        image_energies=energies,
+        reaction_coordinate=[0.0, 1.0, 2.0, 3.0, 4.0],
+        tangential_forces=[0.0, 0.1, 0.0, -0.1, 0.0],
+        barrier={},
+        Ea_eV=0.4,
+        Ea_reverse_eV=0.5,
+        Ea_spline_eV=0.4,
+        Ea_reverse_spline_eV=0.5,
+        n_images=3,
+        climbing_index=2,
+        fmax=0.01,
+        fmax_climbing=0.01,
+        converged=True,
+        n_force_calls=1,
+        n_steps=1,
+        initial="a",
+        final="b",
+        directory="x",
+    )
+    out = summarize_neb(doc)
     assert out["Ea_eV"] == pytest.approx(0.4)
     assert out["Ea_reverse_eV"] == pytest.approx(0.5)
     assert out["highest_index"] == 2

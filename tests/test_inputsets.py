@@ -14,7 +14,7 @@ from pymatgen.io.vasp.inputs import Incar, Kpoints, Poscar
 
 from pqdflow.errors import EndpointError, InputSetError, OverwriteError
 from pqdflow.fileio import sha256_of_files
-from pqdflow.workflows.inputsets import (
+from pqdflow.workflows.vasp.inputsets import (
     INPUT_PROVENANCE_FILE,
     VaspInputSet,
     available_presets,
@@ -391,7 +391,7 @@ def test_neb_image_outcar_protects_folder(tmp_path: Path) -> None:
 
 
 def test_charge_sets_nelect_from_zval() -> None:
-    from pqdflow.workflows.inputsets import VaspInputSet
+    from pqdflow.workflows.vasp.inputsets import VaspInputSet
 
     # CsPbBr3 with one Br removed: Cs_sv 9 + Pb_d 14 + 2 x Br 7 = 37 valence electrons
     pos = [[0, 0, 0], [3.0, 3.0, 3.0], [3.0, 3.0, 0.0], [3.0, 0.0, 3.0]]

@@ -14,7 +14,7 @@ import pytest
 from fireworks import Firework, PyTask, Workflow
 
 from pqdflow.errors import InputError, LaunchpadLockedError
-from pqdflow.workflows.launchpad import (
+from pqdflow.workflows.fireworks.launchpad import (
     EmbeddedLaunchPad,
     LaunchpadFileLock,
     embedded_store_path,
@@ -116,7 +116,7 @@ def test_lock_refuses_a_second_holder_in_another_process(tmp_path: Path) -> None
         f"""
         import time
         from pathlib import Path
-        from pqdflow.workflows.launchpad import open_embedded_launchpad
+        from pqdflow.workflows.fireworks.launchpad import open_embedded_launchpad
         with open_embedded_launchpad({str(store)!r}) as lp:
             Path({str(ready)!r}).write_text("x")
             time.sleep(60)
@@ -200,7 +200,7 @@ def test_fw_configs_templates_parse_and_hold_no_secrets() -> None:
     from fireworks import FWorker
     from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
 
-    from pqdflow.workflows.custodian_jobs import parse_command
+    from pqdflow.workflows.vasp.custodian_jobs import parse_command
 
     configs = REPO / "fw_configs"
     launchpad = yaml.safe_load((configs / "my_launchpad.yaml").read_text())

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pqdflow.errors import InputError
-from pqdflow.workflows.mock_vasp import CALLS_FILE, EXIT_BAD_INPUT, main, write_mock_script
+from pqdflow.workflows.testing.mock_vasp import CALLS_FILE, EXIT_BAD_INPUT, main, write_mock_script
 
 FES2 = "fes2_slab_relax_truncated_diverging"
 SI = "si_relax_plain_small"

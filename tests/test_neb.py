@@ -14,13 +14,15 @@ from ase.io import read
 from ase.mep.neb import NEB, interpolate
 from ase.optimize import FIRE
 
+from pqdflow.documents.plan import CalcSpec, NebSpec
+from pqdflow.documents.results import NebDoc, RelaxDoc
 from pqdflow.errors import EndpointError, InputError
 from pqdflow.structures.defects import build_neb_endpoints, final_in_initial_basin
-from pqdflow.workflows.backends import AseBackend, get_backend
-from pqdflow.workflows.band_optimizer import BandLBFGS
-from pqdflow.workflows.calculators import CountingCalculator, MockPairCalculator
-from pqdflow.workflows.documents import NebDoc
-from pqdflow.workflows.neb import (
+from pqdflow.workflows.backends import get_backend
+from pqdflow.workflows.engine.ase_backend import AseBackend
+from pqdflow.workflows.engine.band_optimizer import BandLBFGS
+from pqdflow.workflows.engine.calculators import CountingCalculator, MockPairCalculator
+from pqdflow.workflows.engine.neb import (
     NebSettings,
     TieredNEB,
     interpolate_images,
@@ -28,8 +30,8 @@ from pqdflow.workflows.neb import (
     resolve_optimizer,
     run_band,
 )
-from pqdflow.workflows.neb_stopping import climbing_tangent
-from pqdflow.workflows.saddle_check import estimate_saddle_error, finite_difference_hvp
+from pqdflow.workflows.engine.neb_stopping import climbing_tangent
+from pqdflow.workflows.engine.saddle_check import estimate_saddle_error, finite_difference_hvp
 
 
 def vbr_host(a: float, seed: int = 0) -> Atoms:
@@ -55,38 +57,31 @@ def vbr_endpoints(a: float, seed: int = 0) -> tuple[Atoms, Atoms]:
     return build_neb_endpoints(host, vacancy_index=vacancy, hop_index=hop)
 
 
+Endpoints = tuple[AseBackend, Atoms, Atoms, float, float, RelaxDoc, RelaxDoc]
+
+
 @pytest.fixture(scope="module")
 def relaxed_mock_endpoints(
     tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[AseBackend, Atoms, Atoms, float, float]:
+) -> Endpoints:
     backend = get_backend("mock")
     root = tmp_path_factory.mktemp("endpoints")
     initial, final = vbr_endpoints(5.945)
-    d_i = backend.relax(initial, root / "i", name="i", kind="bulk", tight=True)
-    d_f = backend.relax(final, root / "f", name="f", kind="bulk", tight=True)
+    d_i = backend.relax(CalcSpec("i", "bulk", initial, role="neb_initial"), root / "i")
+    d_f = backend.relax(CalcSpec("f", "bulk", final, role="neb_final"), root / "f")
     assert d_i.converged
     assert d_f.converged
     ini = read(d_i.structure_file(), format="extxyz")
     fin = read(d_f.structure_file(), format="extxyz")
-    return backend, ini, fin, d_i.energy, d_f.energy
+    return backend, ini, fin, d_i.energy, d_f.energy, d_i, d_f
 
 
 def test_bulk_vbr_neb_converges_with_mock(
-    relaxed_mock_endpoints: tuple[AseBackend, Atoms, Atoms, float, float], tmp_path: Path
+    relaxed_mock_endpoints: Endpoints, tmp_path: Path
 ) -> None:
-    backend, ini, fin, e_i, e_f = relaxed_mock_endpoints
-    doc = backend.neb(
-        ini,
-        fin,
-        tmp_path / "neb",
-        path="neb-bulk",
-        label="bulk",
-        n_images=5,
-        e_initial=e_i,
-        e_final=e_f,
-        initial_name="i",
-        final_name="f",
-    )
+    backend, _, _, e_i, e_f, d_i, d_f = relaxed_mock_endpoints
+    spec = NebSpec("neb-bulk", "bulk", "i", "f", n_images=5, hopping_index=0)
+    doc = backend.neb(spec, d_i, d_f, tmp_path / "neb")
     settings = NebSettings()
     assert doc.converged
     assert doc.fmax <= settings.fmax
@@ -111,9 +106,9 @@ def test_bulk_vbr_neb_converges_with_mock(
 
 
 def test_recipe_beats_ase_plain_and_matches_tight_reference(
-    relaxed_mock_endpoints: tuple[AseBackend, Atoms, Atoms, float, float],
+    relaxed_mock_endpoints: Endpoints,
 ) -> None:
-    _, ini, fin, e_i, e_f = relaxed_mock_endpoints
+    _, ini, fin, e_i, e_f, _, _ = relaxed_mock_endpoints
 
     def fire_band(images: list[Atoms], fmax: float) -> tuple[int, float]:
         for image, energy in ((images[0], e_i), (images[-1], e_f)):
@@ -150,9 +145,9 @@ def _fixed_band(images: list[Atoms], e_i: float, e_f: float) -> list[CountingCal
 
 
 def test_saddle_first_start_saves_force_calls_and_keeps_the_barrier(
-    relaxed_mock_endpoints: tuple[AseBackend, Atoms, Atoms, float, float],
+    relaxed_mock_endpoints: Endpoints,
 ) -> None:
-    _, ini, fin, e_i, e_f = relaxed_mock_endpoints
+    _, ini, fin, e_i, e_f, _, _ = relaxed_mock_endpoints
     settings = NebSettings()
     first = optimize_band(
         interpolate_images(ini, fin, 5),
@@ -183,9 +178,9 @@ def test_saddle_first_start_saves_force_calls_and_keeps_the_barrier(
 
 
 def test_saddle_first_falls_back_when_the_path_has_no_barrier(
-    relaxed_mock_endpoints: tuple[AseBackend, Atoms, Atoms, float, float],
+    relaxed_mock_endpoints: Endpoints,
 ) -> None:
-    _, ini, _, e_i, _ = relaxed_mock_endpoints
+    _, ini, _, e_i, _, _, _ = relaxed_mock_endpoints
     # downhill path: a strained copy of the relaxed initial state relaxing back into it
     strained = ini.copy()
     strained.positions[0] += (0.35, 0.0, 0.0)
@@ -205,9 +200,9 @@ def test_saddle_first_falls_back_when_the_path_has_no_barrier(
 
 
 def test_band_lbfgs_meets_each_image_criterion_in_fewer_calls_than_fire(
-    relaxed_mock_endpoints: tuple[AseBackend, Atoms, Atoms, float, float],
+    relaxed_mock_endpoints: Endpoints,
 ) -> None:
-    _, ini, fin, e_i, e_f = relaxed_mock_endpoints
+    _, ini, fin, e_i, e_f, _, _ = relaxed_mock_endpoints
     counts = {}
     for name in ("qn", "fire"):
         images = interpolate_images(ini, fin, 5)
@@ -350,27 +345,17 @@ def test_chgnet_vbr_barrier_is_positive_and_below_one_ev(tmp_path: Path) -> None
     backend = get_backend("chgnet")
     unit = vbr_host(5.9, seed=0)[:5]
     unit.set_cell(np.eye(3) * 5.9)  # the slice keeps the 2x2x2 cell
-    bulk = backend.relax(unit, tmp_path / "unit", name="unit", kind="bulk", relax_cell=True)
+    bulk = backend.relax(CalcSpec("unit", "bulk", unit, relax_cell=True), tmp_path / "unit")
     a = float(np.mean(np.linalg.norm(bulk.cell, axis=1)))
     assert 5.9 < a < 6.1
     ini, fin = vbr_endpoints(a, seed=0)
     hop = int(np.argmax(np.linalg.norm(fin.positions - ini.positions, axis=1)))
-    d_i = backend.relax(ini, tmp_path / "i", name="i", kind="bulk", tight=True)
+    d_i = backend.relax(CalcSpec("i", "bulk", ini, role="neb_initial"), tmp_path / "i")
     # as the engine does: the final starts from the relaxed initial (same tilt basin)
     start = final_in_initial_basin(d_i.read_structure(), fin, hop)
-    d_f = backend.relax(start, tmp_path / "f", name="f", kind="bulk", tight=True)
-    doc = backend.neb(
-        d_i.read_structure(),
-        d_f.read_structure(),
-        tmp_path / "neb",
-        path="neb-bulk",
-        label="bulk",
-        n_images=5,
-        e_initial=d_i.energy,
-        e_final=d_f.energy,
-        initial_name="i",
-        final_name="f",
-    )
+    d_f = backend.relax(CalcSpec("f", "bulk", start, role="neb_final"), tmp_path / "f")
+    spec = NebSpec("neb-bulk", "bulk", "i", "f", n_images=5, hopping_index=hop)
+    doc = backend.neb(spec, d_i, d_f, tmp_path / "neb")
     assert 0.0 < doc.Ea_eV < 1.0
     assert doc.converged
     assert doc.fmax_climbing <= NebSettings().climb_fmax
@@ -499,9 +484,9 @@ def test_budget_limited_band_says_it_stopped_early_with_an_estimated_error() -> 
 
 
 def test_budget_limited_mock_band_stays_within_budget_and_reports_why(
-    relaxed_mock_endpoints: tuple[AseBackend, Atoms, Atoms, float, float], tmp_path: Path
+    relaxed_mock_endpoints: Endpoints, tmp_path: Path
 ) -> None:
-    backend, ini, fin, e_i, e_f = relaxed_mock_endpoints
+    _, ini, fin, e_i, e_f, _, _ = relaxed_mock_endpoints
     settings = NebSettings(max_force_calls=25)
     doc = run_band(
         ini,

@@ -271,10 +271,15 @@ def test_unfinished_vasprun_and_broken_neb_vasprun(vasp_reference: Path) -> None
     assert doc.n_ionic_steps == 0
     assert doc.energy_sigma0 is None
     assert doc.status == "truncated"
+    # README: several images wrote into this one vasprun.xml at once (26 <calculation>, 33
+    # </calculation>): two runs interleaved in one file, so corrupt, not merely cut
     broken = parse_calculation(vasp_reference / "nh3_inversion_cineb_vtst/vasprun.xml")
-    assert broken.status == "truncated"
+    assert broken.status == "corrupt"
     assert broken.finished is False
+    assert broken.converged_ionic is False
     assert any("malformed XML" in w for w in broken.warnings)
+    assert len(broken.corruption) == 1
+    assert "well-formed" in broken.corruption[0]
 
 
 def test_json_round_trip(vasp_reference: Path) -> None:

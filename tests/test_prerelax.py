@@ -16,22 +16,23 @@ from ase.geometry import find_mic
 from ase.io import read
 
 from pqdflow.cli import main
+from pqdflow.documents.plan import CalcSpec, StudyPlan
+from pqdflow.documents.results import RelaxDoc
 from pqdflow.errors import BackendError, BackendNotInstalledError, ConvergenceError, OverwriteError
 from pqdflow.structures.defects import interpolate_band
-from pqdflow.workflows.backends import AseBackend, get_backend
-from pqdflow.workflows.calculators import MockPairCalculator
-from pqdflow.workflows.documents import RelaxDoc
-from pqdflow.workflows.dryrun import Manifest, write_study_inputs
-from pqdflow.workflows.plan import StudyPlan
-from pqdflow.workflows.prerelax import (
+from pqdflow.workflows.backends import get_backend
+from pqdflow.workflows.engine.ase_backend import AseBackend
+from pqdflow.workflows.engine.calculators import MockPairCalculator
+from pqdflow.workflows.engine.prerelax import (
     MOCK_NOTE,
     PrerelaxWarning,
     prerelax_hook,
     prerelax_plan,
 )
-from pqdflow.workflows.relax import max_force
+from pqdflow.workflows.engine.relax import max_force
 from pqdflow.workflows.study import plan_study, study_from_dict
-from pqdflow.workflows.vaspfiles import INPUT_PROVENANCE_FILE
+from pqdflow.workflows.vasp.dryrun import Manifest, write_study_inputs
+from pqdflow.workflows.vasp.vaspfiles import INPUT_PROVENANCE_FILE
 
 #: Two bulk cells, a clean slab (fixed bottom layers) and one bulk V_Br hop.
 SMALL: dict[str, Any] = {
@@ -55,9 +56,9 @@ class CountingBackend:
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
 
-    def relax(self, atoms: Atoms, directory: Path, **kwargs: Any) -> RelaxDoc:
-        self.relaxed.append(kwargs["name"])
-        return self.inner.relax(atoms, directory, **kwargs)
+    def relax(self, spec: CalcSpec, directory: Path) -> RelaxDoc:
+        self.relaxed.append(spec.name)
+        return self.inner.relax(spec, directory)
 
     def neb(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - not used here
         raise AssertionError("a pre-relaxation never runs a band")
@@ -279,8 +280,11 @@ def test_cli_prerelax_mock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         assert record["prerelax"]["backend"] == "mock"
         assert record["prerelax"]["fmax"] == 0.08
         assert (out / ".prerelax" / entry["name"] / "result.json").is_file()
-    with pytest.raises(SystemExit):
-        main([*args[:-1], "emt"])
+    assert main([*args[:-1], "emt"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown backend 'emt'" in err
+    assert "mock" in err
+    assert "chgnet" in err
 
 
 @pytest.mark.mlip

@@ -12,10 +12,10 @@ from ase.build import molecule
 from ase.constraints import FixAtoms
 from ase.io import read
 
+from pqdflow.documents.results import RelaxDoc
 from pqdflow.errors import InputError
-from pqdflow.workflows.calculators import MockPairCalculator
-from pqdflow.workflows.documents import RelaxDoc
-from pqdflow.workflows.relax import relax_structure
+from pqdflow.workflows.engine.calculators import MockPairCalculator
+from pqdflow.workflows.engine.relax import relax_structure
 
 
 def slab() -> Atoms:

@@ -35,6 +35,8 @@ def _tree(tmp_path: Path, ref: Path, *, inconsistent: bool = False) -> Path:
         "slab": "si_relax_plain_small",
         "lig-A": "si_relax_plain_small",
         "rel-X": "si_relax_plain_small",
+        "ads-D": "si_relax_plain_small",
+        "rel-Z": "si_relax_plain_small",
         "ads-B": "fes2_slab_relax_truncated_diverging",
         "neb-control": "nh3_inversion_cineb_vtst",
         "ini-treated": "nh3_inversion_cineb_vtst/01",
@@ -50,6 +52,8 @@ def _tree(tmp_path: Path, ref: Path, *, inconsistent: bool = False) -> Path:
         {"name": "slab", "path": "slab", "kind": "slab", "formula_units": 1},
         {"name": "lig-A", "path": "lig-A", "kind": "molecule", "formula_units": 2},
         {"name": "rel-X", "path": "rel-X", "kind": "bulk", "formula_units": 2},
+        {"name": "ads-D", "path": "ads-D", "kind": "adsorbed", "formula_units": 1},
+        {"name": "rel-Z", "path": "rel-Z", "kind": "bulk", "formula_units": 1},
         {"name": "ads-B", "path": "ads-B", "kind": "adsorbed"},
         {"name": "ads-C", "path": "ads-C", "kind": "adsorbed"},  # never written
         {"name": "ini-control", "path": "ini-control", "kind": "slab"},  # never run
@@ -66,6 +70,9 @@ def _tree(tmp_path: Path, ref: Path, *, inconsistent: bool = False) -> Path:
          "ligands": {"lig-A": 1.0}, "released": {}},
         {"name": "bind-C", "ligand": "OAm", "site": "Cs", "adsorbed": "ads-C", "slab": "slab",
          "ligands": {"lig-A": 1.0}, "released": {}},
+        # Si2 + 2 Si (lig-A: Si2 cell of 2 f.u.) -> Si2 + Si2 (rel-Z: 1 f.u.): balanced
+        {"name": "bind-D", "ligand": "Si", "site": "top", "adsorbed": "ads-D", "slab": "slab",
+         "ligands": {"lig-A": 2.0}, "released": {"rel-Z": 1.0}},
     ]  # fmt: skip
     nebs = [
         {"name": "neb-control", "label": "control", "initial": "ini-control",
@@ -81,13 +88,17 @@ def _tree(tmp_path: Path, ref: Path, *, inconsistent: bool = False) -> Path:
 def test_binding_energies_and_statuses(tmp_path: Path, vasp_reference: Path) -> None:
     report = build_report(_tree(tmp_path, vasp_reference))
     rows = {r["name"]: r for r in report.bindings}
-    # E_b = E(ads) + 1 * E(rel)/2 - E(slab) - 2 * E(lig)/2, every term per formula unit
-    expected_a = E_Y2MG + E_SI / 2 - E_SI - 2 * E_SI / 2
-    assert rows["bind-A"]["E_b_eV"] == pytest.approx(expected_a, abs=1e-8)
-    assert rows["bind-A"]["status"] == "ok"
-    assert rows["bind-B"]["E_b_eV"] == pytest.approx(E_FES2 - E_SI - E_SI / 2, abs=1e-8)
-    assert rows["bind-B"]["status"] == "unconverged"  # ads-B is a truncated run
-    assert "ads-B" in rows["bind-B"]["note"]
+    # E_b = E(ads) + 1 * E(rel-Z)/1 - E(slab) - 2 * E(lig)/2, every term per formula unit:
+    # 0 with these energies; without the per-formula-unit division it would be -E_SI
+    assert rows["bind-D"]["E_b_eV"] == pytest.approx(0.0, abs=1e-8)
+    assert rows["bind-D"]["status"] == "ok"
+    assert rows["bind-D"]["balanced"] is True
+    # the same atom-balance check as the runner: Y2Mg4P2O8 from Si is no reaction
+    assert rows["bind-A"]["E_b_eV"] is None
+    assert rows["bind-A"]["status"] == "unbalanced"
+    assert "not atom-balanced" in rows["bind-A"]["note"]
+    assert "Y:" in rows["bind-A"]["note"]
+    assert rows["bind-B"]["status"] == "unbalanced"  # FeS2 from Si
     assert rows["bind-C"]["E_b_eV"] is None
     assert rows["bind-C"]["status"] == "missing"
     calcs = {r["name"]: r for r in report.calculations}
@@ -116,14 +127,15 @@ def test_write_report_files(tmp_path: Path, vasp_reference: Path) -> None:
     assert set(written) == {"csv", "json", "markdown", "binding_plot", "neb_plot"}
     with written["csv"].open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == len(report.calculations) + 3 + 2
-    bind_a = next(r for r in rows if r["name"] == "bind-A")
-    assert float(bind_a["E_b_eV"]) == pytest.approx(E_Y2MG - 1.5 * E_SI, abs=1e-6)
+    assert len(rows) == len(report.calculations) + 4 + 2
+    bind_d = next(r for r in rows if r["name"] == "bind-D")
+    assert float(bind_d["E_b_eV"]) == pytest.approx(0.0, abs=1e-6)
+    assert next(r for r in rows if r["name"] == "bind-A")["status"] == "unbalanced"
     back = StudyReport.from_dict(json.loads(written["json"].read_text()))
     assert back.bindings == report.bindings
     md = written["markdown"].read_text()
-    assert "| bind-A | AnHI | Cs |" in md
-    assert f"{E_Y2MG - 1.5 * E_SI:.4f}" in md
+    assert "| bind-D | Si | top | 0.0000 | ok |" in md
+    assert "| bind-A | AnHI | Cs |  | unbalanced |" in md
     for key in ("binding_plot", "neb_plot"):
         assert written[key].read_bytes()[:4] == b"\x89PNG"
 

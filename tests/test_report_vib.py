@@ -155,7 +155,7 @@ def test_cli_vib_saves_doc_and_spectrum_for_the_report(
     assert saved["doc_type"] == "HopVibDoc"
     assert (mock_neb / VIB_SPECTRUM).read_bytes()[:4] == b"\x89PNG"
     # a rerun may replace our own document
-    assert main(["vib", str(mock_neb), "--temperature", "350"]) == 0
+    assert main(["vib", str(mock_neb), "--backend", "mock", "--temperature", "350"]) == 0
     assert json.loads((mock_neb / VIB_DOC).read_text())["temperature_K"] == 350.0
 
     # the run tree above the NEB folder reports the hop

@@ -13,17 +13,16 @@ from ase import Atoms
 from ase.build import molecule
 from ase.constraints import FixAtoms
 
+from pqdflow.analysis.binding import compute_binding
+from pqdflow.analysis.report import format_table
+from pqdflow.documents.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
+from pqdflow.documents.results import NebDoc, RelaxDoc, StudyResults
 from pqdflow.errors import EndpointError, InputError, OverwriteError, StudyError
-from pqdflow.workflows.backends import AseBackend, get_backend
-from pqdflow.workflows.documents import NebDoc, RelaxDoc, StudyResults
-from pqdflow.workflows.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
-from pqdflow.workflows.runner import (
-    compute_binding,
-    final_endpoint_start,
-    format_table,
-    relax_calculation,
-    run_study,
-)
+from pqdflow.workflows.backends import get_backend
+from pqdflow.workflows.engine.ase_backend import AseBackend
+from pqdflow.workflows.engine.runner import run_study
+from pqdflow.workflows.study import steps
+from pqdflow.workflows.study.steps import final_endpoint_start, relax_calculation, run_neb
 
 A = 5.945
 
@@ -94,15 +93,15 @@ class CountingBackend(AseBackend):
         self.nebs: list[str] = []
         self.fail_after = fail_after
 
-    def relax(self, atoms: Atoms, directory: Path, **kwargs: Any) -> RelaxDoc:
+    def relax(self, spec: CalcSpec, directory: Path) -> RelaxDoc:
         if self.fail_after is not None and len(self.relaxed) >= self.fail_after:
             raise KeyboardInterrupt("simulated kill")
-        self.relaxed.append(kwargs["name"])
-        return super().relax(atoms, directory, **kwargs)
+        self.relaxed.append(spec.name)
+        return super().relax(spec, directory)
 
-    def neb(self, *args: Any, **kwargs: Any) -> Any:
-        self.nebs.append(kwargs["path"])
-        return super().neb(*args, **kwargs)
+    def neb(self, spec: NebSpec, *args: Any, **kwargs: Any) -> Any:
+        self.nebs.append(spec.name)
+        return super().neb(spec, *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -243,8 +242,6 @@ def far_final_endpoint(
 
 
 def test_endpoints_in_different_basins_are_rebased(tmp_path: Path) -> None:
-    from pqdflow.workflows.runner import run_neb
-
     plan, spec, backend, docs = far_final_endpoint(tmp_path)
     neb = run_neb(spec, docs[spec.initial], docs[spec.final], backend, tmp_path / "neb")
     assert f"{spec.final}-rebased" in backend.relaxed
@@ -265,13 +262,12 @@ def test_endpoints_that_stay_apart_after_rebasing_are_run_and_flagged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pqdflow.errors import EndpointWarning
-    from pqdflow.workflows import runner
 
     _, spec, backend, docs = far_final_endpoint(tmp_path)
     # a potential on which the rebuilt final endpoint relaxes away again
-    monkeypatch.setattr(runner, "final_in_initial_basin", lambda initial, final, k: final)
+    monkeypatch.setattr(steps, "final_in_initial_basin", lambda initial, final, k: final)
     with pytest.warns(EndpointWarning, match="move by more than"):
-        neb = runner.run_neb(spec, docs[spec.initial], docs[spec.final], backend, tmp_path / "n")
+        neb = run_neb(spec, docs[spec.initial], docs[spec.final], backend, tmp_path / "n")
     assert neb.meta["endpoint_check"]["passed"] is False
     assert "move by more than" in neb.meta["endpoint_check"]["reason"]
     assert neb.final == f"{spec.final}-rebased"

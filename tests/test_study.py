@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pqdflow.documents.plan import StudyPlan
 from pqdflow.errors import (
     CompositionError,
     InputSetError,
     StudyError,
     UnknownLigandError,
 )
-from pqdflow.workflows.plan import StudyPlan
 from pqdflow.workflows.study import (
     Study,
     balance_released,

@@ -21,9 +21,9 @@ from ase.io import read
 from pqdflow.analysis.vibrations import vibrational_analysis
 from pqdflow.errors import OverwriteError, ParseError, VibrationalError
 from pqdflow.structures.bulk import build_bulk
-from pqdflow.workflows.calculators import MockPairCalculator
-from pqdflow.workflows.inputsets import VaspInputSet
-from pqdflow.workflows.vib_inputs import (
+from pqdflow.workflows.engine.calculators import MockPairCalculator
+from pqdflow.workflows.vasp.inputsets import VaspInputSet
+from pqdflow.workflows.vasp.vib_inputs import (
     VIB_MANIFEST,
     read_vib_outputs,
     static_input_set,

@@ -25,12 +25,13 @@ from pqdflow.analysis.vibrations import (
     vibrational_analysis,
 )
 from pqdflow.cli import main
+from pqdflow.documents.plan import CalcSpec, NebSpec
 from pqdflow.errors import VibrationalError
 from pqdflow.structures.bulk import build_bulk
 from pqdflow.structures.defects import build_neb_endpoints, enumerate_halide_hops
 from pqdflow.workflows.backends import get_backend
-from pqdflow.workflows.calculators import MockPairCalculator
-from pqdflow.workflows.vib_inputs import (
+from pqdflow.workflows.engine.calculators import MockPairCalculator
+from pqdflow.workflows.vasp.vib_inputs import (
     load_neb_folder,
     neb_folder_vibrations,
     read_hop_vib_outputs,
@@ -47,34 +48,24 @@ def run_bulk_hop(backend_name: str, out: Path, **settings: Any) -> Path:
     only relax around the vacancy. Returns the NEB folder.
     """
     backend = get_backend(backend_name, **settings)
-    bulk = backend.relax(
-        build_bulk("Br"), out / "bulk", name="bulk", kind="bulk", relax_cell=True, tight=True
-    )
+    # role neb_initial: the tight endpoint criterion
+    cell = CalcSpec("bulk", "bulk", build_bulk("Br"), relax_cell=True, role="neb_initial")
+    bulk = backend.relax(cell, out / "bulk")
     host = read(out / "bulk" / bulk.structure_path).repeat((2, 2, 2))
     host.rattle(0.03, seed=0)
-    relaxed = backend.relax(host, out / "host", name="host", kind="bulk")
+    relaxed = backend.relax(CalcSpec("host", "bulk", host), out / "host")
     host = read(out / "host" / relaxed.structure_path)
     hop = enumerate_halide_hops(host)[0]
     initial, final = build_neb_endpoints(
         host, vacancy_index=hop.vacancy_index, hop_index=hop.hop_index
     )
     ends = [
-        backend.relax(s, out / name, name=name, kind="bulk", tight=True)
+        backend.relax(CalcSpec(name, "bulk", s, role=f"neb_{name}"), out / name)
         for s, name in ((initial, "initial"), (final, "final"))
     ]
-    backend.neb(
-        read(out / "initial" / ends[0].structure_path),
-        read(out / "final" / ends[1].structure_path),
-        out / "neb",
-        path="neb-bulk-VBr",
-        label="bulk",
-        n_images=5,
-        e_initial=ends[0].energy,
-        e_final=ends[1].energy,
-        initial_name="initial",
-        final_name="final",
-        meta={"hopping_index": initial.info["neb"]["hopping_index"]},
-    )
+    hop_index = initial.info["neb"]["hopping_index"]
+    spec = NebSpec("neb-bulk-VBr", "bulk", "initial", "final", 5, hop_index)
+    backend.neb(spec, ends[0], ends[1], out / "neb", meta={"hopping_index": hop_index})
     return out / "neb"
 
 
@@ -162,7 +153,7 @@ def test_cli_prints_the_json_document(
     assert json.loads(out.read_text()) == printed
     assert png.read_bytes()[:4] == b"\x89PNG"
     # human summary
-    assert main(["vib", str(mock_neb)]) == 0
+    assert main(["vib", str(mock_neb), "--backend", "mock"]) == 0
     assert "first-order saddle True" in capsys.readouterr().out
 
 
@@ -178,6 +169,7 @@ def test_cli_explicit_structure_files(
         write(paths[-1], im)
     hop = str(neb_doc.meta["hopping_index"])
     argv = ["vib", "--initial", str(paths[0]), "--saddle", str(paths[1]), "--final", str(paths[2])]
+    argv += ["--backend", "mock"]
     assert main([*argv, "--hop-index", hop, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     # the tangent is now final - initial instead of the neighbours of the climbing image
@@ -197,7 +189,7 @@ def test_non_converged_neb_is_refused(
     (bad / "result.json").write_text(json.dumps(data))
     with pytest.raises(VibrationalError, match="not converged"):
         neb_folder_vibrations(bad, MockPairCalculator())
-    assert main(["vib", str(bad), "--json"]) == 2
+    assert main(["vib", str(bad), "--backend", "mock", "--json"]) == 2
     assert "not converged" in capsys.readouterr().err
     assert main(["vib", str(bad), "--write-vasp", str(tmp_path / "v")]) == 2
     assert not (tmp_path / "v").exists()
@@ -258,7 +250,7 @@ def test_chgnet_hessian_noise_is_far_below_the_tolerance() -> None:
     modes). Their spread measures the finite-difference noise the tolerance must exceed.
     """
     pytest.importorskip("chgnet")
-    from pqdflow.workflows.backends import chgnet_calculator_factory
+    from pqdflow.workflows.engine.ase_backend import chgnet_calculator_factory
 
     calc = chgnet_calculator_factory()()
     cell = build_bulk("Br", a=6.028)  # CHGNet 0.3.0's relaxed cubic lattice constant (Å)

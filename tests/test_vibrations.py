@@ -378,7 +378,7 @@ def test_free_diatomic_stretch_and_rigid_body_modes() -> None:
     """
     from ase.optimize import BFGS
 
-    from pqdflow.workflows.calculators import MockPairCalculator
+    from pqdflow.workflows.engine.calculators import MockPairCalculator
 
     mol = Atoms("Br2", positions=[[0, 0, 0], [0, 0, 2.3]])
     mol.calc = MockPairCalculator()

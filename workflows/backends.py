@@ -1,58 +1,59 @@
-"""The one backend seam: every way of computing energies implements :class:`Backend`.
+"""The one backend registry: every way of computing energies, resolved by name.
 
-A backend turns a structure into a :class:`~pqdflow.workflows.documents.RelaxDoc` and a
-pair of relaxed endpoints into a :class:`~pqdflow.workflows.documents.NebDoc`, writing its
-files into the folder it is given. :class:`AseBackend` does this with any ASE calculator:
-``"mock"`` (:class:`~pqdflow.workflows.calculators.MockPairCalculator`, plumbing, not
-physics) and ``"chgnet"`` (the pretrained CHGNet universal potential, weights shipped in the
-wheel, CPU, offline). A VASP backend fits the same protocol.
+A backend relaxes a planned :class:`~pqdflow.documents.plan.CalcSpec` into a
+:class:`~pqdflow.documents.results.RelaxDoc` and converges the band of a
+:class:`~pqdflow.documents.plan.NebSpec` between two relaxed endpoints into a
+:class:`~pqdflow.documents.results.NebDoc`, writing its files into the folder it is given
+(:class:`Backend`). :func:`get_backend` builds any registered backend from its name and
+settings; the local engine, the FireWorks tasks, the ML pre-relaxation and the command line
+all resolve names here, so adding a backend is one :func:`register_backend` call.
 
-Choose one by name with :func:`get_backend`; settings are keyword arguments, and a typo is
-an error.
+Built in:
+
+``mock``
+    A fast pair potential (:class:`~pqdflow.workflows.engine.calculators.MockPairCalculator`)
+    for plumbing tests: its numbers are not physics.
+``chgnet``
+    The pretrained CHGNet universal potential (weights in the wheel; CPU; offline).
+``gpaw``
+    GPAW, real PBE/PAW plane-wave DFT at the paper's settings (400 eV, 1e-5 eV), in this
+    process; the cell's charge and k-points from the calculation (``make setup-gpaw``).
+``vasp``
+    VASP under custodian (:class:`~pqdflow.workflows.vasp.backend.VaspBackend`); commands from
+    the settings, else from the FireWorks worker's ``my_fworker.yaml`` env, else
+    ``vasp_std`` / ``vasp_gam``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import io
-import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from ase import Atoms
-from ase.calculators.calculator import Calculator
-
-from pqdflow.errors import BackendError, BackendNotInstalledError, InputError
-from pqdflow.workflows.calculators import MockPairCalculator
-from pqdflow.workflows.documents import NebDoc, RelaxDoc
-from pqdflow.workflows.neb import NebSettings, run_band
-from pqdflow.workflows.relax import OPTIMIZERS, OptimizerName, relax_structure
+from pqdflow.documents.plan import CalcSpec, NebSpec
+from pqdflow.documents.results import NebDoc, RelaxDoc
+from pqdflow.errors import BackendError
 
 __all__ = [
-    "BACKENDS",
-    "AseBackend",
-    "AseSettings",
     "Backend",
-    "chgnet_calculator_factory",
+    "BackendEntry",
+    "backend_entry",
+    "backend_names",
     "get_backend",
-    "load_chgnet_model",
+    "register_backend",
+    "resolve_env",
 ]
-
-#: How to install the optional ML backend (torch first: a local CPU build, no CUDA).
-CHGNET_INSTALL_HINT = 'pip install torch==2.13.0 && pip install -e ".[ml]"'
 
 
 @runtime_checkable
 class Backend(Protocol):
-    """What the runner needs from a way of computing energies.
+    """What the study steps need from a way of computing energies.
 
     Attributes
     ----------
     name
-        Short name recorded in every document (``"mock"``, ``"chgnet"``, ``"vasp"``).
+        Registry name recorded in every document (``"mock"``, ``"chgnet"``, ``"vasp"``).
     """
 
     name: str
@@ -61,316 +62,200 @@ class Backend(Protocol):
         """Return the settings recorded in provenance (JSON-ready)."""
         ...
 
-    def relax(
-        self,
-        atoms: Atoms,
-        directory: Path,
-        *,
-        name: str,
-        kind: str = "slab",
-        role: str = "model",
-        relax_cell: bool = False,
-        formula_units: int = 1,
-        tight: bool = False,
-        meta: Mapping[str, Any] | None = None,
-    ) -> RelaxDoc:
-        """Relax ``atoms`` in ``directory``; ``tight`` marks a NEB endpoint."""
+    def relax(self, spec: CalcSpec, directory: Path) -> RelaxDoc:
+        """Relax ``spec.atoms`` in ``directory`` (NEB endpoints more tightly)."""
         ...
 
     def neb(
         self,
-        initial: Atoms,
-        final: Atoms,
+        spec: NebSpec,
+        initial: RelaxDoc,
+        final: RelaxDoc,
         directory: Path,
         *,
-        path: str,
-        label: str,
-        n_images: int,
-        e_initial: float,
-        e_final: float,
-        initial_name: str,
-        final_name: str,
         meta: Mapping[str, Any] | None = None,
     ) -> NebDoc:
-        """Converge a band between relaxed endpoints in ``directory``."""
+        """Converge the band of ``spec`` between relaxed endpoints in ``directory``."""
         ...
+
+
+#: ``factory(settings, env) -> Backend``: ``settings`` are the keyword arguments given to
+#: :func:`get_backend`, ``env`` the FireWorks worker's env (empty outside FireWorks).
+BackendFactory = Callable[[Mapping[str, Any], Mapping[str, Any]], Backend]
 
 
 @dataclass(frozen=True)
-class AseSettings:
-    """Settings of an ASE-calculator backend (forces in eV/Å).
+class BackendEntry:
+    """One registered backend.
 
     Attributes
     ----------
-    fmax
-        Relaxation criterion, largest per-atom force norm (0.02: the paper's EDIFFG).
-    endpoint_fmax
-        Tighter criterion for NEB endpoints (the tilt modes of CsPbX3 are soft; endpoints
-        relaxed only to 0.02 leave the band's end images below them).
-    max_steps
-        Relaxation step limit.
-    optimizer
-        Relaxation optimiser: ``"bfgs"``, ``"lbfgs"`` or ``"fire"``.
-    neb
-        Band recipe (:class:`~pqdflow.workflows.neb.NebSettings`).
-    calculator
-        Extra keyword arguments of the calculator (``MockPairCalculator`` parameters, or
-        CHGNet's ``model_name`` / ``device``).
-    """
-
-    fmax: float = 0.02
-    endpoint_fmax: float = 0.005
-    max_steps: int = 1000
-    optimizer: OptimizerName = "bfgs"
-    neb: NebSettings = field(default_factory=NebSettings)
-    calculator: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name in ("fmax", "endpoint_fmax"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise BackendError(
-                    f"backend setting {name} must be a positive number, got {value!r}"
-                )
-        if self.optimizer not in OPTIMIZERS:
-            raise BackendError(
-                f"backend setting optimizer={self.optimizer!r} is unknown; "
-                f"choose one of {sorted(OPTIMIZERS)}"
-            )
-        if not isinstance(self.max_steps, int) or self.max_steps < 1:
-            raise BackendError(
-                f"backend setting max_steps must be an integer >= 1, got {self.max_steps!r}"
-            )
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
-
-
-class AseBackend:
-    """A backend that runs any ASE calculator in-process.
-
-    Parameters
-    ----------
     name
-        Name recorded in documents.
-    calculator_factory
-        Returns a new calculator per call (each NEB image needs its own).
-    settings
-        Relaxation and NEB settings.
+        Registry name.
+    factory
+        Builds the backend from its settings and the worker env.
+    summary
+        One line for ``--help`` and error messages.
+    in_process
+        Computes inside this Python process (an ASE calculator): usable for the ML
+        pre-relaxation and the local runner without any external program.
+    physics
+        False for plumbing-only backends (``mock``): their numbers are never results.
     """
 
-    def __init__(
-        self,
-        name: str,
-        calculator_factory: Callable[[], Calculator],
-        settings: AseSettings | None = None,
-    ) -> None:
-        self.name = name
-        self.calculator_factory = calculator_factory
-        self.settings = settings or AseSettings()
-
-    def __repr__(self) -> str:
-        return f"AseBackend(name={self.name!r})"
-
-    def describe(self) -> dict[str, Any]:
-        """Backend name and settings (JSON-ready)."""
-        return {"backend": self.name, **self.settings.as_dict()}
-
-    def relax(
-        self,
-        atoms: Atoms,
-        directory: Path,
-        *,
-        name: str,
-        kind: str = "slab",
-        role: str = "model",
-        relax_cell: bool = False,
-        formula_units: int = 1,
-        tight: bool = False,
-        meta: Mapping[str, Any] | None = None,
-    ) -> RelaxDoc:
-        """Relax with the calculator; see :func:`~pqdflow.workflows.relax.relax_structure`."""
-        s = self.settings
-        return relax_structure(
-            atoms,
-            self.calculator_factory(),
-            directory,
-            name=name,
-            backend=self.name,
-            kind=kind,
-            role=role,
-            formula_units=formula_units,
-            fmax=s.endpoint_fmax if tight else s.fmax,
-            relax_cell=relax_cell,
-            max_steps=s.max_steps,
-            optimizer=s.optimizer,
-            settings={"tight": tight, "calculator": dict(s.calculator)},
-            meta=meta,
-        )
-
-    def neb(
-        self,
-        initial: Atoms,
-        final: Atoms,
-        directory: Path,
-        *,
-        path: str,
-        label: str,
-        n_images: int,
-        e_initial: float,
-        e_final: float,
-        initial_name: str,
-        final_name: str,
-        meta: Mapping[str, Any] | None = None,
-    ) -> NebDoc:
-        """Converge a band; see :func:`~pqdflow.workflows.neb.run_band`."""
-        return run_band(
-            initial,
-            final,
-            self.calculator_factory,
-            directory,
-            path=path,
-            backend=self.name,
-            label=label,
-            n_images=n_images,
-            e_initial=e_initial,
-            e_final=e_final,
-            settings=self.settings.neb,
-            initial_name=initial_name,
-            final_name=final_name,
-            meta=meta,
-        )
+    name: str
+    factory: BackendFactory
+    summary: str
+    in_process: bool = True
+    physics: bool = True
 
 
-_CHGNET_MODELS: dict[tuple[str, str], Any] = {}
+_REGISTRY: dict[str, BackendEntry] = {}
 
 
-def load_chgnet_model(model_name: str = "0.3.0", device: str = "cpu") -> Any:
-    """Load the pretrained CHGNet model shipped in the chgnet wheel (cached per process).
-
-    Nothing is downloaded: ``CHGNet.load`` reads the checkpoint packaged with chgnet.
+def register_backend(entry: BackendEntry, *, replace: bool = False) -> None:
+    """Add ``entry`` to the registry.
 
     Raises
     ------
-    BackendNotInstalledError
-        If chgnet or torch cannot be imported (the message says how to install them).
+    BackendError
+        If the name is taken and ``replace`` is False.
     """
-    try:
-        model_module = importlib.import_module("chgnet.model")
-        importlib.import_module("chgnet.model.dynamics")
-    except ImportError as exc:
-        raise BackendNotInstalledError(
-            f"the 'chgnet' backend needs chgnet and torch, which are not importable ({exc}); "
-            f"install them with: {CHGNET_INSTALL_HINT}"
-        ) from exc
-    key = (model_name, device)
-    if key in _CHGNET_MODELS:
-        return _CHGNET_MODELS[key]
-    with contextlib.redirect_stdout(io.StringIO()):
-        model = model_module.CHGNet.load(model_name=model_name, use_device=device, verbose=False)
-    _CHGNET_MODELS[key] = model
-    return model
-
-
-def chgnet_calculator_factory(
-    model_name: str = "0.3.0", device: str = "cpu"
-) -> Callable[[], Calculator]:
-    """Return a factory of CHGNet ASE calculators sharing one cached model.
-
-    Raises
-    ------
-    BackendNotInstalledError
-        If chgnet or torch is missing.
-    """
-    model = load_chgnet_model(model_name, device)
-    dynamics = importlib.import_module("chgnet.model.dynamics")
-
-    def factory() -> Calculator:
-        with contextlib.redirect_stdout(io.StringIO()):
-            calc: Calculator = dynamics.CHGNetCalculator(
-                model=model, use_device=device, on_isolated_atoms="ignore"
-            )
-        return calc
-
-    return factory
-
-
-def _mock_factory(calculator: Mapping[str, Any]) -> Callable[[], Calculator]:
-    MockPairCalculator(**calculator)  # validate parameters now, not at the first image
-
-    def factory() -> Calculator:
-        return MockPairCalculator(**calculator)
-
-    return factory
-
-
-def _chgnet_factory(calculator: Mapping[str, Any]) -> Callable[[], Calculator]:
-    allowed = {"model_name", "device"}
-    unknown = sorted(set(calculator) - allowed)
-    if unknown:
+    if entry.name in _REGISTRY and not replace:
         raise BackendError(
-            f"unknown chgnet calculator setting(s) {unknown}; allowed: {sorted(allowed)}"
+            f"backend {entry.name!r} is already registered; pass replace=True to replace it"
         )
-    return chgnet_calculator_factory(**calculator)
+    _REGISTRY[entry.name] = entry
 
 
-#: Backend names -> factory of calculator factories.
-BACKENDS: dict[str, Callable[[Mapping[str, Any]], Callable[[], Calculator]]] = {
-    "mock": _mock_factory,
-    "chgnet": _chgnet_factory,
-}
+def backend_names(*, in_process: bool | None = None) -> list[str]:
+    """Return the registered backend names (only in-process ones with ``in_process=True``)."""
+    return sorted(n for n, e in _REGISTRY.items() if in_process in (None, e.in_process))
 
 
-def _settings_from(overrides: Mapping[str, Any]) -> AseSettings:
-    """Build :class:`AseSettings` from flat keywords; ``neb_<field>`` sets a NEB field."""
-    top = {f.name for f in fields(AseSettings)} - {"neb"}
-    neb_fields = {f.name for f in fields(NebSettings)}
-    plain: dict[str, Any] = {}
-    neb: dict[str, Any] = {}
-    unknown: list[str] = []
-    for key, value in overrides.items():
-        if key in top:
-            plain[key] = value
-        elif key.startswith("neb_") and key[4:] in neb_fields:
-            neb[key[4:]] = value
-        elif key == "neb" and isinstance(value, NebSettings):
-            plain["neb"] = value
-        else:
-            unknown.append(key)
-    if unknown:
-        allowed = sorted(top) + sorted(f"neb_{n}" for n in neb_fields)
-        raise BackendError(f"unknown backend setting(s) {sorted(unknown)}; allowed: {allowed}")
-    settings = AseSettings(**plain)
-    if neb:
-        try:
-            settings = replace(settings, neb=replace(settings.neb, **neb))
-        except InputError as exc:
-            raise BackendError(str(exc)) from exc
-    return settings
+def backend_entry(name: str) -> BackendEntry:
+    """Return the entry of ``name``.
+
+    Raises
+    ------
+    BackendError
+        An unknown name; the message lists the known ones.
+    """
+    if name not in _REGISTRY:
+        known = ", ".join(f"{n} ({_REGISTRY[n].summary})" for n in backend_names())
+        raise BackendError(f"unknown backend {name!r}; known backends: {known}")
+    return _REGISTRY[name]
 
 
-def get_backend(name: str, **settings: Any) -> AseBackend:
+def get_backend(name: str, *, env: Mapping[str, Any] | None = None, **settings: Any) -> Backend:
     """Return the backend called ``name`` with ``settings`` applied.
 
     Parameters
     ----------
     name
-        ``"mock"`` (fast pair potential; plumbing, not physics) or ``"chgnet"``.
+        A registered name (:func:`backend_names`): ``"mock"``, ``"chgnet"``, ``"vasp"``, ...
+    env
+        The FireWorks worker's env (``fw_spec["_fw_env"]``); values of the form ``">>key<<"``
+        in the settings are looked up there (:func:`resolve_env`).
     **settings
-        Fields of :class:`AseSettings` (``fmax``, ``endpoint_fmax``, ``max_steps``,
-        ``optimizer``, ``calculator``) and ``neb_<field>`` for the fields of
-        :class:`~pqdflow.workflows.neb.NebSettings` (e.g. ``neb_fmax=0.05``).
+        Backend settings. ``mock`` / ``chgnet``: fields of
+        :class:`~pqdflow.workflows.engine.ase_backend.AseSettings` (``fmax``,
+        ``endpoint_fmax``, ``max_steps``, ``optimizer``, ``calculator``) and ``neb_<field>``
+        for :class:`~pqdflow.workflows.engine.neb.NebSettings`. ``vasp``: ``vasp_cmd``,
+        ``gamma_vasp_cmd``, ``custodian`` (fields of
+        :class:`~pqdflow.workflows.vasp.custodian_jobs.CustodianSettings`) and ``inputs``
+        (:class:`~pqdflow.workflows.vasp.calc_inputs.VaspInputOptions` as a dict).
 
     Raises
     ------
     BackendError
-        Unknown backend name (the message lists the choices) or unknown/invalid setting.
+        An unknown name (the message lists the known ones) or an unknown/invalid setting.
     BackendNotInstalledError
-        ``"chgnet"`` without chgnet/torch installed.
+        A backend whose packages are missing (the message says how to install them).
     """
-    if name not in BACKENDS:
-        raise BackendError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
-    parsed = _settings_from(settings)
-    factory = BACKENDS[name](parsed.calculator)
-    return AseBackend(name, factory, parsed)
+    entry = backend_entry(name)
+    return entry.factory(settings, dict(env or {}))
+
+
+def resolve_env(value: Any, env: Mapping[str, Any], *, strict: bool = True) -> Any:
+    """Resolve FireWorks' ``>>key<<`` convention against a worker's env.
+
+    ``">>vasp_cmd<<"`` becomes ``env["vasp_cmd"]`` (the ``env`` of the worker's
+    my_fworker.yaml); any other value is returned unchanged.
+
+    Raises
+    ------
+    BackendError
+        If the key is absent from the env and ``strict`` is True.
+    """
+    if isinstance(value, str) and value.startswith(">>") and value.endswith("<<"):
+        key = value[2:-2]
+        if key in env:
+            return env[key]
+        if strict:
+            raise BackendError(
+                f"the worker's env has no {key!r}; add it to my_fworker.yaml "
+                f"(env: {{{key}: 'srun vasp_std'}}); the env has {sorted(env)}"
+            )
+        return None
+    return value
+
+
+# ----------------------------------------------------------------------------- built-ins
+def _ase(name: str, calculators: str) -> BackendFactory:
+    def factory(settings: Mapping[str, Any], env: Mapping[str, Any]) -> Backend:
+        from pqdflow.workflows.engine import ase_backend
+
+        parsed = ase_backend.ase_settings(settings)
+        make = getattr(ase_backend, calculators)
+        return ase_backend.AseBackend(name, make(parsed.calculator), parsed)
+
+    return factory
+
+
+def _gpaw(settings: Mapping[str, Any], env: Mapping[str, Any]) -> Backend:
+    from pqdflow.workflows.engine import ase_backend
+
+    parsed = ase_backend.ase_settings(settings)
+    cell = ase_backend.gpaw_cell_factory(parsed.calculator)
+
+    def unused() -> Any:
+        raise BackendError("the gpaw backend builds its calculators per cell (cell_factory)")
+
+    return ase_backend.AseBackend("gpaw", unused, parsed, cell_factory=cell)
+
+
+def _vasp(settings: Mapping[str, Any], env: Mapping[str, Any]) -> Backend:
+    from pqdflow.workflows.vasp.backend import VaspBackend
+    from pqdflow.workflows.vasp.custodian_jobs import CustodianSettings
+
+    allowed = {"vasp_cmd", "gamma_vasp_cmd", "custodian", "inputs"}
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise BackendError(f"unknown vasp setting(s) {unknown}; allowed: {sorted(allowed)}")
+    vasp_cmd = resolve_env(settings.get("vasp_cmd") or env.get("vasp_cmd") or "vasp_std", env)
+    gamma = settings.get("gamma_vasp_cmd") or env.get("gamma_vasp_cmd")
+    if gamma is None and not settings.get("vasp_cmd") and not env.get("vasp_cmd"):
+        gamma = "vasp_gam"
+    try:
+        custodian = CustodianSettings(**dict(settings.get("custodian") or {}))
+    except TypeError as exc:
+        raise BackendError(f"bad custodian setting: {exc}") from exc
+    return VaspBackend(
+        vasp_cmd,
+        resolve_env(gamma, env, strict=False),
+        custodian=custodian,
+        inputs=settings.get("inputs"),
+    )
+
+
+register_backend(
+    BackendEntry(
+        "mock", _ase("mock", "mock_factory"), "pair potential, plumbing only", physics=False
+    )
+)
+register_backend(
+    BackendEntry("chgnet", _ase("chgnet", "chgnet_factory"), "CHGNet universal ML potential")
+)
+register_backend(BackendEntry("gpaw", _gpaw, "GPAW PBE/PAW plane-wave DFT, in this process"))
+register_backend(BackendEntry("vasp", _vasp, "VASP PBE/PAW under custodian", in_process=False))

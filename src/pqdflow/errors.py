@@ -22,6 +22,7 @@ __all__ = [
     "GeometryError",
     "InputError",
     "InputSetError",
+    "LaunchpadConnectionError",
     "LaunchpadLockedError",
     "OverwriteError",
     "ParseError",
@@ -129,3 +130,7 @@ class EndpointWarning(UserWarning):
     The band is still run and its document flagged (``meta["endpoint_check"]``): the
     barrier then includes that rearrangement and must be read with care.
     """
+
+
+class LaunchpadConnectionError(PqdflowError, ConnectionError):
+    """A MongoDB launchpad that cannot be reached or refuses its credentials."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pqdflow.errors import StudyError
 
 if TYPE_CHECKING:
-    from pqdflow.workflows.plan import StudyPlan
+    from pqdflow.documents.plan import StudyPlan
 
 __all__ = ["register", "run"]
 
@@ -52,10 +52,13 @@ def register(subparsers: Any) -> None:
         help="rewrite folders that hold outputs (old folders are moved aside, never deleted); "
         "with --prerelax also redo pre-relaxations whose study or settings changed",
     )
+    from pqdflow.workflows.backends import backend_names
+
     parser.add_argument(
         "--prerelax",
-        choices=["chgnet", "mock"],
-        help="relax every structure with this ML backend before writing the inputs (fewer DFT "
+        metavar="BACKEND",
+        help="relax every structure with this in-process backend "
+        f"({', '.join(backend_names(in_process=True))}) before writing the inputs (fewer DFT "
         "ionic steps); NEB endpoints too, then the bands are re-interpolated. 'mock' is a pair "
         "potential for plumbing tests only: its geometries are not physics (and are recorded "
         "as such)",
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise StudyError(
             "give a study file and --out DIR (or --example to print the default study)"
         )
-    from pqdflow.workflows.dryrun import write_study_inputs
+    from pqdflow.workflows.vasp.dryrun import write_study_inputs
 
     study = load_study(args.study)
     plan = plan_study(study)
@@ -118,9 +121,9 @@ def _prerelax_hook(args: argparse.Namespace) -> Callable[[StudyPlan], StudyPlan]
     """Build the pre-relaxation hook of ``--prerelax`` (backend resolved now), or None."""
     if args.prerelax is None:
         if args.prerelax_fmax is not None or args.prerelax_dir is not None:
-            raise StudyError("--prerelax-fmax / --prerelax-dir need --prerelax chgnet|mock")
+            raise StudyError("--prerelax-fmax / --prerelax-dir need --prerelax BACKEND")
         return None
-    from pqdflow.workflows.prerelax import PRERELAX_DIR, prerelax_hook
+    from pqdflow.workflows.engine.prerelax import PRERELAX_DIR, prerelax_hook
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

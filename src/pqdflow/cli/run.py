@@ -1,14 +1,16 @@
-"""``pqdflow run``: run a whole study on this machine with an ML or mock backend.
+"""``pqdflow run``: run a whole study on this machine with any backend.
 
 Examples
 --------
 ``pqdflow run --example --backend chgnet --out runs/chgnet`` runs the paper's default study
 (clean slabs, ligands, control and treated surfaces, binding energies, V_X migration NEBs)
 with the pretrained CHGNet potential, on CPU, offline. ``--backend mock`` is a quick check
-of the plumbing whose numbers are not physics. By default the study runs as a FireWorks
-workflow on an embedded, file-backed launchpad in ``--out`` (``--launchpad`` names a real
-one, ``--launcher direct`` skips FireWorks). Interrupted and rerun with the same ``--out``,
-it continues without recomputing finished calculations.
+of the plumbing whose numbers are not physics. ``--backend vasp --vasp-cmd "mpirun -n 16
+vasp_std"`` runs the VASP study on this workstation, under custodian, with the inputs the
+dry run writes. By default the study runs as a FireWorks workflow on an embedded,
+file-backed launchpad in ``--out`` (``--launchpad`` names a real one, ``--launcher direct``
+skips FireWorks). Interrupted and rerun with the same ``--out``, it continues without
+recomputing finished calculations.
 """
 
 from __future__ import annotations
@@ -20,29 +22,118 @@ from typing import Any
 
 from pqdflow.errors import StudyError
 
-__all__ = ["register", "run"]
+__all__ = ["add_backend_arguments", "backend_settings", "custodian_options", "register", "run"]
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser, *, default: str | None) -> None:
+    """Add ``--backend`` (choices from the registry) and the VASP command options."""
+    from pqdflow.workflows.backends import backend_entry, backend_names
+
+    names = backend_names()
+    parser.add_argument(
+        "--backend",
+        default=default,
+        metavar="NAME",
+        help="; ".join(f"{n}: {backend_entry(n).summary}" for n in names)
+        + (f" (default {default})" if default else ""),
+    )
+    parser.add_argument(
+        "--vasp-cmd",
+        metavar="CMD",
+        help="vasp backend: command of periodic runs (default: the worker's vasp_cmd, else "
+        "'vasp_std')",
+    )
+    parser.add_argument(
+        "--gamma-vasp-cmd",
+        metavar="CMD",
+        help="vasp backend: command of the Gamma-only build for molecules (default: --vasp-cmd)",
+    )
+    parser.add_argument(
+        "--custodian",
+        metavar="KEY=VALUE",
+        action="append",
+        default=None,
+        help="vasp backend: a custodian setting, repeatable (polling_time_step, monitor_freq, "
+        "max_errors, wall_time, frozen_timeout, neb_max_restarts; e.g. polling_time_step=1)",
+    )
+
+
+def backend_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the settings of ``--backend`` from the command line (VASP commands, custodian).
+
+    Raises
+    ------
+    StudyError
+        VASP options given with another backend.
+    """
+    settings: dict[str, Any] = {}
+    for option, key in (("vasp_cmd", "vasp_cmd"), ("gamma_vasp_cmd", "gamma_vasp_cmd")):
+        value = getattr(args, option, None)
+        if value is not None:
+            if args.backend != "vasp":
+                raise StudyError(f"--{option.replace('_', '-')} needs --backend vasp")
+            settings[key] = value
+    pairs = getattr(args, "custodian", None)
+    if pairs:
+        if args.backend != "vasp":
+            raise StudyError("--custodian needs --backend vasp")
+        settings["custodian"] = custodian_options(pairs)
+    return settings
+
+
+def custodian_options(pairs: list[str]) -> dict[str, Any]:
+    """``["polling_time_step=0.5", ...]`` as checked custodian settings (numbers typed).
+
+    Raises
+    ------
+    StudyError
+        A pair without ``=``, an unknown key (the message lists the known ones) or a value
+        that is not a number (``none`` is allowed for ``wall_time``).
+    InputError
+        A value out of range (from :class:`CustodianSettings`).
+    """
+    from dataclasses import fields
+
+    from pqdflow.workflows.vasp.custodian_jobs import CustodianSettings
+
+    types = {f.name: str(f.type) for f in fields(CustodianSettings)}
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = (part.strip() for part in pair.partition("="))
+        if not sep or key not in types:
+            raise StudyError(f"--custodian {pair!r}: give KEY=VALUE with KEY one of {list(types)}")
+        if text.lower() == "none" and "None" in types[key]:
+            options[key] = None
+            continue
+        try:
+            number = float(text)
+        except ValueError:
+            raise StudyError(f"--custodian {pair!r}: {text!r} is not a number") from None
+        if types[key] == "int" and not number.is_integer():
+            raise StudyError(f"--custodian {pair!r}: {key} must be a whole number")
+        options[key] = int(number) if types[key] == "int" else number
+    CustodianSettings(**options)  # range checks: InputError naming the bad value
+    return options
 
 
 def register(subparsers: Any) -> None:
     """Add the ``run`` subcommand to ``subparsers``."""
     parser = subparsers.add_parser(
         "run",
-        help="run a study locally with an ML (chgnet) or mock backend",
+        help="run a study on this machine (ML potential, mock, or VASP under custodian)",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
             "examples:\n"
             "  pqdflow run --example --backend mock --out runs/mock\n"
-            "  pqdflow run study.yaml --backend chgnet --out runs/chgnet"
+            "  pqdflow run study.yaml --backend chgnet --out runs/chgnet\n"
+            '  pqdflow run study.yaml --backend vasp --vasp-cmd "mpirun -n 16 vasp_std" '
+            "--out runs/vasp"
         ),
     )
     parser.add_argument("study", nargs="?", type=Path, help="study YAML file")
     parser.add_argument("--example", action="store_true", help="run the default (paper) study")
-    parser.add_argument(
-        "--backend",
-        default="chgnet",
-        help="mock (plumbing, not physics) or chgnet (default; needs the 'ml' extra)",
-    )
+    add_backend_arguments(parser, default="chgnet")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
         "--definition",
@@ -70,18 +161,24 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Execute ``pqdflow run``; return the exit status."""
     from pqdflow.workflows.backends import get_backend
-    from pqdflow.workflows.runner import run_study
+    from pqdflow.workflows.engine.runner import run_study
     from pqdflow.workflows.study import example_study, load_study, plan_study
 
     if args.example == (args.study is not None):
         raise StudyError("give either a study file or --example (not both, not neither)")
-    backend = get_backend(args.backend)  # unknown / not installed: clear error, nothing written
+    settings = backend_settings(args)
     study = example_study() if args.example else load_study(args.study)
     plan = plan_study(study)
+    if args.backend == "vasp":
+        from pqdflow.workflows.vasp.calc_inputs import VaspInputOptions
+
+        settings["inputs"] = VaspInputOptions.from_plan(plan).as_dict()
+    # unknown backend, bad settings or missing packages: a clear error, nothing written
+    backend = get_backend(args.backend, **settings)
     if args.launcher == "fireworks":
         if args.definition != "exchange":
             raise StudyError("--definition other than exchange needs --launcher direct")
-        from pqdflow.workflows.launchpad import run_plan_on_launchpad
+        from pqdflow.workflows.fireworks.launchpad import run_plan_on_launchpad
 
         path = run_plan_on_launchpad(
             plan,
@@ -89,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             launchpad_file=args.launchpad,
             progress=not args.no_progress,
+            backend_options=settings,
+            plots=not args.no_plots,
         )
         print(f"results: {path}")
         return 0

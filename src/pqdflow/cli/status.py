@@ -51,22 +51,28 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``pqdflow status``; return the exit status."""
-    from pqdflow.workflows.fw_workflows import workflow_states
-    from pqdflow.workflows.launchpad import (
-        EmbeddedLaunchPad,
-        embedded_store_path,
-        load_launchpad_file,
+    from pqdflow.workflows.fireworks.launchpad import EmbeddedLaunchPad, embedded_store_path
+    from pqdflow.workflows.fireworks.mongo_launchpad import (
+        closing_launchpad,
+        connect_launchpad_file,
+        describe_launchpad,
     )
 
     if args.out is not None:
         lp = EmbeddedLaunchPad(embedded_store_path(args.out), readonly=True)
-        where = str(lp.store_file)
-    else:
-        lp = load_launchpad_file(args.launchpad)
-        where = str(getattr(lp, "store_file", None) or f"{lp.host} (database {lp.name})")
+        _print_status(lp, str(lp.store_file), args.study)
+        return 0
+    with closing_launchpad(connect_launchpad_file(args.launchpad)) as lp:
+        _print_status(lp, describe_launchpad(lp), args.study)
+    return 0
+
+
+def _print_status(lp: Any, where: str, study: str | None) -> None:
+    from pqdflow.workflows.fireworks.builder import workflow_states
+
     query: dict[str, Any] = {"metadata.pqdflow_study": {"$exists": True}}
-    if args.study:
-        query["metadata.pqdflow_study"] = args.study
+    if study:
+        query["metadata.pqdflow_study"] = study
     workflows = list(lp.workflows.find(query, {"nodes": 1, "name": 1}))
     print(f"launchpad: {where}; {len(workflows)} pqdflow workflow(s)")
     for wf in workflows:
@@ -81,4 +87,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {'fw_id':>5}  {'state':<9}  name")
         for r in rows:
             print(f"  {r['fw_id']:>5}  {r['state']:<9}  {r['name']}")
-    return 0

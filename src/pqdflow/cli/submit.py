@@ -16,6 +16,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pqdflow.cli.run import add_backend_arguments, backend_settings
+
 __all__ = ["register", "run"]
 
 
@@ -37,12 +39,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--launchpad", type=Path, help="my_launchpad.yaml (default: embedded store of --out)"
     )
-    parser.add_argument(
-        "--backend",
-        choices=("vasp", "mock", "chgnet"),
-        default="vasp",
-        help="calculation backend (default: vasp)",
-    )
+    add_backend_arguments(parser, default="vasp")
     parser.add_argument(
         "--out", type=Path, help="run folder (embedded store and calculation folders)"
     )
@@ -61,35 +58,44 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Execute ``pqdflow submit``; return the exit status."""
     from pqdflow.errors import InputError
-    from pqdflow.workflows.fw_workflows import add_workflow_once, build_workflow
-    from pqdflow.workflows.launchpad import (
+    from pqdflow.workflows.fireworks.builder import add_workflow_once, build_workflow
+    from pqdflow.workflows.fireworks.launchpad import (
         EmbeddedLaunchPad,
         embedded_store_path,
-        load_launchpad_file,
         open_embedded_launchpad,
+    )
+    from pqdflow.workflows.fireworks.mongo_launchpad import (
+        close_launchpad,
+        connect_launchpad_file,
+        describe_launchpad,
     )
     from pqdflow.workflows.study import load_study, plan_study
 
     if args.launchpad is None and args.out is None:
         raise InputError("give --launchpad FILE (MongoDB) or --out DIR (embedded launchpad)")
     study = load_study(args.study)  # a bad study file fails before any launchpad is touched
+    options = backend_settings(args)
     root = args.root if args.root is not None else (args.out if args.launchpad is None else None)
     store: Path | None
     if args.launchpad is None:
         store = embedded_store_path(args.out)
         target = str(store)
     else:
-        lp = load_launchpad_file(args.launchpad)
+        # a server that is unreachable or refuses the credentials fails here, naming the file
+        lp = connect_launchpad_file(args.launchpad, initialise=True)
         store = lp.store_file if isinstance(lp, EmbeddedLaunchPad) else None
-        target = str(store) if store else f"{lp.host} (database {lp.name})"
+        target = describe_launchpad(lp)
     if store is not None:
         # lock first: a busy store is refused before the study is planned
         with open_embedded_launchpad(store, wait=args.wait) as elp:
-            wf = build_workflow(plan_study(study), args.backend, root=root)
+            wf = build_workflow(plan_study(study), args.backend, root=root, backend_options=options)
             fw_id, added = add_workflow_once(elp, wf)
     else:
-        wf = build_workflow(plan_study(study), args.backend, root=root)
-        fw_id, added = add_workflow_once(lp, wf)
+        try:
+            wf = build_workflow(plan_study(study), args.backend, root=root, backend_options=options)
+            fw_id, added = add_workflow_once(lp, wf)
+        finally:
+            close_launchpad(lp)
     if added:
         print(
             f"added workflow {wf.name!r}: {len(wf.fws)} Fireworks (first fw_id {fw_id}) to {target}"

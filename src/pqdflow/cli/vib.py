@@ -50,7 +50,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "neb_dir", nargs="?", type=Path, help="NEB folder (result.json, band.extxyz)"
     )
-    parser.add_argument("--backend", default="mock", help="mock or chgnet (default mock)")
+    from pqdflow.workflows.backends import backend_names
+
+    parser.add_argument(
+        "--backend",
+        default="chgnet",
+        metavar="NAME",
+        help=f"in-process backend for the Hessians ({', '.join(backend_names(in_process=True))}; "
+        "default chgnet; mock is plumbing only); VASP through --write-vasp / --from-vasp",
+    )
     parser.add_argument("--temperature", type=float, default=300.0, help="device temperature (K)")
     parser.add_argument("--json", action="store_true", help="print the document as JSON")
     parser.add_argument("--output", type=Path, help="also write the JSON document here")
@@ -160,7 +168,7 @@ def _summary(doc: HopVibDoc) -> str:
 
 def run_vib(args: argparse.Namespace) -> int:
     """Run ``pqdflow vib``; return the exit status."""
-    from pqdflow.workflows import vib_inputs
+    from pqdflow.workflows.vasp import vib_inputs
 
     images = _images(args)
     saved = _saved_paths(args)
@@ -192,7 +200,14 @@ def run_vib(args: argparse.Namespace) -> int:
             return 0
         from pqdflow.workflows.backends import get_backend
 
-        calculator = get_backend(args.backend).calculator_factory()
+        backend = get_backend(args.backend)
+        make = getattr(backend, "calculator_factory", None)
+        if make is None:
+            raise InputError(
+                f"--backend {args.backend} does not compute in this process; use "
+                "--write-vasp DIR and --from-vasp DIR for VASP"
+            )
+        calculator = make()
         options: dict[str, Any] = {
             "cutoff_A": args.cutoff,
             "displacement_A": args.displacement,

@@ -1,0 +1,367 @@
+"""Writing results: the tables and plots of a study run and of a study-folder report.
+
+One module for every table pqdflow prints or writes:
+
+* :func:`write_results` / :func:`format_table`: ``results.json``, ``results.csv``, the plain
+  tables and the plots of a :class:`~pqdflow.documents.results.StudyResults` (what
+  ``pqdflow run`` produces, local engine or FireWorks alike);
+* :func:`write_report`: ``report.csv``, ``report.json``, ``report.md`` and the plots of a
+  :class:`~pqdflow.analysis.report.tree.StudyReport` (what ``pqdflow report`` produces).
+
+Both draw with :func:`~pqdflow.analysis.plots.plot_binding_energies` and
+:func:`~pqdflow.analysis.plots.plot_neb_profiles`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pqdflow.analysis.plots import plot_binding_energies, plot_neb_profiles
+from pqdflow.analysis.rates import HopVibDoc
+from pqdflow.analysis.report.tree import StudyReport
+from pqdflow.documents.results import StudyResults
+from pqdflow.fileio import atomic_write_bytes, atomic_write_text
+
+__all__ = ["format_table", "results_csv", "write_report", "write_results"]
+
+SPECTRA_DIR = "vib_spectra"
+_CSV_FIELDS = (
+    "section",
+    "name",
+    "label",
+    "status",
+    "energy_eV",
+    "energy_per_fu_eV",
+    "E_b_eV",
+    "forward_barrier_eV",
+    "reverse_barrier_eV",
+    "reference",
+    "max_force_eV_per_A",
+    "n_ionic_steps",
+    "functional",
+    "encut_eV",
+    "note",
+)
+
+
+def format_table(results: StudyResults) -> str:
+    """Plain-text tables: ligand, site, E_b (eV); NEB path, Ea forward/reverse (eV)."""
+    lines: list[str] = []
+    if results.binding:
+        lines.append(f"{'ligand':<10} {'site':<18} {'E_b (eV)':>9}  converged")
+        for b in results.binding:
+            lines.append(
+                f"{b['ligand']:<10} {b['site']:<18} {b['E_b_eV']:>9.3f}  {b['all_converged']}"
+            )
+    if results.neb:
+        if lines:
+            lines.append("")
+        lines.append(f"{'NEB path':<22} {'label':<9} {'Ea (eV)':>8} {'Ea rev (eV)':>11}  converged")
+        for n in results.neb:
+            lines.append(
+                f"{n['path']:<22} {n['label']:<9} {n['Ea_eV']:>8.3f} "
+                f"{n['Ea_reverse_eV']:>11.3f}  {n['converged']}"
+            )
+    for fail in results.failed:
+        lines.append(f"FAILED {fail['kind']} {fail['name']}: {fail['error']}")
+    lines.append(
+        f"(backend: {results.backend}"
+        + ("; mock numbers are plumbing, not physics)" if results.backend == "mock" else ")")
+    )
+    return "\n".join(lines)
+
+
+def results_csv(results: StudyResults) -> str:
+    """``results.csv``: one row per binding reaction and NEB path."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        [
+            "type",
+            "name",
+            "ligand",
+            "site",
+            "label",
+            "E_b_eV",
+            "Ea_eV",
+            "Ea_reverse_eV",
+            "Ea_spline_eV",
+            "definition",
+            "converged",
+            "backend",
+        ]
+    )
+    for b in results.binding:
+        writer.writerow(
+            [
+                "binding",
+                b["name"],
+                b["ligand"],
+                b["site"],
+                "",
+                f"{b['E_b_eV']:.6f}",
+                "",
+                "",
+                "",
+                b["definition"],
+                b["all_converged"],
+                b["backend"],
+            ]
+        )
+    for n in results.neb:
+        writer.writerow(
+            [
+                "neb",
+                n["path"],
+                "",
+                "",
+                n["label"],
+                "",
+                f"{n['Ea_eV']:.6f}",
+                f"{n['Ea_reverse_eV']:.6f}",
+                f"{n['Ea_spline_eV']:.6f}",
+                "",
+                n["converged"],
+                n["backend"],
+            ]
+        )
+    return buffer.getvalue()
+
+
+def _plots(results: StudyResults, out: Path) -> list[str]:
+    """Binding bar chart and NEB profiles of a run; the file names written."""
+    written: list[str] = []
+    if results.binding:
+        entries = [
+            {
+                "ligand": b["ligand"],
+                "E_b_eV": b["E_b_eV"],
+                "label": f"{b['ligand']}\n{b['meta'].get('termination', '')}".strip(),
+            }
+            for b in results.binding
+        ]
+        written.append(plot_binding_energies(entries, out / "binding_energies.png").name)
+    if results.neb:
+        profiles = [
+            {
+                "label": n["label"] or n["path"],
+                "reaction_coordinate": n["reaction_coordinate"],
+                "energies": n["barrier"]["energies"],
+            }
+            for n in results.neb
+        ]
+        written.append(plot_neb_profiles(profiles, out / "neb_profiles.png").name)
+    return written
+
+
+def write_results(
+    results: StudyResults, out: str | Path, *, plots: bool = True, echo: bool = False
+) -> Path:
+    """Write ``results.json``, ``results.csv`` and (``plots``) the PNGs of a run into ``out``.
+
+    Returns the path of ``results.json``; ``echo`` prints :func:`format_table` to stdout.
+    """
+    out = Path(out)
+    path = results.write(out / "results.json")
+    atomic_write_text(out / "results.csv", results_csv(results))
+    if plots:
+        _plots(results, out)
+    if echo:
+        print(format_table(results))
+    return path
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _csv_rows(report: StudyReport) -> list[dict[str, Any]]:
+    rows = [{"section": "calculation", "label": r["kind"], **r} for r in report.calculations]
+    rows += [{"section": "binding", **r} for r in report.bindings]
+    rows += [{"section": "neb", **r} for r in report.nebs]
+    return [{k: r.get(k) for k in _CSV_FIELDS} for r in rows]
+
+
+def _sci(value: float | None) -> str:
+    return "" if value is None else f"{value:.3e}"
+
+
+def _vib_markdown(report: StudyReport, spectra: Mapping[str, str]) -> list[str]:
+    head = (
+        "hop",
+        "label",
+        "imaginary (ini/sad/fin)",
+        "|overlap|",
+        "ν* (THz)",
+        "Ea (eV)",
+        "k(300 K) (1/s)",
+        "D(300 K) (cm²/s)",
+        "first-order saddle",
+    )
+    lines = ["", "## Hop rates (harmonic TST)", ""]
+    lines += [
+        "k = ν* exp(-Ea/kT) (Vineyard ν* from partial Hessians), D = z k a² / (2d).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for r in report.vibrations:
+        cells = (
+            r["path"],
+            r["label"],
+            f"{r['n_imaginary_initial']}/{r['n_imaginary_saddle']}/{r['n_imaginary_final']}",
+            _fmt(r["saddle_mode_tangent_overlap"]),
+            _fmt(r["prefactor_THz"]),
+            _fmt(r["Ea_eV"]),
+            _sci(r["rate_300K_per_s"]),
+            _sci(r["D_300K_cm2_per_s"]),
+            "yes" if r["is_first_order_saddle"] else "no",
+        )
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    for r in report.vibrations:
+        if r["path"] in spectra:
+            lines += ["", f"![{r['label'] or r['path']} spectrum]({spectra[r['path']]})"]
+    return lines
+
+
+def _markdown(report: StudyReport, spectra: Mapping[str, str] | None = None) -> str:
+    def table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return out + ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
+
+    lines = [f"# Report: {report.study}", "", f"Energies: `{report.energy_key}` (eV).", ""]
+    lines += ["## Binding energies", "", "E_b per reaction; negative = binds.", ""]
+    lines += table(
+        ("reaction", "ligand", "site", "E_b (eV)", "status", "note"),
+        [
+            (r["name"], r["ligand"], r["site"], r["E_b_eV"], r["status"], r["note"])
+            for r in report.bindings
+        ],
+    )
+    lines += ["", "## NEB barriers", ""]
+    lines += table(
+        ("path", "label", "forward (eV)", "reverse (eV)", "reference", "status", "note"),
+        [
+            (
+                r["name"],
+                r["label"],
+                r["forward_barrier_eV"],
+                r["reverse_barrier_eV"],
+                r["reference"],
+                r["status"],
+                r["note"],
+            )
+            for r in report.nebs
+        ],
+    )
+    lines += ["", "## Calculations", ""]
+    lines += table(
+        ("name", "kind", "status", "E (eV)", "E per f.u. (eV)", "max F (eV/Å)", "steps"),
+        [
+            (
+                r["name"],
+                r["kind"],
+                r["status"],
+                r["energy_eV"],
+                r["energy_per_fu_eV"],
+                r["max_force_eV_per_A"],
+                r["n_ionic_steps"],
+            )
+            for r in report.calculations
+        ],
+    )
+    if report.vibrations:
+        lines += _vib_markdown(report, spectra or {})
+    if report.warnings:
+        lines += ["", "## Warnings", "", *[f"- {w}" for w in report.warnings]]
+    return "\n".join(lines) + "\n"
+
+
+def _spectrum(report: StudyReport, row: Mapping[str, Any], out: Path) -> tuple[Path, str]:
+    """Place the hop's spectrum PNG for the report in ``out``; return (path, link).
+
+    A ``vib_spectrum.png`` already inside ``out`` is linked where it is; one outside is
+    copied to ``out/vib_spectra/``; a missing one is drawn there from the ``vib.json``.
+    """
+    root = Path(report.directory)
+    if row.get("spectrum"):
+        src = root / row["spectrum"]
+        try:
+            return src, src.resolve().relative_to(out.resolve()).as_posix()
+        except ValueError:
+            pass
+    name = Path(row["path"]).parent.as_posix().replace("/", "__").strip("._") or "hop"
+    dest = out / SPECTRA_DIR / f"{name}.png"
+    if row.get("spectrum"):
+        atomic_write_bytes(dest, (root / row["spectrum"]).read_bytes())
+    else:
+        from pqdflow.analysis.vibrations import plot_vibrational_spectrum
+
+        doc = HopVibDoc.from_dict(json.loads((root / row["path"]).read_text()))
+        tmp = dest.with_name(f".{dest.stem}.tmp.png")
+        plot_vibrational_spectrum(doc, tmp)
+        tmp.replace(dest)
+    return dest, dest.relative_to(out).as_posix()
+
+
+def write_report(report: StudyReport, out: str | Path, *, plots: bool = True) -> dict[str, Path]:
+    """Write ``report.csv``, ``report.json``, ``report.md`` and plots into ``out``.
+
+    Returns
+    -------
+    dict
+        Kind (``csv``, ``json``, ``markdown``, ``binding_plot``, ``neb_plot`` and one
+        ``vib_spectrum:<path of vib.json>`` per hop analysis) -> written or linked path.
+    """
+    out = Path(out)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(_CSV_FIELDS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(_csv_rows(report))
+    written = {
+        "csv": out / "report.csv",
+        "json": out / "report.json",
+        "markdown": out / "report.md",
+    }
+    atomic_write_text(written["csv"], buffer.getvalue())
+    atomic_write_text(
+        written["json"], json.dumps(report.as_dict(), indent=2, allow_nan=False) + "\n"
+    )
+    spectra: dict[str, str] = {}
+    for row in report.vibrations if plots else []:
+        png, link = _spectrum(report, row, out)
+        written[f"vib_spectrum:{row['path']}"] = png
+        spectra[row["path"]] = link
+    atomic_write_text(written["markdown"], _markdown(report, spectra))
+    if plots and report.bindings:
+        entries = [
+            {
+                "ligand": r["ligand"] or r["name"],
+                "E_b_eV": r["E_b_eV"],
+                "label": f"{r['ligand']} ({r['site']})" if r.get("site") else r["ligand"],
+            }
+            for r in report.bindings
+        ]
+        written["binding_plot"] = plot_binding_energies(entries, out / "binding_energies.png")
+    profiles = [
+        {
+            "label": f"{r['label']} ({r['reference']})"
+            if r["reference"] == "image_01"
+            else r["label"],
+            "reaction_coordinate": r["reaction_coordinate"],
+            "energies": r["energies"],
+        }
+        for r in report.nebs
+        if r.get("energies")
+    ]
+    if plots and profiles:
+        written["neb_plot"] = plot_neb_profiles(profiles, out / "neb_profiles.png")
+    return written

@@ -1,0 +1,169 @@
+"""Structure relaxation with any ASE calculator, ending in a :class:`RelaxDoc`.
+
+One function, :func:`relax_structure`: relax ions (and the cell for bulk, through ASE's
+``FrechetCellFilter``) until the largest per-atom force norm is below ``fmax`` (default
+0.02 eV/Å, the paper's EDIFFG), respecting ``FixAtoms``; write the trajectory
+(``relax.extxyz``) and final structure (``final.extxyz``) as it goes and, last and
+atomically, ``result.json``. A folder whose ``result.json`` exists is finished: the runner
+reads it instead of recomputing (restart).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.filters import FrechetCellFilter
+from ase.io import write
+from ase.optimize import BFGS, FIRE, LBFGS
+from ase.optimize.optimize import Optimizer
+
+from pqdflow.documents.results import RESULT_FILE, RelaxDoc
+from pqdflow.errors import InputError
+from pqdflow.provenance import provenance
+from pqdflow.workflows.engine.calculators import CountingCalculator
+
+__all__ = ["OPTIMIZERS", "RESULT_FILE", "max_force", "relax_structure", "write_frame"]
+
+OptimizerName = Literal["fire", "bfgs", "lbfgs"]
+#: Optimisers accepted by name.
+OPTIMIZERS: dict[str, type[Optimizer]] = {"fire": FIRE, "bfgs": BFGS, "lbfgs": LBFGS}
+
+
+def max_force(atoms: Atoms) -> float:
+    """Largest per-atom force norm (eV/Å) with constraints applied (fixed atoms give 0)."""
+    forces = atoms.get_forces()
+    if len(forces) == 0:
+        return 0.0
+    return float(np.sqrt((forces**2).sum(axis=1)).max())
+
+
+def write_frame(handle: IO[str], atoms: Atoms) -> None:
+    """Append ``atoms`` with its current energy and forces to an open extxyz file."""
+    frame = atoms.copy()
+    # extxyz keeps scalar metadata only; the full metadata lives in result.json
+    frame.info = {k: v for k, v in atoms.info.items() if isinstance(v, str | int | float | bool)}
+    calc = atoms.calc
+    if calc is not None and "energy" in calc.results:
+        results: dict[str, Any] = {"energy": calc.results["energy"]}
+        if "forces" in calc.results:
+            results["forces"] = np.array(calc.results["forces"])
+        frame.calc = SinglePointCalculator(frame, **results)
+    write(handle, frame, format="extxyz")
+    handle.flush()
+
+
+def relax_structure(
+    atoms: Atoms,
+    calculator: Calculator,
+    directory: str | Path,
+    *,
+    name: str,
+    backend: str,
+    kind: str = "slab",
+    role: str = "model",
+    formula_units: int = 1,
+    fmax: float = 0.02,
+    relax_cell: bool = False,
+    max_steps: int = 1000,
+    optimizer: OptimizerName = "bfgs",
+    settings: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> RelaxDoc:
+    """Relax ``atoms`` with ``calculator`` in ``directory``; return (and write) a RelaxDoc.
+
+    Parameters
+    ----------
+    atoms
+        Starting structure; not modified (a copy is relaxed). ``FixAtoms`` is respected.
+    calculator
+        Any ASE calculator; it is wrapped to count evaluations.
+    directory
+        Calculation folder (created). Receives ``relax.extxyz``, ``final.extxyz`` and,
+        last, ``result.json``.
+    name, backend, kind, role
+        Recorded in the document.
+    formula_units
+        Formula units in the cell (for ``energy_per_formula_unit``).
+    fmax
+        Convergence criterion: largest per-atom force norm (eV/Å); with ``relax_cell``
+        the stress enters through the filter's generalised forces.
+    relax_cell
+        Relax the cell too (``FrechetCellFilter``); periodic structures only.
+    max_steps
+        Optimiser step limit; reaching it gives ``converged=False`` (not an error).
+    optimizer
+        ``"bfgs"`` (default), ``"lbfgs"`` or ``"fire"``.
+    settings, meta
+        Recorded in the document.
+
+    Raises
+    ------
+    InputError
+        Unknown optimiser, non-positive ``fmax``/``max_steps``/``formula_units``, or
+        ``relax_cell`` on a structure that is not periodic in 3D; raised before any file
+        is written.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+    if not (math.isfinite(fmax) and fmax > 0):
+        raise InputError(f"fmax must be a positive number of eV/Å, got {fmax!r}")
+    if max_steps < 1:
+        raise InputError(f"max_steps must be >= 1, got {max_steps}")
+    if formula_units < 1:
+        raise InputError(f"formula_units must be >= 1, got {formula_units}")
+    if relax_cell and not (atoms.pbc.all() and atoms.cell.rank == 3):
+        raise InputError(f"relax_cell=True needs a 3D-periodic structure; {name!r} is not")
+    if len(atoms) == 0:
+        raise InputError(f"structure {name!r} has no atoms")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    work = atoms.copy()
+    counted = CountingCalculator(calculator)
+    work.calc = counted
+    target: Any = FrechetCellFilter(work) if relax_cell else work
+    traj_path = directory / "relax.extxyz"
+    with traj_path.open("w") as handle:
+        opt = OPTIMIZERS[optimizer](target, logfile=None)
+        opt.attach(lambda: write_frame(handle, work), interval=1)
+        converged = bool(opt.run(fmax=fmax, steps=max_steps))
+        n_steps = int(opt.nsteps)
+    energy = float(work.get_potential_energy())
+    final_path = directory / "final.extxyz"
+    tmp_final = directory / ".final.extxyz.tmp"
+    with tmp_final.open("w") as handle:
+        write_frame(handle, work)
+    tmp_final.replace(final_path)
+    doc = RelaxDoc(
+        name=name,
+        backend=backend,
+        kind=kind,
+        role=role,
+        energy=energy,
+        formula_units=int(formula_units),
+        energy_per_formula_unit=energy / formula_units,
+        fmax=max_force(work),
+        converged=converged,
+        n_steps=n_steps,
+        n_force_calls=counted.n_calls,
+        formula=work.get_chemical_formula(),
+        cell=np.array(work.cell).tolist(),
+        directory=str(directory.resolve()),
+        settings={
+            "fmax": fmax,
+            "relax_cell": relax_cell,
+            "max_steps": max_steps,
+            "optimizer": optimizer,
+            **dict(settings or {}),
+        },
+        meta=dict(meta or {}),
+        provenance=provenance(backend=backend, calculator=type(calculator).__name__),
+    )
+    doc.write(directory / RESULT_FILE)
+    return doc

@@ -1,0 +1,324 @@
+"""Planning a study: expand a validated :class:`~pqdflow.workflows.study.Study` into a plan.
+
+:func:`plan_study` builds every structure a study needs (bulk, clean and passivated slabs,
+single ligands, reference species, NEB endpoints) and collects them with the atom-balanced
+binding reactions (:func:`balance_released`) and NEB paths into a
+:class:`~pqdflow.documents.plan.StudyPlan`. Nothing here touches the disk.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from itertools import combinations
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from ase import Atoms
+
+from pqdflow.documents.plan import BindingSpec, CalcKind, CalcSpec, NebSpec, StudyPlan
+from pqdflow.errors import StudyError
+from pqdflow.structures.bulk import allowed_x
+
+if TYPE_CHECKING:
+    from pqdflow.workflows.study.schema import NebPath, Study
+
+__all__ = ["balance_released", "plan_study"]
+
+
+def _x_tag(x: float) -> str:
+    """Readable, filesystem-safe composition label: 3.0 -> 'x3', 2.25 -> 'x2.25'."""
+    return f"x{x:g}"
+
+
+def _composition(atoms: Atoms) -> Counter[str]:
+    return Counter(atoms.get_chemical_symbols())
+
+
+def balance_released(
+    consumed: Mapping[str, float],
+    produced: Mapping[str, float],
+    candidates: Mapping[str, Mapping[str, float]],
+) -> dict[str, float]:
+    """Released species that balance ``consumed -> produced + released``, atom by atom.
+
+    Parameters
+    ----------
+    consumed, produced
+        Element -> count on each side before the released species are added.
+    candidates
+        Species name -> element counts per formula unit, in order of preference.
+
+    Returns
+    -------
+    dict
+        Species -> non-negative coefficient (formula units); the smallest set of candidates
+        (earliest in order among equals) that balances exactly; empty if already balanced.
+
+    Raises
+    ------
+    StudyError
+        If no non-negative combination of the candidates balances the reaction.
+    """
+    elements = sorted(set(consumed) | set(produced) | {e for c in candidates.values() for e in c})
+    need = np.array([consumed.get(e, 0.0) - produced.get(e, 0.0) for e in elements], dtype=float)
+    if np.allclose(need, 0.0):
+        return {}
+    names = list(candidates)
+    matrix = np.array([[candidates[n].get(e, 0.0) for n in names] for e in elements], dtype=float)
+    for size in range(1, len(names) + 1):
+        for subset in combinations(range(len(names)), size):
+            sub = matrix[:, subset]
+            coeffs, *_ = np.linalg.lstsq(sub, need, rcond=None)
+            if np.all(coeffs > 1e-9) and np.allclose(sub @ coeffs, need, atol=1e-8):
+                return {names[i]: float(round(c, 9)) for i, c in zip(subset, coeffs, strict=True)}
+    left = {e: float(v) for e, v in zip(elements, need, strict=True) if abs(v) > 1e-9}
+    raise StudyError(
+        f"cannot balance the binding reaction with the released species {names}; "
+        f"left over (consumed - produced): {left}"
+    )
+
+
+def plan_study(study: Study) -> StudyPlan:
+    """Expand a study into calculations, binding reactions and NEB paths (no disk access).
+
+    Calculations: a cell-relaxed bulk per composition (binding compositions and ``neb.x``,
+    on the smallest cell where x is exact); a clean slab per composition and termination;
+    each ligand alone on the first study termination where it is closed-shell and the
+    ``control`` / ``treated`` passivated surfaces on every clean slab; each ligand's neutral
+    reference (role ``ligand_reference``); the released species the reactions need (CsBr /
+    CsI bulk, HBr, HI, Br2, I2; role ``reference``); and both endpoints of every NEB path
+    (role ``neb_initial`` / ``neb_final``, kind of their host, host rattled with the seed).
+    Every binding reaction is atom-balanced by :func:`balance_released`.
+
+    Raises
+    ------
+    UnknownLigandError, CompositionError, GeometryError, ClashError, StudyError
+        From the structure builders or reaction balancing, before anything is written.
+    """
+    return _Planner(study).plan()
+
+
+def _exact(x: float, supercell: tuple[int, int, int]) -> bool:
+    return min(abs(x - a) for a in allowed_x(supercell)) < 1e-6
+
+
+def _fu(atoms: Atoms) -> int:
+    return int(atoms.info.get("formula_units", 1) or 1)
+
+
+class _Planner:
+    """Builds the plan of one study; holds the calculations collected so far."""
+
+    def __init__(self, study: Study) -> None:
+        from pqdflow.structures.ligands import REFERENCE_SPECIES, build_reference_species
+
+        self.study = study
+        self.chain = study.ligands.chain_length
+        self.calcs: dict[str, CalcSpec] = {}
+        self.bindings: list[BindingSpec] = []
+        self.skipped: list[str] = []
+        self.candidates = {
+            name: dict(_composition(build_reference_species(name))) for name in REFERENCE_SPECIES
+        }
+
+    def add(self, name: str, kind: CalcKind, atoms: Atoms, **fields: Any) -> CalcSpec:
+        if name not in self.calcs:
+            fields.setdefault("formula_units", _fu(atoms))
+            self.calcs[name] = CalcSpec(name, kind, atoms, **fields)
+        return self.calcs[name]
+
+    def slab(self, x: float, termination: str) -> Atoms:
+        from pqdflow.structures.slabs import build_slab
+
+        opts = self.study.slab
+        return build_slab(
+            x=x,
+            termination=termination,
+            size=opts.size,
+            layers=opts.layers,
+            vacuum=opts.vacuum,
+            fixed_layers=opts.fixed_layers,
+            seed=self.study.seed,
+        )
+
+    def bulk(self, x: float) -> None:
+        from pqdflow.structures.bulk import build_mixed_halide
+
+        host = self.study.slab.host_supercell()
+        cell = next((c for c in ((1, 1, 1), (2, 2, 2)) if _exact(x, c)), host)
+        atoms = build_mixed_halide(x, cell, seed=self.study.seed)
+        n = cell[0] * cell[1] * cell[2]
+        meta = {"x": x, "supercell": list(cell)}
+        self.add(f"bulk-{_x_tag(x)}", "bulk", atoms, relax_cell=True, formula_units=n, meta=meta)
+
+    def reference_species(self, name: str) -> str:
+        from pqdflow.structures.ligands import build_reference_species
+
+        atoms = build_reference_species(name)
+        bulk = atoms.info.get("kind") == "bulk"
+        meta = {"species": name}
+        kind: CalcKind = "bulk" if bulk else "molecule"
+        return self.add(
+            f"ref-{name}", kind, atoms, relax_cell=bulk, role="reference", meta=meta
+        ).name
+
+    def ligand_reference(self, name: str) -> str:
+        from pqdflow.structures.ligands import build_ligand_reference
+
+        atoms = build_ligand_reference(name, chain_length=self.chain)
+        meta = {"ligand": name, "chain_length": self.chain}
+        return self.add(
+            f"ligand-{name}", "molecule", atoms, role="ligand_reference", meta=meta
+        ).name
+
+    def binding(self, label: str, adsorbed: CalcSpec, slab: CalcSpec) -> None:
+        records = adsorbed.atoms.info.get("ligands", [])
+        counts = Counter(str(r["name"]) for r in records)
+        ligands = {self.ligand_reference(name): float(k) for name, k in counts.items()}
+        consumed = _composition(slab.atoms)
+        for calc, k in ligands.items():
+            for el, v in _composition(self.calcs[calc].atoms).items():
+                consumed[el] += int(k) * v
+        released = balance_released(consumed, _composition(adsorbed.atoms), self.candidates)
+        self.bindings.append(
+            BindingSpec(
+                name=f"binding-{label}-{slab.name.removeprefix('slab-')}",
+                ligand=label,
+                site="+".join(str(r["site"]) for r in records),
+                adsorbed=adsorbed.name,
+                slab=slab.name,
+                ligands=ligands,
+                released={self.reference_species(s): c for s, c in released.items()},
+                meta=dict(slab.meta),
+            )
+        )
+
+    def surfaces(self, x: float, termination: str) -> None:
+        """Clean slab plus every closed-shell passivated preset on one termination."""
+        from pqdflow.structures.adsorption import (
+            SURFACE_PRESETS,
+            build_passivated_surface,
+            is_closed_shell,
+        )
+
+        tag = f"{termination}-{_x_tag(x)}"
+        clean = self.slab(x, termination)
+        meta = {"x": x, "termination": termination}
+        slab = self.add(f"slab-{tag}", "slab", clean, meta=meta)
+        for preset in self.study.ligands.surfaces:
+            atoms = build_passivated_surface(clean, preset, chain_length=self.chain)
+            if not is_closed_shell(atoms):
+                self.skipped.append(f"{preset} on {tag}: odd electron count (open shell)")
+                continue
+            extra = {**meta, "surface": preset, "ligands": list(SURFACE_PRESETS[preset])}
+            self.binding(preset, self.add(f"{preset}-{tag}", "adsorbed", atoms, meta=extra), slab)
+
+    def single(self, x: float, name: str) -> None:
+        """One ligand alone, on the first study termination where it is closed-shell."""
+        from pqdflow.structures.adsorption import is_closed_shell, place_ligand
+
+        tried = []
+        for termination in self.study.terminations:
+            tag = f"{termination}-{_x_tag(x)}"
+            clean = self.slab(x, termination)
+            atoms = place_ligand(clean, name, chain_length=self.chain)
+            if not is_closed_shell(atoms):
+                tried.append(termination)
+                continue
+            meta = {"x": x, "termination": termination}
+            slab = self.add(f"slab-{tag}", "slab", clean, meta=meta)
+            site = str(atoms.info["ligands"][-1]["site"])
+            extra = {**meta, "ligand": name, "site": site}
+            self.binding(name, self.add(f"ads-{name}-{tag}", "adsorbed", atoms, meta=extra), slab)
+            return
+        raise StudyError(
+            f"ligands.names: {name!r} gives an open-shell (odd-electron) adsorbed cell on every "
+            f"termination of the study {tried}; add another termination (allowed: CsX, PbX2)"
+        )
+
+    def plan(self) -> StudyPlan:
+        study = self.study
+        neb_x = [study.neb.x] if study.neb.paths else []
+        for x in dict.fromkeys([*study.compositions, *neb_x]):
+            self.bulk(x)
+        for x in study.compositions:
+            for termination in study.terminations:
+                self.surfaces(x, termination)
+        for name in study.ligands.names:
+            self.single(study.compositions[0], name)
+        nebs = [self.neb(path) for path in study.neb.paths]
+        return StudyPlan(
+            name=study.name,
+            calculations=list(self.calcs.values()),
+            bindings=self.bindings,
+            nebs=nebs,
+            incar_overrides={k: v for k, v in study.inputs.incar.model_dump().items() if v},
+            meta={
+                "skipped": list(self.skipped),
+                "inputs": study.inputs.model_dump(exclude={"incar"}),
+                "study": study.model_dump(mode="json"),
+            },
+        )
+
+    def neb_host(self, path: NebPath) -> Atoms:
+        from pqdflow.structures.adsorption import build_passivated_surface
+        from pqdflow.structures.bulk import build_mixed_halide
+
+        x = self.study.neb.x
+        if path.host == "bulk":
+            return build_mixed_halide(x, self.study.neb.bulk_supercell, seed=self.study.seed)
+        slab = self.slab(x, self.study.neb.termination)
+        if path.host == "clean":
+            return slab
+        return build_passivated_surface(slab, path.host, chain_length=self.chain)
+
+    def neb(self, path: NebPath) -> NebSpec:
+        from pqdflow.structures.defects import (
+            build_neb_endpoints,
+            default_n_images,
+            enumerate_halide_hops,
+        )
+
+        study = self.study
+        host = self.neb_host(path)
+        hops = enumerate_halide_hops(host)
+        where = f"neb.paths[{path.host}]"
+        vacancies = list(dict.fromkeys(int(h.vacancy_index) for h in hops))
+        if path.vacancy >= len(vacancies):
+            raise StudyError(
+                f"{where}.vacancy={path.vacancy}; the host offers {len(vacancies)} candidate "
+                f"vacancies (allowed 0..{len(vacancies) - 1})"
+            )
+        vacancy = vacancies[path.vacancy]
+        moves = [int(h.hop_index) for h in hops if int(h.vacancy_index) == vacancy]
+        if path.hop >= len(moves):
+            raise StudyError(
+                f"{where}.hop={path.hop}; vacancy {vacancy} has {len(moves)} candidate hops "
+                f"(allowed 0..{len(moves) - 1})"
+            )
+        rattle = study.neb.rattle
+        initial, final = build_neb_endpoints(
+            host,
+            vacancy_index=vacancy,
+            hop_index=moves[path.hop],
+            rattle=study.seed if rattle > 0 else None,
+            rattle_stdev=rattle if rattle > 0 else 0.03,
+        )
+        kinds: dict[str, CalcKind] = {"bulk": "bulk", "clean": "slab"}
+        kind = kinds.get(path.host, "adsorbed")
+        tag = f"{path.host}-{_x_tag(study.neb.x)}"
+        meta = {"x": study.neb.x, "host": path.host, "vacancy_index": vacancy}
+        meta["charge"] = study.neb.vacancy_charge
+        meta["hop_index"] = moves[path.hop]
+        first = self.add(f"neb-{tag}-initial", kind, initial, role="neb_initial", meta=meta)
+        last = self.add(f"neb-{tag}-final", kind, final, role="neb_final", meta=meta)
+        return NebSpec(
+            name=f"neb-{tag}",
+            label=path.host,
+            initial=first.name,
+            final=last.name,
+            n_images=path.n_images or int(default_n_images(initial, final)),
+            hopping_index=int(initial.info["neb"]["hopping_index"]),
+            meta=meta,
+        )

@@ -1,0 +1,431 @@
+"""Run one scheduled step with a backend: the code the local engine and FireWorks share.
+
+:func:`execute_step` takes a :class:`~pqdflow.workflows.study.scheduler.Step`, any backend
+of the registry and the documents of the step's parents, and returns the step's document:
+
+* ``relax``: :func:`relax_calculation` (an NEB final endpoint first moved onto its relaxed
+  initial endpoint by :func:`final_endpoint_start`);
+* ``neb``: :func:`run_neb` (endpoints that relaxed into different tilt basins are rebased,
+  and a band whose endpoints still differ is run and flagged);
+* ``binding``: :func:`~pqdflow.analysis.binding.compute_binding`;
+* ``neb_analysis``: :func:`~pqdflow.analysis.barriers.summarize_neb`.
+
+A calculation folder whose ``result.json`` exists is finished: its document is read, not
+recomputed (:func:`~pqdflow.documents.results.read_finished`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from ase import Atoms
+
+from pqdflow.analysis.barriers import summarize_neb
+from pqdflow.analysis.binding import compute_binding
+from pqdflow.documents.manifest import MANIFEST_FILE, Manifest, ManifestEntry, read_manifest
+from pqdflow.documents.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan, jsonable
+from pqdflow.documents.results import BindingDoc, NebDoc, RelaxDoc, StudyResults, read_finished
+from pqdflow.errors import (
+    CalculationFailed,
+    EndpointError,
+    EndpointWarning,
+    InputError,
+    StudyError,
+)
+from pqdflow.fileio import atomic_write_text
+from pqdflow.provenance import provenance
+from pqdflow.structures.defects import check_endpoints, final_in_initial_basin
+from pqdflow.workflows.backends import Backend
+from pqdflow.workflows.study.scheduler import Step, reuse_settings, schedule, step_inputs
+
+__all__ = [
+    "assemble_results",
+    "execute_step",
+    "final_endpoint_start",
+    "prepare_run_folder",
+    "relax_calculation",
+    "run_neb",
+    "step_directory",
+]
+
+Definition = Literal["exchange", "interaction"]
+
+
+def step_directory(step: Step, root: str | Path | None) -> Path | None:
+    """Folder of a step: ``root/<calcs|neb>/<name>``, or ``./<name>`` without a root.
+
+    Steps without a folder (binding energies, analyses) give None.
+    """
+    if step.group is None:
+        return None
+    return Path(root) / step.group / step.name if root else Path.cwd() / step.name
+
+
+def final_endpoint_start(
+    initial_relaxed: Atoms,
+    initial_start: Atoms,
+    final_start: Atoms,
+    hopping_index: int,
+    *,
+    radius: float = 4.5,
+) -> Atoms:
+    """Return a NEB final-endpoint start that matches the relaxed initial endpoint.
+
+    Relaxing the two endpoints independently from a near-cubic host lets each fall into its
+    own octahedral-tilt pattern (CsPbX3's tilt modes are soft; the ideal cube is a saddle),
+    so the band would also have to rotate octahedra. Instead the final state starts from the
+    *relaxed* initial state with only the hopping atom moved: onto the vacancy site of the
+    plan, shifted by the mean relaxation displacement of the atoms within ``radius`` Å of
+    that site (:func:`~pqdflow.structures.defects.final_in_initial_basin`).
+
+    Parameters
+    ----------
+    initial_relaxed
+        The relaxed initial endpoint.
+    initial_start, final_start
+        The planned (unrelaxed) endpoints; same atoms, only ``hopping_index`` differs.
+    hopping_index
+        Index of the hopping atom.
+    radius
+        Neighbourhood of the vacancy site whose mean displacement is applied (Å).
+
+    Returns
+    -------
+    ase.Atoms
+        Copy of ``initial_relaxed`` (constraints kept) with the hopping atom moved;
+        ``info`` from ``final_start``.
+
+    Raises
+    ------
+    EndpointError
+        Endpoints with different atoms, or a hopping index out of range.
+    """
+    n = len(initial_start)
+    same = list(initial_start.numbers) == list(final_start.numbers)
+    if not (len(final_start) == n == len(initial_relaxed)) or not same:
+        raise EndpointError("NEB endpoints must have the same atoms in the same order")
+    if not 0 <= hopping_index < n:
+        raise EndpointError(f"hopping_index {hopping_index} is outside 0..{n - 1}")
+    out = final_in_initial_basin(initial_relaxed, final_start, hopping_index, shell=radius)
+    out.info = dict(final_start.info)
+    return out
+
+
+def relax_calculation(
+    spec: CalcSpec,
+    backend: Backend,
+    directory: str | Path,
+    *,
+    inputs: Mapping[str, Any] | None = None,
+) -> RelaxDoc:
+    """Relax one planned structure in ``directory`` (or read its finished result).
+
+    Parameters
+    ----------
+    spec
+        The calculation (its ``atoms`` is where the relaxation starts).
+    backend
+        Any registered backend.
+    directory
+        Calculation folder.
+    inputs
+        The record of what determines the result
+        (:func:`~pqdflow.workflows.study.scheduler.step_inputs`), stored as
+        ``meta["inputs"]``; a finished result is reused only when it matches.
+
+    Raises
+    ------
+    OverwriteError
+        The folder holds a result of another backend or of other inputs.
+    """
+    directory = Path(directory)
+    done = read_finished(directory, RelaxDoc, backend.name, inputs=inputs)
+    if done is not None:
+        return done
+    if inputs is not None:
+        spec = dataclasses.replace(spec, meta={**spec.meta, "inputs": dict(inputs)})
+    return backend.relax(spec, directory)
+
+
+def run_neb(
+    spec: NebSpec,
+    initial_doc: RelaxDoc,
+    final_doc: RelaxDoc,
+    backend: Backend,
+    directory: str | Path,
+    *,
+    inputs: Mapping[str, Any] | None = None,
+) -> NebDoc:
+    """Converge one NEB path between relaxed endpoints (or read its finished result).
+
+    Endpoints that relaxed into different tilt basins are rebased: the final endpoint is
+    rebuilt in the initial's basin and relaxed as tightly as the others (in
+    ``directory/final-rebased``). If they still differ by more than the hop, the band is
+    run and flagged (``meta["endpoint_check"]``, :class:`~pqdflow.errors.EndpointWarning`).
+
+    ``inputs`` is the record of what determines the band (see :func:`relax_calculation`).
+
+    Raises
+    ------
+    InputError
+        Endpoint documents that do not belong to ``spec``.
+    OverwriteError
+        The folder holds a band of another backend or of other inputs.
+    """
+    if (initial_doc.name, final_doc.name) != (spec.initial, spec.final):
+        raise InputError(
+            f"NEB {spec.name!r} needs endpoints {spec.initial!r} -> {spec.final!r}, "
+            f"got {initial_doc.name!r} -> {final_doc.name!r}"
+        )
+    directory = Path(directory)
+    done = read_finished(directory, NebDoc, backend.name, inputs=inputs)
+    if done is not None:
+        return done
+    initial = initial_doc.read_structure()
+    final = final_doc.read_structure()
+    meta: dict[str, Any] = {"hopping_index": spec.hopping_index, **spec.meta}
+    if inputs is not None:
+        meta["inputs"] = dict(inputs)
+    try:
+        check_endpoints(initial, final, hopping_index=spec.hopping_index)
+    except EndpointError as exc:
+        # The endpoints relaxed into different tilt basins: a band between them would mix a
+        # collective distortion into the hop. Rebuild the final endpoint in the initial's
+        # basin and relax it as tightly as the other endpoints.
+        start = final_in_initial_basin(initial, final, spec.hopping_index)
+        rebase = CalcSpec(
+            name=f"{spec.final}-rebased",
+            kind=final_doc.kind,  # type: ignore[arg-type]
+            atoms=start,
+            formula_units=final_doc.formula_units,
+            role="neb_final",
+            meta={**spec.meta, "rebased_from": spec.final},
+        )
+        final_doc = relax_calculation(
+            rebase,
+            backend,
+            directory / "final-rebased",
+            inputs=None if inputs is None else {**inputs, "step": "rebase"},
+        )
+        final = final_doc.read_structure()
+        meta["final_rebased"] = {"reason": str(exc), "energy": final_doc.energy}
+        try:
+            check_endpoints(initial, final, hopping_index=spec.hopping_index)
+        except EndpointError as again:
+            # The rebuilt final endpoint relaxed away too: a real rearrangement on this
+            # potential (same atom order by construction), not a bookkeeping error. Run the
+            # band, but flag it so the barrier is not read as a clean hop.
+            meta["endpoint_check"] = {"passed": False, "reason": str(again)}
+            warnings.warn(
+                f"NEB {spec.name!r}: {again}, even after rebuilding the final endpoint in "
+                "the initial's basin; the band is run and flagged "
+                "(meta['endpoint_check']), and its barrier includes that rearrangement",
+                EndpointWarning,
+                stacklevel=2,
+            )
+    return backend.neb(spec, initial_doc, final_doc, directory, meta=meta)
+
+
+def execute_step(
+    step: Step,
+    backend: Backend | None,
+    docs: Mapping[str, Any],
+    root: str | Path | None = None,
+    *,
+    definition: Definition = "exchange",
+    directory: str | Path | None = None,
+) -> RelaxDoc | NebDoc | BindingDoc | dict[str, Any]:
+    """Run one step and return its document.
+
+    Parameters
+    ----------
+    step
+        The step (from :func:`~pqdflow.workflows.study.scheduler.schedule`).
+    backend
+        Any registered backend; only ``relax`` and ``neb`` steps use it (None is fine for
+        the others).
+    docs
+        Documents of the step's parents by name (RelaxDoc, NebDoc).
+    root
+        Run folder (``root/calcs/<name>``, ``root/neb/<name>``); None: the current folder
+        (a FireWorks launch folder).
+    definition
+        Binding-energy definition of ``binding`` steps.
+    directory
+        Folder of a ``relax`` / ``neb`` step instead of :func:`step_directory` (e.g. the
+        pre-relaxation's work folder).
+
+    Raises
+    ------
+    CalculationFailed
+        A parent's document is missing, or the backend failed.
+    InputError
+        A step that needs a backend got none; an unbalanced reaction.
+    """
+    missing = [p for p in step.parents if p not in docs]
+    if missing:
+        raise CalculationFailed(
+            f"{step.kind} {step.name!r}: no result from parent calculations {missing}"
+        )
+    spec = step.spec
+    if isinstance(spec, BindingSpec):
+        return compute_binding(spec, docs, definition=definition)
+    if step.kind == "neb_analysis":
+        assert isinstance(spec, NebSpec)
+        return summarize_neb(docs[spec.name])
+    if backend is None:
+        raise InputError(f"{step.kind} {step.name!r} needs a backend")
+    directory = Path(directory) if directory is not None else step_directory(step, root)
+    assert directory is not None
+    settings = reuse_settings(backend.describe())
+    if step.kind == "relax":
+        settings.pop("neb", None)  # the band recipe does not change a relaxation
+    parents = {p: getattr(docs[p], "meta", {}).get("inputs") for p in step.parents}
+    inputs = step_inputs(step, settings, parents)
+    if isinstance(spec, NebSpec):
+        initial, final = docs[spec.initial], docs[spec.final]
+        return run_neb(spec, initial, final, backend, directory, inputs=inputs)
+    if step.start_from is not None:
+        start = step.start_from
+        first = final_endpoint_start(
+            docs[start.initial].read_structure(),
+            start.initial_start,
+            spec.atoms,
+            start.hopping_index,
+        )
+        spec = dataclasses.replace(spec, atoms=first)
+    return relax_calculation(spec, backend, directory, inputs=inputs)
+
+
+def assemble_results(
+    plan: StudyPlan,
+    docs: Mapping[str, Any],
+    backend: str,
+    *,
+    failed: list[dict[str, str]] | None = None,
+    wall_time_s: float = 0.0,
+    **extra: Any,
+) -> StudyResults:
+    """Return the :class:`~pqdflow.documents.results.StudyResults` of a plan's step documents.
+
+    Parameters
+    ----------
+    plan
+        The study plan.
+    docs
+        Step name -> document (RelaxDoc, NebDoc, BindingDoc, NEB analysis dict) of every step
+        that finished.
+    backend
+        Backend name.
+    failed
+        ``{"name", "kind", "error"}`` of every step that failed or was skipped.
+    wall_time_s
+        Wall time of the run (s).
+    **extra
+        Added to the provenance record.
+    """
+    steps = schedule(plan)
+    by_kind: dict[str, list[Any]] = {"relax": [], "neb": [], "binding": [], "neb_analysis": []}
+    for step in steps:
+        if step.name in docs:
+            by_kind[step.kind].append(docs[step.name])
+
+    def plain(doc: Any) -> dict[str, Any]:
+        return dict(doc.as_dict()) if hasattr(doc, "as_dict") else dict(doc)
+
+    return StudyResults(
+        study=plan.name,
+        backend=backend,
+        binding=[plain(d) for d in by_kind["binding"]],
+        neb=[plain(d) for d in by_kind["neb"]],
+        calculations=[plain(d) for d in by_kind["relax"]],
+        failed=list(failed or []),
+        wall_time_s=round(wall_time_s, 3),
+        provenance=provenance(
+            neb_analysis=[plain(d) for d in by_kind["neb_analysis"]], study_meta=plan.meta, **extra
+        ),
+    )
+
+
+def prepare_run_folder(
+    plan: StudyPlan,
+    out: str | Path,
+    backend: str,
+    settings: Mapping[str, Any] | None = None,
+) -> Manifest:
+    """Claim ``out`` for one study run: write (or check) its ``manifest.json``.
+
+    The manifest lists every calculation and band folder of the run (``calcs/<name>``,
+    ``neb/<name>``) with the plan's reactions and paths, so ``pqdflow report OUT`` reads a run
+    folder as it reads a dry-run tree. It records the backend and the plan's fingerprint: a
+    run folder holds one study, and a second study (or the same study with other settings or
+    another backend) is refused before anything is written.
+
+    Raises
+    ------
+    StudyError
+        ``out`` holds another study or run, or a dry run; the message names the folder and
+        what differs.
+    """
+    out = Path(out)
+    fingerprint = plan.fingerprint(backend, reuse_settings(dict(settings or {})))
+    run = {"backend": backend, "fingerprint": fingerprint}
+    path = out / MANIFEST_FILE
+    if path.is_file():
+        old = read_manifest(out)
+        if not old.run:
+            raise StudyError(
+                f"{out} holds a dry run (pqdflow inputs) of study {old.study!r}; run into "
+                "another folder"
+            )
+        if old.run.get("fingerprint") != fingerprint:
+            what = []
+            if old.study != plan.name:
+                what.append(f"study {old.study!r}, not {plan.name!r}")
+            if old.run.get("backend") != backend:
+                what.append(f"backend {old.run.get('backend')!r}, not {backend!r}")
+            if not what:
+                what.append("the same study name with other structures or settings")
+            raise StudyError(
+                f"{out} already holds a run of {'; '.join(what)}; a run folder holds one study "
+                "with one backend and one set of settings. Use a new --out (or restore the "
+                "original study file and settings to resume)."
+            )
+    entries: list[ManifestEntry] = []
+    for step in schedule(plan):
+        if step.kind == "relax":
+            calc = step.spec
+            assert isinstance(calc, CalcSpec)
+            entries.append(
+                ManifestEntry(
+                    name=calc.name,
+                    path=f"calcs/{calc.name}",
+                    kind=calc.kind,
+                    formula_units=int(calc.formula_units),
+                    role=calc.role,
+                    meta=jsonable(calc.meta),
+                )
+            )
+        elif step.kind == "neb":
+            neb = step.spec
+            assert isinstance(neb, NebSpec)
+            meta = {**jsonable(neb.meta), "label": neb.label, "initial": neb.initial}
+            meta |= {"final": neb.final, "n_images": neb.n_images}
+            entries.append(ManifestEntry(neb.name, f"neb/{neb.name}", "neb", role="neb", meta=meta))
+    manifest = Manifest(
+        study=plan.name,
+        calculations=entries,
+        bindings=list(plan.bindings),
+        nebs=list(plan.nebs),
+        written=[],
+        path=path,
+        run=run,
+    )
+    text = manifest.text()
+    if not path.is_file() or path.read_text() != text:
+        atomic_write_text(path, text)
+    return manifest

@@ -1,0 +1,1 @@
+"""Test helpers that ship with pqdflow: a fake VASP executable on real reference outputs."""
