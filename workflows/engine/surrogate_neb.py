@@ -3,65 +3,58 @@
 Users pay per DFT force call. Surrogate NEB methods (GP-NEB, Koistinen et al., J. Chem.
 Phys. 147, 152720, 2017; ML-NEB, Garrido Torres et al., Phys. Rev. Lett. 122, 156001,
 2019) report about an order of magnitude fewer evaluations than a conventional NEB at the
-same barrier. This recipe seeds the surrogate with a cheap universal potential:
+same barrier. This recipe seeds the surrogate with a cheap universal potential and keeps
+the oracle for what only it can settle:
 
 1. **Cheap band.** The cheap potential (CHGNet) converges the band between the oracle's
-   relaxed endpoints with pqdflow's recipe (:func:`~pqdflow.workflows.engine.neb.optimize_band`).
-2. **First batch.** The oracle evaluates the band's interior images in one batch (one
-   FireWorks round for VASP), so the correction is known along the whole path.
-3. **Surrogate.** Cheap potential + a Gaussian process on the residual, trained on the
-   oracle's energies and forces (:class:`~pqdflow.workflows.engine.residual_gp.ResidualGP`). The
-   band is re-converged on the surrogate (cheap calls only), its climbing image tightly.
-4. **Next batch.** The oracle evaluates the surrogate's climbing image (no further than
-   ``trust_radius`` from the nearest oracle point) and every image whose energy the
-   surrogate cannot rule out being above the saddle (``confidence`` standard deviations).
-5. **Stopping rule.** The barrier is the oracle energy of an oracle-evaluated climbing
-   point ``x_c``. It is accepted when (a) the surrogate, trained on ``x_c``, puts its own
-   saddle within ``barrier_tol`` of that energy; (b) the local quadratic model (the oracle's
-   force at ``x_c``, the surrogate's curvatures, see
-   :func:`~pqdflow.workflows.engine.saddle_check.estimate_saddle_error`) puts the saddle within
-   ``barrier_tol``; (c) the surrogate had predicted the oracle energy at ``x_c`` within
-   ``barrier_tol`` before seeing it (waived when ``x_c`` is the surrogate's own saddle);
-   (d) no other image may lie above it. The estimated error is the larger of (a) and (b).
+   relaxed endpoints (:func:`~pqdflow.workflows.engine.neb.optimize_band`, cheap calls).
+2. **First batch.** The oracle evaluates every interior image in one batch (one FireWorks
+   round for VASP).
+3. **Surrogate rounds.** Each image carries the cheap potential plus a first-order
+   correction anchored at its latest oracle point (:class:`CorrectedCalculator`: the
+   oracle's energy and forces there, the cheap potential's curvature). The band is
+   re-converged on that surface (cheap calls only) and the oracle evaluates the new
+   climbing image (one call per round), which becomes its anchor. This is a quasi-Newton
+   search for the oracle's saddle with the cheap Hessian; rounds stop once the surrogate
+   predicts the oracle's climbing energy within ``predict_tol`` or after ``max_rounds``.
+4. **Oracle finish.** The climbing image is then converged on the oracle itself, the other
+   images staying on their corrected surfaces, with pqdflow's stopping rule
+   (:mod:`~pqdflow.workflows.engine.neb_stopping`: oracle curvature probes, Newton steps
+   onto the saddle): the band is done when the climbing image's oracle energy is known
+   within ``barrier_tol`` of the saddle's.
 
-The reported barrier is always an oracle energy difference at an oracle-evaluated point:
-never a surrogate prediction. An oracle budget that runs out stops the loop with the best
-confirmed point so far, ``stopped_early`` and its estimated error.
+The reported barrier is always the oracle energy of the climbing image minus the oracle
+energy of the initial endpoint; a band whose climbing image ends on another image than the
+oracle's, or where a surrogate image may lie above the confirmed saddle, is reported as
+not converged with the reason. An oracle budget that runs out stops the band with the last
+confirmed point, ``stopped_early`` and its estimated error.
 
 The oracle is a batch function (:data:`Oracle`): a list of structures in, one
 ``(energy, forces)`` per structure out. :func:`calculator_oracle` makes one from any ASE
-calculator factory of the registry (SevenNet, GPAW, VASP through ASE); a FireWorks
-workflow of single points is the same function with one workflow per batch.
+calculator factory, :func:`registry_oracle` from an in-process backend of the registry
+(``mock``, ``chgnet``, ``gpaw``). For VASP on a cluster the same function submits one
+FireWorks workflow of single points per batch and returns their parsed energies and
+forces; the finish stage sends one structure per batch.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator
-from ase.calculators.singlepoint import SinglePointCalculator
-from ase.optimize import FIRE
+from ase.calculators.calculator import Calculator, all_changes
 
 from pqdflow.documents.results import NebDoc
-from pqdflow.errors import InputError
+from pqdflow.errors import BackendError, InputError
 from pqdflow.fileio import guard_outputs, move_outputs_aside
-from pqdflow.workflows.engine.band_optimizer import BandLBFGS
-from pqdflow.workflows.engine.calculators import CountingCalculator
 from pqdflow.workflows.engine.neb import BandOutcome, optimize_band, write_band_document
-from pqdflow.workflows.engine.neb_band import (
-    NebSettings,
-    TieredNEB,
-    fix_endpoint,
-    interpolate_images,
-    tangential_forces,
-)
+from pqdflow.workflows.engine.neb_band import NebSettings, fix_endpoint, interpolate_images
 from pqdflow.workflows.engine.oracle import (
     CalculatorOracle,
     Oracle,
@@ -69,109 +62,91 @@ from pqdflow.workflows.engine.oracle import (
     evaluate_batch,
 )
 from pqdflow.workflows.engine.relax import write_frame
-from pqdflow.workflows.engine.residual_gp import ResidualGP, SurrogateCalculator
-from pqdflow.workflows.engine.saddle_check import (
-    estimate_saddle_error,
-    finite_difference_hvp,
-    free_mask,
-)
 
 __all__ = [
     "CalculatorOracle",
+    "CorrectedCalculator",
     "Oracle",
-    "SurrogateCalculator",
+    "OracleCalculator",
     "SurrogateOutcome",
     "SurrogateSettings",
     "calculator_oracle",
+    "registry_oracle",
     "run_surrogate_band",
     "surrogate_band",
 ]
 
-
 _LOG = logging.getLogger(__name__)
+
+
+def _default_cheap() -> NebSettings:
+    return NebSettings(climb_fmax=0.01, barrier_check=False)
+
+
+def _default_band() -> NebSettings:
+    return NebSettings(fmax=0.03, climb_fmax=0.005, barrier_check=False, saddle_first=False)
+
+
+def _default_finish() -> NebSettings:
+    return NebSettings(fmax=0.05, climb_fmax=0.02, saddle_first=False, max_steps=200)
 
 
 @dataclass(frozen=True)
 class SurrogateSettings:
-    """The surrogate recipe (energies eV, forces eV/Å, lengths Å).
+    """The surrogate recipe (energies eV, forces eV/Å).
 
     Attributes
     ----------
     barrier_tol
-        The barrier must be known within this of the oracle's saddle (default 0.010).
+        The climbing image's oracle energy must be known within this of the oracle's
+        saddle (default 0.010); it replaces ``finish.barrier_tol``.
     max_oracle_calls
         Oracle budget, endpoints excluded (they arrive relaxed).
     max_rounds
-        Most oracle batches.
+        Most surrogate rounds (one oracle call each) before the oracle finish.
+    predict_tol
+        Surrogate rounds stop once the surrogate predicted the oracle's climbing energy
+        within this (eV).
     cheap
-        Recipe of the cheap seed band (its own stopping rule is off: its barrier is not
-        reported).
-    band_fmax, band_climb_fmax
-        Criteria of the bands converged on the surrogate (cheap calls only).
-    confidence
-        Standard deviations of the surrogate's energy by which an image must stay below
-        the confirmed saddle not to be evaluated.
-    trust_radius
-        Longest atomic displacement of a new climbing point from the nearest oracle point.
-    first_batch
-        ``"band"``: the oracle evaluates every interior image of the cheap band first;
-        ``"climbing"``: its climbing image only.
-    check_probes
-        Subspace size of the local check (surrogate Hessian-vector products, cheap).
-    probe_step
-        Finite-difference step of those probes (central differences).
-    max_steps
-        Step limit of each surrogate band.
+        Recipe of the cheap seed band (its barrier is never reported).
+    band
+        Recipe of the bands converged on the corrected surfaces (cheap calls only).
+    finish
+        Recipe of the oracle finish (its stopping rule is what accepts the barrier).
     """
 
     barrier_tol: float = 0.010
     max_oracle_calls: int = 60
-    max_rounds: int = 25
-    cheap: NebSettings = field(
-        default_factory=lambda: NebSettings(climb_fmax=0.01, barrier_check=False)
-    )
-    band_fmax: float = 0.03
-    band_climb_fmax: float = 0.003
-    confidence: float = 2.0
-    trust_radius: float = 0.2
-    first_batch: str = "band"
-    check_probes: int = 12
-    probe_step: float = 0.01
-    max_steps: int = 500
+    max_rounds: int = 4
+    predict_tol: float = 0.005
+    cheap: NebSettings = field(default_factory=_default_cheap)
+    band: NebSettings = field(default_factory=_default_band)
+    finish: NebSettings = field(default_factory=_default_finish)
 
     def __post_init__(self) -> None:
-        for name in (
-            "barrier_tol",
-            "band_fmax",
-            "band_climb_fmax",
-            "confidence",
-            "trust_radius",
-            "probe_step",
-        ):
+        for name in ("barrier_tol", "predict_tol"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise InputError(
                     f"surrogate setting {name} must be a positive number, got {value!r}"
                 )
-        for name in ("max_oracle_calls", "max_rounds", "max_steps"):
-            if getattr(self, name) < 1:
-                raise InputError(
-                    f"surrogate setting {name} must be >= 1, got {getattr(self, name)}"
-                )
-        if self.check_probes < 2:
+        if self.max_rounds < 0:
+            raise InputError(f"surrogate setting max_rounds must be >= 0, got {self.max_rounds}")
+        if self.max_oracle_calls < 1:
             raise InputError(
-                f"surrogate setting check_probes must be >= 2, got {self.check_probes}"
+                f"surrogate setting max_oracle_calls must be >= 1, got {self.max_oracle_calls}"
             )
-        if self.first_batch not in ("band", "climbing"):
+        if not self.finish.barrier_check or not self.finish.climb:
             raise InputError(
-                f"surrogate first_batch={self.first_batch!r} is unknown; "
-                "choose 'band' or 'climbing'"
+                "surrogate setting finish needs climb=True and barrier_check=True: its "
+                "stopping rule is what accepts the barrier"
             )
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         out = asdict(self)
-        out["cheap"] = self.cheap.as_dict()
+        for name in ("cheap", "band", "finish"):
+            out[name] = getattr(self, name).as_dict()
         return out
 
 
@@ -179,251 +154,171 @@ class SurrogateSettings:
 class SurrogateOutcome(BandOutcome):
     """A surrogate band's result: a :class:`~pqdflow.workflows.engine.neb.BandOutcome` plus.
 
-    ``images`` is the last surrogate band with the confirmed climbing point in its place;
-    ``energies`` holds the oracle energy there and at the endpoints, the surrogate's
-    elsewhere (``energy_sources``). ``n_force_calls`` counts the cheap potential's calls,
-    ``n_oracle_calls`` the oracle's. ``barrier`` is the confirmed forward barrier (eV).
+    ``energies`` holds the oracle's energies at the endpoints and the climbing image, the
+    surrogate's elsewhere (``energy_sources``). ``n_force_calls`` counts the cheap
+    potential's calls, ``n_oracle_calls`` the oracle's. ``barrier`` is the confirmed
+    forward barrier (eV): the climbing image's oracle energy minus the initial one.
     """
 
     barrier: float = math.nan
     n_oracle_batches: int = 0
     energy_sources: list[str] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
-    oracle_points: list[dict[str, Any]] = field(default_factory=list)
     cheap_barrier: float = math.nan
 
 
-@dataclass
-class _Point:
-    """One oracle evaluation."""
-
-    positions: np.ndarray
-    energy: float
-    forces: np.ndarray
-    kind: str
-    round: int
-    predicted: float | None = None
-    predicted_std: float | None = None
-    check: dict[str, Any] = field(default_factory=dict)
-    gp_index: int = -1
+class _OracleBudgetSpent(Exception):
+    """Raised inside a band optimisation when the oracle budget is spent."""
 
 
-def _longest(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.sqrt(((a - b) ** 2).sum(axis=1)).max())
+class OracleCalculator(Calculator):
+    """An ASE calculator that sends each structure to a batch oracle as a batch of one.
 
+    Keeps every result (``history``; :meth:`find`) so a caller can check that a reported
+    energy is the oracle's at the reported geometry.
 
-class _Surrogate:
-    """Bookkeeping of one surrogate NEB run (oracle points, GP, cheap calls)."""
+    Parameters
+    ----------
+    oracle
+        The batch oracle (:data:`Oracle`).
+    budget
+        Most calls; one more raises an internal stop that :func:`surrogate_band` turns
+        into ``stopped_early`` (None: unlimited).
+    """
 
-    def __init__(
-        self,
-        template: Atoms,
-        cheap_factory: Callable[[], Calculator],
-        oracle: Oracle,
-        settings: SurrogateSettings,
-    ) -> None:
-        self.template = template
-        self.cheap_factory = cheap_factory
+    implemented_properties = ["energy", "forces"]  # noqa: RUF012  # ASE's convention
+    nolabel = True
+
+    def __init__(self, oracle: Oracle, budget: int | None = None) -> None:
+        super().__init__()
         self.oracle = oracle
-        self.settings = settings
-        self.mask = free_mask(template)
-        self.gp = ResidualGP(self.mask)
-        self.points: list[_Point] = []
-        self.cheap_counters: list[CountingCalculator] = []
+        self.budget = budget
+        self.n_calls = 0
         self.n_batches = 0
-
-    def cheap(self) -> CountingCalculator:
-        calc = CountingCalculator(self.cheap_factory())
-        self.cheap_counters.append(calc)
-        return calc
-
-    @property
-    def cheap_calls(self) -> int:
-        return sum(c.n_calls for c in self.cheap_counters)
-
-    def surrogate(self, *, uncertainty: bool = False) -> SurrogateCalculator:
-        return SurrogateCalculator(self.cheap(), self.gp, uncertainty=uncertainty)
-
-    def single_point(
-        self, calc: Calculator, positions: np.ndarray
-    ) -> tuple[float, np.ndarray, float]:
-        atoms = self.template.copy()
-        atoms.positions = positions
-        atoms.calc = calc
-        energy = float(atoms.get_potential_energy())
-        forces = np.array(atoms.get_forces(apply_constraint=False), dtype=float)
-        sigma = float(calc.results.get("uncertainty", math.nan))
-        return energy, forces, sigma
-
-    def observe(self, positions: np.ndarray, energy: float, forces: np.ndarray) -> int:
-        """Add an oracle (or endpoint) observation to the GP via the cheap residual."""
-        e_c, f_c, _ = self.single_point(self.cheap(), positions)
-        return self.gp.add(positions, energy - e_c, f_c - forces)
+        self.history: list[tuple[np.ndarray, float, np.ndarray]] = []
 
     def evaluate(
-        self, batch: list[tuple[str, np.ndarray, float | None, float | None]], k: int
-    ) -> list[_Point]:
-        """Run one oracle batch; every result checked, stored and observed by the GP."""
-        structures = []
-        for _, positions, _, _ in batch:
-            atoms = self.template.copy()
-            atoms.positions = positions
-            structures.append(atoms)
-        labels = [f"the {kind} point of round {k}" for kind, *_ in batch]
+        self, structures: Sequence[Atoms], labels: Sequence[str]
+    ) -> list[tuple[float, np.ndarray]]:
+        """One oracle batch, checked and counted (budget enforced)."""
+        if self.budget is not None and self.n_calls + len(structures) > self.budget:
+            raise _OracleBudgetSpent
         results = evaluate_batch(self.oracle, structures, labels)
+        self.n_calls += len(structures)
         self.n_batches += 1
-        new = []
-        for (kind, positions, predicted, sigma), (energy, forces) in zip(
-            batch, results, strict=True
-        ):
-            point = _Point(positions.copy(), energy, forces, kind, k, predicted, sigma)
-            point.gp_index = self.observe(positions, energy, forces)
-            self.points.append(point)
-            new.append(point)
-        return new
+        for atoms, (energy, forces) in zip(structures, results, strict=True):
+            self.history.append((atoms.positions.copy(), energy, forces))
+        return results
+
+    def find(self, positions: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """Return the oracle's energy and forces at ``positions`` (Å) if it was evaluated there."""
+        for done, energy, forces in reversed(self.history):
+            if done.shape == np.shape(positions) and np.allclose(done, positions, atol=1e-8):
+                return energy, forces
+        return None
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = tuple(all_changes),
+    ) -> None:
+        """Energy and forces of ``atoms`` from the oracle."""
+        super().calculate(atoms, properties, system_changes)
+        assert self.atoms is not None
+        ((energy, forces),) = self.evaluate([self.atoms.copy()], ["climbing image"])
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces.copy()}
 
 
-def _distance_to_data(run: _Surrogate, positions: np.ndarray) -> float:
-    """Longest atomic displacement (Å) from the nearest oracle point."""
-    return min(_longest(p.positions, positions) for p in run.points)
+class CorrectedCalculator(Calculator):
+    """A cheap calculator plus a first-order correction to an oracle point (eV, eV/Å).
 
+    ``E(x) = E_cheap(x) + ΔE - ΔF · (x - x0)`` and ``F(x) = F_cheap(x) + ΔF``, with ``ΔE``
+    and ``ΔF`` the oracle's minus the cheap potential's energy and forces at the anchor
+    ``x0``: the oracle's energy and forces at ``x0``, the cheap potential's curvature.
 
-def _relax_on_surrogate(
-    run: _Surrogate, images: list[Atoms], settings: SurrogateSettings
-) -> tuple[TieredNEB, list[float], list[float], int]:
-    """Converge the band on the surrogate in place; (band, energies, stds, steps).
-
-    The relaxation stops early once an image leaves the trust region (``trust_radius``
-    from every oracle point): beyond it the surrogate is extrapolating, and the band would
-    follow its artefacts (GP-NEB's early stopping, Koistinen et al. 2017).
+    Parameters
+    ----------
+    cheap
+        The cheap calculator.
     """
-    for image in images[1:-1]:
-        image.calc = run.surrogate()
-    cheap = settings.cheap
-    neb = TieredNEB(
-        images,
-        k=cheap.k,
-        climb=True,
-        fmax=settings.band_fmax,
-        climb_fmax=settings.band_climb_fmax,
-    )
 
-    def outside() -> bool:
-        return any(
-            _distance_to_data(run, im.positions) > settings.trust_radius for im in images[1:-1]
-        )
+    implemented_properties = ["energy", "forces"]  # noqa: RUF012  # ASE's convention
+    nolabel = True
 
-    opt = BandLBFGS(
-        neb,  # type: ignore[arg-type]  # TieredNEB
-        alpha=cheap.qn_alpha,
-        maxstep=min(cheap.qn_maxstep, 0.5 * settings.trust_radius),
-        memory=cheap.qn_memory,
-    )
-    opt.run(steps=settings.max_steps, stop=outside)
-    steps = opt.nsteps
-    if opt.stalled and not outside():
-        fire = FIRE(neb, logfile=None)
-        for _ in fire.irun(fmax=settings.band_climb_fmax, steps=settings.max_steps):
-            if outside():
-                break
-        steps += int(fire.nsteps)
-    neb.get_forces()
-    assert neb.energies is not None
-    energies = [float(e) for e in neb.energies]
-    stds = [0.0] + [run.gp.predict(im.positions, std=True)[2] for im in images[1:-1]] + [0.0]
-    return neb, energies, stds, steps
+    def __init__(self, cheap: Calculator) -> None:
+        super().__init__()
+        self.cheap = cheap
+        self.anchor: np.ndarray | None = None
+        self.delta_e = 0.0
+        self.delta_f: np.ndarray | None = None
+        self.n_calls = 0
 
+    def set_anchor(self, positions: np.ndarray, delta_e: float, delta_f: np.ndarray) -> None:
+        """Anchor the correction at ``positions`` (Å) and forget cached results."""
+        self.anchor = np.array(positions, dtype=float)
+        self.delta_e = float(delta_e)
+        self.delta_f = np.array(delta_f, dtype=float)
+        self.reset()
 
-def _tangent(images: list[Atoms], index: int, mask: np.ndarray) -> np.ndarray:
-    """Central-difference path tangent at ``index`` (unit vector, fixed atoms zero)."""
-    t = (images[index + 1].positions - images[index - 1].positions).reshape(-1)
-    t = np.where(mask, t, 0.0)
-    return (t / np.linalg.norm(t)).reshape(-1, 3)
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = tuple(all_changes),
+    ) -> None:
+        """Cheap energy and forces plus the correction."""
+        super().calculate(atoms, properties, system_changes)
+        assert self.atoms is not None
+        work = self.atoms.copy()
+        work.calc = self.cheap
+        energy = float(work.get_potential_energy())
+        forces = np.array(work.get_forces(apply_constraint=False), dtype=float)
+        self.n_calls += 1
+        if self.anchor is not None and self.delta_f is not None:
+            energy += self.delta_e - float(np.vdot(self.delta_f, work.positions - self.anchor))
+            forces = forces + self.delta_f
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
 
 
-def _judge(
-    run: _Surrogate,
-    point: _Point,
-    images: list[Atoms],
-    c: int,
-    energies: list[float],
-    stds: list[float],
-    settings: SurrogateSettings,
-) -> dict[str, Any]:
-    """Apply the stopping rule to an oracle-evaluated climbing point (module docstring)."""
-    tol = settings.barrier_tol
-    delta = energies[c] - point.energy
-    atoms = run.template.copy()
-    atoms.positions = point.positions
-    probe = run.surrogate()
-    atoms.calc = probe
-    surrogate_forces = atoms.get_forces()
-    hvp = finite_difference_hvp(
-        atoms, run.surrogate(), surrogate_forces, step=settings.probe_step, central=True
-    )
-    oracle_forces = np.where(run.mask.reshape(-1, 3), point.forces, 0.0)
-    local = estimate_saddle_error(
-        oracle_forces, _tangent(images, c, run.mask), hvp, max_probes=settings.check_probes
-    )
-    moved = _longest(images[c].positions, point.positions)
-    prediction = math.inf if point.predicted is None else abs(point.energy - point.predicted)
-    waived = moved <= 0.02
-    others = [
-        j
-        for j in range(1, len(images) - 1)
-        if j != c and energies[j] + settings.confidence * stds[j] > point.energy + tol
-    ]
-    error = max(abs(delta), local.error)
-    accepted = (
-        local.status == "ok" and error <= tol and (prediction <= tol or waived) and not others
-    )
-    return {
-        "accepted": bool(accepted),
-        "error_eV": float(error) if math.isfinite(error) else None,
-        "surrogate_saddle_minus_confirmed_eV": float(delta),
-        "local": local.as_dict(),
-        "prediction_error_eV": float(prediction) if math.isfinite(prediction) else None,
-        "surrogate_saddle_distance": moved,
-        "images_possibly_higher": others,
-    }
+def _cheap_point(cheap: Calculator, atoms: Atoms) -> tuple[float, np.ndarray]:
+    work = atoms.copy()
+    work.calc = cheap
+    return float(work.get_potential_energy()), np.array(work.get_forces(apply_constraint=False))
 
 
-def _next_batch(
-    run: _Surrogate,
-    images: list[Atoms],
-    c: int,
-    energies: list[float],
-    stds: list[float],
-    reference: float,
-    settings: SurrogateSettings,
-) -> list[tuple[str, np.ndarray, float | None, float | None]]:
-    """Pick the next oracle points: the surrogate's climbing image, then uncertain images.
+def registry_oracle(
+    name: str, atoms: Atoms, *, kind: str = "bulk", charge: int = 0, **settings: Any
+) -> CalculatorOracle:
+    """Build a batch oracle from an in-process registry backend (mock, chgnet, gpaw).
 
-    Uncertain: an image that moved more than half the trust radius from every oracle
-    point, or whose energy the surrogate cannot rule out (``confidence`` standard
-    deviations) being above ``reference`` (the latest confirmed saddle energy) plus the
-    tolerance.
+    Parameters
+    ----------
+    name
+        Registry name (:func:`~pqdflow.workflows.backends.backend_names`).
+    atoms
+        A structure of the band (GPAW builds its calculator per cell).
+    kind, charge
+        Passed to the backend's per-cell factory (``"bulk"``/``"slab"``; total charge).
+    settings
+        Backend settings (:func:`~pqdflow.workflows.backends.get_backend`).
+
+    Raises
+    ------
+    BackendError
+        An unknown name, or a backend that does not run in this process (``vasp``: send
+        each batch as one FireWorks workflow of single points instead).
     """
-    batch: list[tuple[str, np.ndarray, float | None, float | None]] = []
-    target = images[c].positions.copy()
-    nearest = min(run.points, key=lambda p: _longest(p.positions, target))
-    distance = _longest(nearest.positions, target)
-    if distance > settings.trust_radius:
-        target = nearest.positions + (target - nearest.positions) * (
-            settings.trust_radius / distance
+    from pqdflow.workflows.backends import get_backend
+
+    backend = get_backend(name, **settings)
+    factory_for = getattr(backend, "factory_for", None)
+    if factory_for is None:
+        raise BackendError(
+            f"backend {name!r} has no in-process calculator; wrap its single points in a "
+            "batch oracle (one FireWorks workflow per batch) instead"
         )
-    if distance > 1e-3:
-        e_pred, _, sigma = run.single_point(run.surrogate(uncertainty=True), target)
-        batch.append(("climbing", target, e_pred, sigma))
-    z, tol = settings.confidence, settings.barrier_tol
-    for j in range(1, len(images) - 1):
-        if j == c:
-            continue
-        far = _distance_to_data(run, images[j].positions) > 0.5 * settings.trust_radius
-        doubtful = energies[j] + z * stds[j] > reference + tol and stds[j] > 0.1 * tol
-        if far or doubtful:
-            batch.append((f"image {j}", images[j].positions.copy(), energies[j], stds[j]))
-    return batch
+    return calculator_oracle(factory_for(atoms, kind, charge))
 
 
 def surrogate_band(
@@ -434,7 +329,6 @@ def surrogate_band(
     *,
     e_initial: float,
     e_final: float,
-    endpoint_forces: tuple[np.ndarray, np.ndarray] | None = None,
     on_stage: Callable[[str, list[Atoms]], None] | None = None,
 ) -> SurrogateOutcome:
     """Converge a band with few oracle calls; report a barrier the oracle confirmed.
@@ -452,15 +346,13 @@ def surrogate_band(
         The recipe (defaults: :class:`SurrogateSettings`).
     e_initial, e_final
         The oracle's energies of the relaxed endpoints (eV), kept fixed.
-    endpoint_forces
-        The oracle's forces on the endpoints (eV/Å); default zero (relaxed).
     on_stage
-        Called with a stage name (``"cheap"``, ``"round N"``, ``"final"``) and the images.
+        Called with a stage name (``"cheap"``, ``"round N"``, ``"finish"``) and the images.
 
     Raises
     ------
     InputError
-        Bad settings or a band without interior images.
+        Bad settings, non-finite endpoint energies or a band without interior images.
     CalculationFailed
         An oracle result without a finite energy and forces of the right shape.
     """
@@ -471,155 +363,189 @@ def surrogate_band(
     for name, value in (("e_initial", e_initial), ("e_final", e_final)):
         if not math.isfinite(value):
             raise InputError(f"surrogate NEB: endpoint energy {name} must be finite, got {value}")
-    run = _Surrogate(images[0], cheap_factory, oracle, settings)
-    e_ci, f_ci, _ = run.single_point(run.cheap(), images[0].positions)
-    e_cf, f_cf, _ = run.single_point(run.cheap(), images[-1].positions)
+    if settings.max_oracle_calls < n + 1:
+        raise InputError(
+            f"surrogate NEB: max_oracle_calls={settings.max_oracle_calls} cannot cover the "
+            f"first batch of {n} images and one more call; raise it to at least {n + 1}"
+        )
+    cheap = cheap_factory()
+    e_ci, _ = _cheap_point(cheap, images[0])
+    e_cf, _ = _cheap_point(cheap, images[-1])
     cheap_out = optimize_band(
         images, [cheap_factory() for _ in range(n)], settings.cheap, e_initial=e_ci, e_final=e_cf
     )
     if on_stage is not None:
         on_stage("cheap", images)
-    zero = np.zeros((len(images[0]), 3))
-    f_oi, f_of = endpoint_forces if endpoint_forces is not None else (zero, zero)
-    run.gp.add(images[0].positions, e_initial - e_ci, f_ci - np.asarray(f_oi))
-    run.gp.add(images[-1].positions, e_final - e_cf, f_cf - np.asarray(f_of))
-    fix_endpoint(images[0], e_initial)
-    fix_endpoint(images[-1], e_final)
-    c0 = int(np.argmax(cheap_out.energies[1:-1])) + 1
-    order = [c0] + (
-        [j for j in range(1, n + 1) if j != c0] if settings.first_batch == "band" else []
-    )
-    batch: list[tuple[str, np.ndarray, float | None, float | None]] = [
-        ("climbing" if j == c0 else f"image {j}", images[j].positions.copy(), None, None)
-        for j in order
-    ][: settings.max_oracle_calls]
-    rounds: list[dict[str, Any]] = []
-    accepted: _Point | None = None
-    reason = f"{settings.max_rounds} oracle rounds done"
+    oracle_calc = OracleCalculator(oracle, settings.max_oracle_calls)
+    corrected = [CorrectedCalculator(cheap_factory()) for _ in range(n)]
+    anchors: dict[int, tuple[np.ndarray, float]] = {}
+    n_anchor_calls = 0
+
+    def anchor(j: int, energy: float, forces: np.ndarray) -> None:
+        """Anchor image j's correction at its current positions (one cheap call)."""
+        nonlocal n_anchor_calls
+        e_c, f_c = _cheap_point(corrected[j - 1].cheap, images[j])
+        n_anchor_calls += 1
+        corrected[j - 1].set_anchor(images[j].positions, energy - e_c, forces - f_c)
+        anchors[j] = (images[j].positions.copy(), energy)
+
+    def attach(calcs: Sequence[Calculator]) -> None:
+        fix_endpoint(images[0], e_initial)
+        fix_endpoint(images[-1], e_final)
+        for image, calc in zip(images[1:-1], calcs, strict=True):
+            image.calc = calc
+
+    interior = [image.copy() for image in images[1:-1]]
+    results = oracle_calc.evaluate(interior, [f"image {j}" for j in range(1, n + 1)])
+    for j, (energy, forces) in enumerate(results, start=1):
+        anchor(j, energy, forces)
+    rounds: list[dict[str, Any]] = [
+        {"round": 0, "oracle_eV": [energy - e_initial for energy, _ in results]}
+    ]
+    c = int(np.argmax([energy for energy, _ in results])) + 1
     n_steps = cheap_out.n_steps
-    for k in range(settings.max_rounds):
-        run.evaluate(batch, k)
-        # prior mean: the residual's Taylor expansion at the latest saddle point
-        latest = [p for p in run.points if p.kind == "climbing"][-1]
-        run.gp.fit(anchor=latest.gp_index)
-        neb, energies, stds, steps = _relax_on_surrogate(run, images, settings)
-        n_steps += steps
-        c = int(neb.imax)
-        if on_stage is not None:
-            on_stage(f"round {k}", images)
-        record: dict[str, Any] = {
-            "round": k,
-            "batch": [kind for kind, *_ in batch],
-            "length_scale": run.gp.length_scale,
-            "surrogate_barrier_eV": energies[c] - e_initial,
-            "climbing_index": c,
-            "surrogate_steps": steps,
-            "surrogate_fmax": [float(v) for v in neb.image_fmax()],
-        }
-        climbing = [p for p in run.points if p.kind == "climbing"]
-        point = climbing[-1]
-        if point.round == k:
-            point.check = _judge(run, point, images, c, energies, stds, settings)
-            record["check"] = point.check
-            if point.check["accepted"]:
-                accepted = point
-                rounds.append(record)
-                _LOG.info("surrogate NEB round %s (accepted): %s", k, record)
+    final: BandOutcome | None = None
+    stopped = ""
+    reserve = settings.finish.check_probes + 2
+    try:
+        for k in range(1, settings.max_rounds + 1):
+            if oracle_calc.n_calls + 1 + reserve > settings.max_oracle_calls:
                 break
-        rounds.append(record)
-        _LOG.info("surrogate NEB round %s: %s", k, record)
-        left = settings.max_oracle_calls - len(run.points)
-        if left <= 0:
-            reason = f"oracle budget of {settings.max_oracle_calls} calls spent"
-            break
-        batch = _next_batch(run, images, c, energies, stds, point.energy, settings)[:left]
-        if not batch:
-            reason = "the surrogate's saddle is an oracle point that fails the stopping rule"
-            break
+            attach(corrected)
+            out = optimize_band(
+                images, list(corrected), settings.band, e_initial=e_initial, e_final=e_final
+            )
+            n_steps += out.n_steps
+            c = int(np.argmax(out.energies[1:-1])) + 1
+            predicted = out.energies[c]
+            ((energy, forces),) = oracle_calc.evaluate([images[c].copy()], [f"round {k}"])
+            anchor(c, energy, forces)
+            record = {
+                "round": k,
+                "climbing_index": c,
+                "predicted_eV": predicted - e_initial,
+                "oracle_eV": energy - e_initial,
+            }
+            rounds.append(record)
+            _LOG.info("surrogate NEB round %s: %s", k, record)
+            if on_stage is not None:
+                on_stage(f"round {k}", images)
+            if abs(predicted - energy) <= settings.predict_tol:
+                break
+        calcs: list[Calculator] = list(corrected)
+        calcs[c - 1] = oracle_calc
+        images[c].positions = anchors[c][0]
+        attach(calcs)
+        final = optimize_band(
+            images, calcs, _finish_settings(settings), e_initial=e_initial, e_final=e_final
+        )
+    except _OracleBudgetSpent:
+        stopped = f"oracle budget of {settings.max_oracle_calls} calls spent"
+    if on_stage is not None:
+        on_stage("finish", images)
+    cheap_calls = 2 + cheap_out.n_force_calls + n_anchor_calls + sum(x.n_calls for x in corrected)
     return _outcome(
-        run, images, neb, energies, c, accepted, reason, rounds, cheap_out, n_steps, e_initial
+        images,
+        final,
+        c,
+        anchors[c],
+        oracle_calc,
+        stopped,
+        settings,
+        e_initial=e_initial,
+        counts=(cheap_calls, cheap_out.n_force_calls, n_steps),
+        rounds=rounds,
+        cheap_barrier=max(cheap_out.energies) - cheap_out.energies[0],
     )
+
+
+def _surrogate_fmax(images: list[Atoms], c: int) -> float:
+    """Largest per-atom force norm (eV/Å, not NEB-projected) of the surrogate images."""
+    norms = [
+        float(np.sqrt((image.get_forces() ** 2).sum(axis=1)).max())
+        for j, image in enumerate(images[1:-1], start=1)
+        if j != c
+    ]
+    return max(norms, default=0.0)
+
+
+def _finish_settings(settings: SurrogateSettings) -> NebSettings:
+    values = settings.finish.as_dict()
+    values["barrier_tol"] = settings.barrier_tol
+    return NebSettings(**values)
 
 
 def _outcome(
-    run: _Surrogate,
     images: list[Atoms],
-    neb: TieredNEB,
-    energies: list[float],
+    final: BandOutcome | None,
     c: int,
-    accepted: _Point | None,
-    reason: str,
-    rounds: list[dict[str, Any]],
-    cheap_out: BandOutcome,
-    n_steps: int,
+    last_anchor: tuple[np.ndarray, float],
+    oracle_calc: OracleCalculator,
+    stopped: str,
+    settings: SurrogateSettings,
+    *,
     e_initial: float,
+    counts: tuple[int, int, int],
+    rounds: list[dict[str, Any]],
+    cheap_barrier: float,
 ) -> SurrogateOutcome:
-    """Put the confirmed point into the band and document it."""
-    climbing = [p for p in run.points if p.kind == "climbing"]
-    if accepted is not None:
-        best = accepted
-    else:
-        judged = [p for p in climbing if p.check.get("error_eV") is not None]
-        best = min(judged, key=lambda p: p.check["error_eV"]) if judged else climbing[-1]
-    tangential = tangential_forces(neb)
-    tangent = _tangent(images, c, run.mask)
-    images[c].positions = best.positions
-    images[c].calc = SinglePointCalculator(images[c], energy=best.energy, forces=best.forces)
-    for j in range(1, len(images) - 1):
-        if j != c:
-            image = images[j]
-            image.calc = SinglePointCalculator(
-                image, energy=energies[j], forces=image.get_forces(apply_constraint=False)
+    """Report the oracle's energy at the climbing image, never a surrogate's."""
+    reasons = [stopped] if stopped else []
+    confirmed = None
+    if final is not None:
+        if final.climbing_index != c:
+            reasons.append(
+                f"the band's highest image is {final.climbing_index}, a surrogate image, not "
+                f"the oracle's climbing image {c}"
             )
-    oracle_forces = np.where(run.mask.reshape(-1, 3), best.forces, 0.0)
-    f_t = float(np.vdot(oracle_forces, tangent))
-    climb_force = oracle_forces - 2.0 * f_t * tangent
-    tangential[c] = f_t
-    out_energies = list(energies)
-    out_energies[c] = best.energy
+        confirmed = oracle_calc.find(images[c].positions)
+        if not final.converged:
+            reasons.append(final.stop_reason or "the oracle finish did not converge")
+    if confirmed is None:
+        # no finished oracle band: report the last oracle point of the climbing image
+        images[c].positions = last_anchor[0]
+        confirmed = oracle_calc.find(last_anchor[0])
+    assert confirmed is not None  # every anchor is an oracle evaluation
+    e_conf, f_conf = confirmed
+    energies = [math.nan] * len(images)
+    for j, image in enumerate(images):
+        if j != c:
+            energies[j] = float(image.get_potential_energy())
+    energies[c] = e_conf
+    energies[0] = float(images[0].get_potential_energy())
+    higher = [j for j in range(1, len(images) - 1) if j != c and energies[j] > e_conf]
+    if higher:
+        reasons.append(f"surrogate images {higher} lie above the confirmed climbing image")
+    converged = bool(final is not None and final.converged and not reasons)
     sources = ["oracle"] + ["surrogate"] * (len(images) - 2) + ["oracle"]
     sources[c] = "oracle"
-    norms = neb.image_fmax()
-    others = np.delete(norms, c - 1)
-    error = best.check.get("error_eV")
+    cheap_calls, cheap_band_calls, n_steps = counts
     return SurrogateOutcome(
         images=images,
-        energies=out_energies,
-        tangential_forces=tangential,
+        energies=energies,
+        tangential_forces=[0.0] * len(images) if final is None else final.tangential_forces,
         climbing_index=c,
-        fmax=float(others.max()) if others.size else 0.0,
-        fmax_climbing=float(np.sqrt((climb_force**2).sum(axis=1)).max()),
-        converged=accepted is not None,
-        n_force_calls=run.cheap_calls + cheap_out.n_force_calls,
-        n_steps=n_steps,
-        stage_force_calls={
-            "cheap_band": cheap_out.n_force_calls,
-            "surrogate": run.cheap_calls,
-            "oracle": len(run.points),
-        },
-        start=f"cheap band ({cheap_out.start})",
+        fmax=_surrogate_fmax(images, c) if final is None else final.fmax,
+        fmax_climbing=(
+            float(np.sqrt((f_conf**2).sum(axis=1)).max()) if final is None else final.fmax_climbing
+        ),
+        converged=converged,
+        n_force_calls=cheap_calls,
+        n_steps=n_steps + (0 if final is None else final.n_steps),
+        stage_force_calls={"cheap_band": cheap_band_calls, "oracle": oracle_calc.n_calls},
+        start="cheap band",
         optimizer="surrogate",
-        barrier_error=error,
-        check=dict(best.check),
-        stopped_early=accepted is None,
-        stop_reason="" if accepted is not None else reason,
+        barrier_error=None if final is None else final.barrier_error,
+        check={} if final is None else final.check,
+        stopped_early=not converged,
+        stop_reason="; ".join(dict.fromkeys(reasons)),
         barrier_confirmed=True,
-        n_oracle_calls=len(run.points),
-        barrier=best.energy - e_initial,
-        n_oracle_batches=run.n_batches,
+        n_oracle_calls=oracle_calc.n_calls,
+        barrier=e_conf - e_initial,
+        n_oracle_batches=oracle_calc.n_batches,
         energy_sources=sources,
         rounds=rounds,
-        oracle_points=[
-            {
-                "round": p.round,
-                "kind": p.kind,
-                "energy_eV": p.energy,
-                "predicted_eV": p.predicted,
-                "predicted_std_eV": p.predicted_std,
-            }
-            for p in run.points
-        ],
-        cheap_barrier=max(cheap_out.energies) - cheap_out.energies[0],
+        cheap_barrier=cheap_barrier,
     )
 
 
@@ -637,7 +563,6 @@ def run_surrogate_band(
     label: str = "",
     n_images: int = 5,
     settings: SurrogateSettings | None = None,
-    endpoint_forces: tuple[np.ndarray, np.ndarray] | None = None,
     initial_name: str = "initial",
     final_name: str = "final",
     meta: Mapping[str, Any] | None = None,
@@ -649,7 +574,7 @@ def run_surrogate_band(
     atomically, ``result.json``: a :class:`~pqdflow.documents.results.NebDoc` whose
     barrier is the oracle-confirmed one (``barrier_confirmed``), with ``n_oracle_calls``,
     the estimated error, ``stopped_early`` / ``stop_reason`` and, under
-    ``meta["surrogate"]``, every round and oracle point.
+    ``meta["surrogate"]``, every round.
 
     Parameters
     ----------
@@ -692,7 +617,6 @@ def run_surrogate_band(
             settings,
             e_initial=e_initial,
             e_final=e_final,
-            endpoint_forces=endpoint_forces,
             on_stage=record,
         )
     details = {
@@ -701,7 +625,6 @@ def run_surrogate_band(
         "n_oracle_batches": outcome.n_oracle_batches,
         "energy_sources": outcome.energy_sources,
         "rounds": outcome.rounds,
-        "oracle_points": outcome.oracle_points,
     }
     return write_band_document(
         directory,
