@@ -24,6 +24,7 @@ import numpy as np
 from ase.calculators.calculator import Calculator
 from ase.mep.neb import BaseNEB, NEBState
 
+from pqdflow.workflows.engine.neb_band import TieredNEB
 from pqdflow.workflows.engine.saddle_check import (
     SaddleEstimate,
     estimate_saddle_error,
@@ -111,7 +112,7 @@ def _capped(step: np.ndarray, maxstep: float) -> np.ndarray:
 
 
 def refine_climbing_image(
-    neb: BaseNEB,
+    neb: TieredNEB,
     probe: Calculator,
     reoptimize: Callable[[], None],
     *,

@@ -206,7 +206,7 @@ def _model(
     softest = float(positive.min()) if positive.size else float("nan")
     overlap = float(abs(vectors[0, int(np.argmin(curvatures))])) if n_negative else float("nan")
     force_norm = float(np.linalg.norm(force))
-    common = {
+    common: dict[str, Any] = {
         "n_negative": n_negative,
         "tangent_curvature": float(t_mat[0, 0]),
         "softest_curvature": softest,
