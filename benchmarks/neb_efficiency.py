@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 import warnings
@@ -438,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated subset of {','.join(RECIPES)} (the reference always runs)",
     )
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    logging.getLogger("pqdflow.workflows.engine.surrogate_neb").setLevel(logging.INFO)
     names = args.case or (["bulk-Br-s0"] if args.quick else [c.name for c in CASES])
     recipes = tuple(r for r in args.recipes.split(",") if r)
     unknown = sorted(set(recipes) - set(RECIPES))
