@@ -21,9 +21,9 @@ counted; endpoint relaxations excluded, identical for all):
 
 * ``reference``: IDPP + FIRE + climbing image, every image to 0.01 eV/Å and the climbing
   image to 0.003 eV/Å (oracle);
-* ``surrogate``: :func:`pqdflow.workflows.engine.surrogate_neb.surrogate_band` (CHGNet band, then
-  oracle batches where the GP-corrected surrogate is uncertain or at its saddle, until the
-  barrier is known within the tolerance);
+* ``surrogate``: :func:`pqdflow.workflows.engine.surrogate_neb.surrogate_band` (CHGNet band,
+  one oracle batch on its images, CHGNet + first-order oracle corrections for a few rounds,
+  then the climbing image on the oracle until the stopping rule holds);
 * ``pqdflow``: :func:`pqdflow.workflows.engine.neb.optimize_band` on the oracle alone, with the
   barrier stopping rule (default settings);
 * ``pqdflow 0.02``: the same without the stopping rule (the issue's recipe: climbing image
@@ -33,8 +33,10 @@ counted; endpoint relaxations excluded, identical for all):
   calls at the loosest criterion whose barrier is within the tolerance of the reference.
 
 Usage: ``python benchmarks/neb_efficiency.py [--backend ml|mock] [--case NAME ...]
-[--quick] [--tol 0.010] [--cache DIR]``. ``--quick`` runs ``bulk-Br-s0`` only; ``--cache``
-keeps endpoints and references between runs (a dev aid: they are deterministic). One line
+[--quick] [--tol 0.010] [--cache DIR] [--recipes surrogate,pqdflow,pqdflow_0.02,ase]``.
+``--quick`` runs ``bulk-Br-s0`` only; ``--cache`` keeps endpoints, references and ASE's
+ladder between runs (deterministic given the endpoints); ``--recipes`` runs a subset (the
+reference always) and then prints the records only, no aggregate. One line
 per case and recipe, then the aggregate; the last printed line is one JSON object.
 """
 

@@ -10,31 +10,31 @@ the oracle for what only it can settle:
    relaxed endpoints (:func:`~pqdflow.workflows.engine.neb.optimize_band`, cheap calls).
 2. **First batch.** The oracle evaluates every interior image in one batch (one FireWorks
    round for VASP).
-3. **Surrogate rounds.** Each image carries the cheap potential plus a first-order
-   correction anchored at its latest oracle point (:class:`CorrectedCalculator`: the
-   oracle's energy and forces there, the cheap potential's curvature). The band is
-   re-converged on that surface (cheap calls only) and the oracle evaluates the new
-   climbing image (one call per round), which becomes its anchor. This is a quasi-Newton
-   search for the oracle's saddle with the cheap Hessian; rounds stop once the surrogate
-   predicts the oracle's climbing energy within ``predict_tol`` or after ``max_rounds``.
-4. **Oracle finish.** The climbing image is then converged on the oracle itself, the other
-   images staying on their corrected surfaces, with pqdflow's stopping rule
-   (:mod:`~pqdflow.workflows.engine.neb_stopping`: oracle curvature probes, Newton steps
-   onto the saddle): the band is done when the climbing image's oracle energy is known
-   within ``barrier_tol`` of the saddle's.
+3. **Surrogate rounds.** The highest image is the climbing image; its tangent comes from
+   its neighbours. At its latest oracle point, the cheap potential's curvature (a few
+   finite-difference Hessian-vector products, cheap calls) and the oracle's force give a
+   quadratic model (:func:`~pqdflow.workflows.engine.saddle_check.estimate_saddle_error`);
+   the climbing image takes the model's Newton step onto the saddle (at most ``maxstep``)
+   and the oracle evaluates it (one call per round): a quasi-Newton saddle search with the
+   cheap Hessian. Rounds stop once the model puts the saddle within half the tolerance.
+4. **Oracle check.** The same model with the oracle's own curvature (``check_probes``
+   oracle calls) is pqdflow's stopping rule: the barrier is accepted when the climbing
+   image's oracle energy is known within ``barrier_tol`` of the saddle's; otherwise one
+   more Newton step and check (``oracle_checks``).
 
 The reported barrier is always the oracle energy of the climbing image minus the oracle
-energy of the initial endpoint; a band whose climbing image ends on another image than the
-oracle's, or where a surrogate image may lie above the confirmed saddle, is reported as
-not converged with the reason. An oracle budget that runs out stops the band with the last
-confirmed point, ``stopped_early`` and its estimated error.
+energy of the initial endpoint. The other images stay at the cheap band's geometries (they
+give the tangent; their first-batch oracle energies are kept in ``rounds[0]``): the result
+is the first-order saddle the cheap band leads to, as for any climbing-image NEB. An oracle budget
+that runs out stops the band with the last confirmed point and ``stopped_early``.
 
 The oracle is a batch function (:data:`Oracle`): a list of structures in, one
 ``(energy, forces)`` per structure out. :func:`calculator_oracle` makes one from any ASE
 calculator factory, :func:`registry_oracle` from an in-process backend of the registry
 (``mock``, ``chgnet``, ``gpaw``). For VASP on a cluster the same function submits one
 FireWorks workflow of single points per batch and returns their parsed energies and
-forces; the finish stage sends one structure per batch.
+forces; the rounds send one structure per batch, and the probes of one check could go
+as one batch too (they are sequential here: a Krylov subspace).
 """
 
 from __future__ import annotations
@@ -49,12 +49,14 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.singlepoint import SinglePointCalculator
 
 from pqdflow.documents.results import NebDoc
 from pqdflow.errors import BackendError, InputError
 from pqdflow.fileio import guard_outputs, move_outputs_aside
+from pqdflow.workflows.engine.calculators import CountingCalculator
 from pqdflow.workflows.engine.neb import BandOutcome, optimize_band, write_band_document
-from pqdflow.workflows.engine.neb_band import NebSettings, fix_endpoint, interpolate_images
+from pqdflow.workflows.engine.neb_band import NebSettings, interpolate_images
 from pqdflow.workflows.engine.oracle import (
     CalculatorOracle,
     Oracle,
@@ -62,10 +64,15 @@ from pqdflow.workflows.engine.oracle import (
     evaluate_batch,
 )
 from pqdflow.workflows.engine.relax import write_frame
+from pqdflow.workflows.engine.saddle_check import (
+    SaddleEstimate,
+    estimate_saddle_error,
+    finite_difference_hvp,
+    free_mask,
+)
 
 __all__ = [
     "CalculatorOracle",
-    "CorrectedCalculator",
     "Oracle",
     "OracleCalculator",
     "SurrogateOutcome",
@@ -83,14 +90,6 @@ def _default_cheap() -> NebSettings:
     return NebSettings(climb_fmax=0.01, barrier_check=False)
 
 
-def _default_band() -> NebSettings:
-    return NebSettings(fmax=0.03, climb_fmax=0.005, barrier_check=False, saddle_first=False)
-
-
-def _default_finish() -> NebSettings:
-    return NebSettings(fmax=0.05, climb_fmax=0.02, saddle_first=False, max_steps=200)
-
-
 @dataclass(frozen=True)
 class SurrogateSettings:
     """The surrogate recipe (energies eV, forces eV/Å).
@@ -99,32 +98,38 @@ class SurrogateSettings:
     ----------
     barrier_tol
         The climbing image's oracle energy must be known within this of the oracle's
-        saddle (default 0.010); it replaces ``finish.barrier_tol``.
+        saddle (default 0.010).
     max_oracle_calls
         Oracle budget, endpoints excluded (they arrive relaxed).
     max_rounds
-        Most surrogate rounds (one oracle call each) before the oracle finish.
-    predict_tol
-        Surrogate rounds stop once the surrogate predicted the oracle's climbing energy
-        within this (eV).
+        Most surrogate rounds: a Newton step of the climbing image on the cheap potential's
+        curvature and the oracle's force, then one oracle call there. They stop early once
+        that model puts the saddle within half the tolerance. Default 0: on the V_Br hop
+        (CHGNet seed, SevenNet oracle) CHGNet's curvature sent the steps uphill.
+    oracle_checks
+        Most checks with the oracle's own curvature (``check_probes`` oracle calls each);
+        between two, a Newton step on the oracle's model.
+    check_probes
+        Hessian-vector probes of one check (subspace size).
+    probe_step
+        Finite-difference step of a probe (Å).
+    maxstep
+        Longest atomic displacement of one Newton step (Å).
     cheap
         Recipe of the cheap seed band (its barrier is never reported).
-    band
-        Recipe of the bands converged on the corrected surfaces (cheap calls only).
-    finish
-        Recipe of the oracle finish (its stopping rule is what accepts the barrier).
     """
 
     barrier_tol: float = 0.010
     max_oracle_calls: int = 60
-    max_rounds: int = 4
-    predict_tol: float = 0.005
+    max_rounds: int = 0
+    oracle_checks: int = 5
+    check_probes: int = 6
+    probe_step: float = 0.01
+    maxstep: float = 0.2
     cheap: NebSettings = field(default_factory=_default_cheap)
-    band: NebSettings = field(default_factory=_default_band)
-    finish: NebSettings = field(default_factory=_default_finish)
 
     def __post_init__(self) -> None:
-        for name in ("barrier_tol", "predict_tol"):
+        for name in ("barrier_tol", "probe_step", "maxstep"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise InputError(
@@ -132,21 +137,16 @@ class SurrogateSettings:
                 )
         if self.max_rounds < 0:
             raise InputError(f"surrogate setting max_rounds must be >= 0, got {self.max_rounds}")
-        if self.max_oracle_calls < 1:
-            raise InputError(
-                f"surrogate setting max_oracle_calls must be >= 1, got {self.max_oracle_calls}"
-            )
-        if not self.finish.barrier_check or not self.finish.climb:
-            raise InputError(
-                "surrogate setting finish needs climb=True and barrier_check=True: its "
-                "stopping rule is what accepts the barrier"
-            )
+        for name, least in (("max_oracle_calls", 1), ("oracle_checks", 1), ("check_probes", 2)):
+            if getattr(self, name) < least:
+                raise InputError(
+                    f"surrogate setting {name} must be >= {least}, got {getattr(self, name)}"
+                )
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         out = asdict(self)
-        for name in ("cheap", "band", "finish"):
-            out[name] = getattr(self, name).as_dict()
+        out["cheap"] = self.cheap.as_dict()
         return out
 
 
@@ -154,10 +154,14 @@ class SurrogateSettings:
 class SurrogateOutcome(BandOutcome):
     """A surrogate band's result: a :class:`~pqdflow.workflows.engine.neb.BandOutcome` plus.
 
-    ``energies`` holds the oracle's energies at the endpoints and the climbing image, the
-    surrogate's elsewhere (``energy_sources``). ``n_force_calls`` counts the cheap
-    potential's calls, ``n_oracle_calls`` the oracle's. ``barrier`` is the confirmed
-    forward barrier (eV): the climbing image's oracle energy minus the initial one.
+    ``energies`` are all oracle energies: the endpoints', the first batch's at the cheap
+    band's images and, at the climbing image, the last oracle point (``images`` holds those
+    geometries). ``fmax`` is the largest per-atom oracle force on the other images (not
+    projected: they are not converged on the oracle, they only give the tangent),
+    ``fmax_climbing`` the oracle's climbing force at the climbing image.
+    ``n_force_calls`` counts the cheap potential's calls, ``n_oracle_calls`` the oracle's.
+    ``barrier`` is the confirmed forward barrier (eV): the climbing image's oracle energy
+    minus the initial one.
     """
 
     barrier: float = math.nan
@@ -227,62 +231,11 @@ class OracleCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         assert self.atoms is not None
         known = self.find(self.atoms.positions)
-        if known is None:  # a point evaluated before (an anchor) is not paid for twice
+        if known is None:  # a point evaluated before is not paid for twice
             ((energy, forces),) = self.evaluate([self.atoms.copy()], ["climbing image"])
         else:
             energy, forces = known
         self.results = {"energy": energy, "free_energy": energy, "forces": forces.copy()}
-
-
-class CorrectedCalculator(Calculator):
-    """A cheap calculator plus a first-order correction to an oracle point (eV, eV/Å).
-
-    ``E(x) = E_cheap(x) + ΔE - ΔF · (x - x0)`` and ``F(x) = F_cheap(x) + ΔF``, with ``ΔE``
-    and ``ΔF`` the oracle's minus the cheap potential's energy and forces at the anchor
-    ``x0``: the oracle's energy and forces at ``x0``, the cheap potential's curvature.
-
-    Parameters
-    ----------
-    cheap
-        The cheap calculator.
-    """
-
-    implemented_properties = ["energy", "forces"]  # noqa: RUF012  # ASE's convention
-    nolabel = True
-
-    def __init__(self, cheap: Calculator) -> None:
-        super().__init__()
-        self.cheap = cheap
-        self.anchor: np.ndarray | None = None
-        self.delta_e = 0.0
-        self.delta_f: np.ndarray | None = None
-        self.n_calls = 0
-
-    def set_anchor(self, positions: np.ndarray, delta_e: float, delta_f: np.ndarray) -> None:
-        """Anchor the correction at ``positions`` (Å) and forget cached results."""
-        self.anchor = np.array(positions, dtype=float)
-        self.delta_e = float(delta_e)
-        self.delta_f = np.array(delta_f, dtype=float)
-        self.reset()
-
-    def calculate(
-        self,
-        atoms: Atoms | None = None,
-        properties: Sequence[str] = ("energy",),
-        system_changes: Sequence[str] = tuple(all_changes),
-    ) -> None:
-        """Cheap energy and forces plus the correction."""
-        super().calculate(atoms, properties, system_changes)
-        assert self.atoms is not None
-        work = self.atoms.copy()
-        work.calc = self.cheap
-        energy = float(work.get_potential_energy())
-        forces = np.array(work.get_forces(apply_constraint=False), dtype=float)
-        self.n_calls += 1
-        if self.anchor is not None and self.delta_f is not None:
-            energy += self.delta_e - float(np.vdot(self.delta_f, work.positions - self.anchor))
-            forces = forces + self.delta_f
-        self.results = {"energy": energy, "free_energy": energy, "forces": forces}
 
 
 def _cheap_point(cheap: Calculator, atoms: Atoms) -> tuple[float, np.ndarray]:
@@ -381,173 +334,172 @@ def surrogate_band(
     if on_stage is not None:
         on_stage("cheap", images)
     oracle_calc = OracleCalculator(oracle, settings.max_oracle_calls)
-    corrected = [CorrectedCalculator(cheap_factory()) for _ in range(n)]
-    anchors: dict[int, tuple[np.ndarray, float]] = {}
-    n_anchor_calls = 0
-
-    def anchor(j: int, energy: float, forces: np.ndarray) -> None:
-        """Anchor image j's correction at its current positions (one cheap call)."""
-        nonlocal n_anchor_calls
-        e_c, f_c = _cheap_point(corrected[j - 1].cheap, images[j])
-        n_anchor_calls += 1
-        corrected[j - 1].set_anchor(images[j].positions, energy - e_c, forces - f_c)
-        anchors[j] = (images[j].positions.copy(), energy)
-
-    def attach(calcs: Sequence[Calculator]) -> None:
-        fix_endpoint(images[0], e_initial)
-        fix_endpoint(images[-1], e_final)
-        for image, calc in zip(images[1:-1], calcs, strict=True):
-            image.calc = calc
-
     interior = [image.copy() for image in images[1:-1]]
     results = oracle_calc.evaluate(interior, [f"image {j}" for j in range(1, n + 1)])
-    for j, (energy, forces) in enumerate(results, start=1):
-        anchor(j, energy, forces)
-    rounds: list[dict[str, Any]] = [
-        {"round": 0, "oracle_eV": [energy - e_initial for energy, _ in results]}
+    batch_e = [e_initial] + [energy for energy, _ in results] + [e_final]
+    c = int(np.argmax(batch_e[1:-1])) + 1
+    rounds: list[dict[str, Any]] = [{"round": 0, "oracle_eV": [e - e_initial for e in batch_e]}]
+    others = [
+        float(np.sqrt((_free(images[j], forces) ** 2).sum(axis=1)).max())
+        for j, (_, forces) in enumerate(results, start=1)
+        if j != c
     ]
-    c = int(np.argmax([energy for energy, _ in results])) + 1
-    n_steps = cheap_out.n_steps
-    final: BandOutcome | None = None
+    climbing = images[c]
+    tangent = _path_tangent(images, c)
+    x_c, (e_c, f_c) = climbing.positions.copy(), results[c - 1]
+    cheap_probe = CountingCalculator(cheap_factory())
+    estimate: SaddleEstimate | None = None
     stopped = ""
-    reserve = settings.finish.check_probes + 2
+    oracle_checks = 0
     try:
-        for k in range(1, settings.max_rounds + 1):
-            if oracle_calc.n_calls + 1 + reserve > settings.max_oracle_calls:
-                break
-            attach(corrected)
-            out = optimize_band(
-                images, list(corrected), settings.band, e_initial=e_initial, e_final=e_final
+        for k in range(1, settings.max_rounds + settings.oracle_checks + 1):
+            # surrogate rounds: the cheap potential's curvature, the oracle's force; then
+            # oracle rounds: the oracle's own curvature (the stopping rule)
+            on_oracle = k > settings.max_rounds or (
+                estimate is not None and estimate.within(0.5 * settings.barrier_tol)
             )
-            n_steps += out.n_steps
-            c = int(np.argmax(out.energies[1:-1])) + 1
-            predicted = out.energies[c]
-            ((energy, forces),) = oracle_calc.evaluate([images[c].copy()], [f"round {k}"])
-            anchor(c, energy, forces)
-            record = {
+            if on_oracle and oracle_checks >= settings.oracle_checks:
+                break
+            left = settings.max_oracle_calls - oracle_calls(oracle_calc)
+            if on_oracle and left < settings.check_probes + 1:
+                stopped = f"oracle budget of {settings.max_oracle_calls} calls spent"
+                break
+            point = climbing.copy()
+            point.positions = x_c
+            calc: Calculator = oracle_calc if on_oracle else cheap_probe
+            hvp = finite_difference_hvp(point, calc, f_c, step=settings.probe_step)
+            estimate = estimate_saddle_error(
+                _free(point, f_c), tangent, hvp, max_probes=settings.check_probes
+            )
+            record: dict[str, Any] = {
                 "round": k,
-                "climbing_index": c,
-                "predicted_eV": predicted - e_initial,
-                "oracle_eV": energy - e_initial,
+                "curvature": "oracle" if on_oracle else "cheap",
+                "oracle_eV": e_c - e_initial,
+                **estimate.as_dict(),
             }
             rounds.append(record)
             _LOG.info("surrogate NEB round %s: %s", k, record)
-            if on_stage is not None:
-                on_stage(f"round {k}", images)
-            if abs(predicted - energy) <= settings.predict_tol:
+            if on_oracle:
+                oracle_checks += 1
+                if estimate.within(settings.barrier_tol):
+                    break
+            if estimate.status != "ok":
+                stopped = f"round {k}: {estimate.status}"
                 break
-        calcs: list[Calculator] = list(corrected)
-        calcs[c - 1] = oracle_calc
-        images[c].positions = anchors[c][0]
-        attach(calcs)
-        final = optimize_band(
-            images, calcs, _finish_settings(settings), e_initial=e_initial, e_final=e_final
-        )
+            if settings.max_oracle_calls - oracle_calls(oracle_calc) < 1:
+                stopped = f"oracle budget of {settings.max_oracle_calls} calls spent"
+                break
+            moved = climbing.copy()
+            moved.positions = x_c + _capped(estimate.step, settings.maxstep)
+            ((energy, forces),) = oracle_calc.evaluate([moved], [f"round {k}"])
+            record["predicted_shift_eV"] = estimate.shift
+            record["oracle_shift_eV"] = energy - e_c
+            x_c, e_c, f_c = moved.positions.copy(), energy, forces
+            if on_stage is not None:
+                climbing.positions = x_c
+                on_stage(f"round {k}", images)
     except _OracleBudgetSpent:
         stopped = f"oracle budget of {settings.max_oracle_calls} calls spent"
+    climbing.positions = x_c
     if on_stage is not None:
         on_stage("finish", images)
-    cheap_calls = 2 + cheap_out.n_force_calls + n_anchor_calls + sum(x.n_calls for x in corrected)
     return _outcome(
         images,
-        final,
         c,
-        anchors[c],
+        (e_c, f_c),
+        batch_e,
+        estimate if estimate is not None and rounds[-1].get("curvature") == "oracle" else None,
         oracle_calc,
         stopped,
         settings,
-        e_initial=e_initial,
-        counts=(cheap_calls, cheap_out.n_force_calls, n_steps),
+        counts=(2 + cheap_out.n_force_calls + cheap_probe.n_calls, cheap_out.n_force_calls),
+        others_fmax=max(others, default=0.0),
         rounds=rounds,
         cheap_barrier=max(cheap_out.energies) - cheap_out.energies[0],
     )
 
 
-def _surrogate_fmax(images: list[Atoms], c: int) -> float:
-    """Largest per-atom force norm (eV/Å, not NEB-projected) of the surrogate images."""
-    norms = [
-        float(np.sqrt((image.get_forces() ** 2).sum(axis=1)).max())
-        for j, image in enumerate(images[1:-1], start=1)
-        if j != c
-    ]
-    return max(norms, default=0.0)
+def oracle_calls(oracle_calc: OracleCalculator) -> int:
+    """Oracle calls spent so far."""
+    return oracle_calc.n_calls
 
 
-def _finish_settings(settings: SurrogateSettings) -> NebSettings:
-    values = settings.finish.as_dict()
-    values["barrier_tol"] = settings.barrier_tol
-    return NebSettings(**values)
+def _free(atoms: Atoms, forces: np.ndarray) -> np.ndarray:
+    return np.where(free_mask(atoms).reshape(-1, 3), forces, 0.0)
+
+
+def _capped(step: np.ndarray, maxstep: float) -> np.ndarray:
+    longest = float(np.sqrt((step**2).sum(axis=1)).max()) if step.size else 0.0
+    return step * (maxstep / longest) if longest > maxstep else step
+
+
+def _path_tangent(images: list[Atoms], c: int) -> np.ndarray:
+    """Return the unit tangent at image ``c`` (neighbours' difference, free atoms only)."""
+    tangent = images[c + 1].positions - images[c - 1].positions
+    tangent = np.where(free_mask(images[c]).reshape(-1, 3), tangent, 0.0)
+    return tangent / float(np.linalg.norm(tangent))
 
 
 def _outcome(
     images: list[Atoms],
-    final: BandOutcome | None,
     c: int,
-    last_anchor: tuple[np.ndarray, float],
+    confirmed: tuple[float, np.ndarray],
+    batch_e: list[float],
+    check: SaddleEstimate | None,
     oracle_calc: OracleCalculator,
     stopped: str,
     settings: SurrogateSettings,
     *,
-    e_initial: float,
-    counts: tuple[int, int, int],
+    counts: tuple[int, int],
+    others_fmax: float,
     rounds: list[dict[str, Any]],
     cheap_barrier: float,
 ) -> SurrogateOutcome:
     """Report the oracle's energy at the climbing image, never a surrogate's."""
-    reasons = [stopped] if stopped else []
-    confirmed = None
-    if final is not None:
-        if final.climbing_index != c:
-            reasons.append(
-                f"the band's highest image is {final.climbing_index}, a surrogate image, not "
-                f"the oracle's climbing image {c}"
-            )
-        confirmed = oracle_calc.find(images[c].positions)
-        if not final.converged:
-            reasons.append(final.stop_reason or "the oracle finish did not converge")
-    if confirmed is None:
-        # no finished oracle band: report the last oracle point of the climbing image
-        images[c].positions = last_anchor[0]
-        confirmed = oracle_calc.find(last_anchor[0])
-    assert confirmed is not None  # every anchor is an oracle evaluation
     e_conf, f_conf = confirmed
-    energies = [math.nan] * len(images)
-    for j, image in enumerate(images):
-        if j != c:
-            energies[j] = float(image.get_potential_energy())
+    reasons = [stopped] if stopped else []
+    if check is None:
+        reasons.append("the oracle never checked the climbing image's curvature")
+    elif not check.within(settings.barrier_tol):
+        reasons.append(
+            f"barrier check: {check.status}"
+            if check.status != "ok"
+            else f"barrier check: estimated error {check.error * 1000:.1f} meV above the "
+            f"{settings.barrier_tol * 1000:.1f} meV tolerance"
+        )
+    energies = list(batch_e)
     energies[c] = e_conf
-    energies[0] = float(images[0].get_potential_energy())
-    higher = [j for j in range(1, len(images) - 1) if j != c and energies[j] > e_conf]
-    if higher:
-        reasons.append(f"surrogate images {higher} lie above the confirmed climbing image")
-    converged = bool(final is not None and final.converged and not reasons)
-    sources = ["oracle"] + ["surrogate"] * (len(images) - 2) + ["oracle"]
-    sources[c] = "oracle"
-    cheap_calls, cheap_band_calls, n_steps = counts
+    converged = not reasons
+    tangent = _path_tangent(images, c)
+    free = _free(images[c], f_conf)
+    f_t = float(np.vdot(free, tangent))
+    climb_force = free - 2.0 * f_t * tangent
+    for j, image in enumerate(images):
+        forces = f_conf if j == c else np.zeros((len(image), 3))
+        image.calc = SinglePointCalculator(image, energy=energies[j], forces=forces)
+    cheap_calls, cheap_band_calls = counts
     return SurrogateOutcome(
         images=images,
         energies=energies,
-        tangential_forces=[0.0] * len(images) if final is None else final.tangential_forces,
+        tangential_forces=[0.0 if j != c else f_t for j in range(len(images))],
         climbing_index=c,
-        fmax=_surrogate_fmax(images, c) if final is None else final.fmax,
-        fmax_climbing=(
-            float(np.sqrt((f_conf**2).sum(axis=1)).max()) if final is None else final.fmax_climbing
-        ),
+        fmax=others_fmax,
+        fmax_climbing=float(np.sqrt((climb_force**2).sum(axis=1)).max()),
         converged=converged,
         n_force_calls=cheap_calls,
-        n_steps=n_steps + (0 if final is None else final.n_steps),
+        n_steps=len(rounds) - 1,
         stage_force_calls={"cheap_band": cheap_band_calls, "oracle": oracle_calc.n_calls},
         start="cheap band",
         optimizer="surrogate",
-        barrier_error=None if final is None else final.barrier_error,
-        check={} if final is None else final.check,
+        barrier_error=None if check is None or check.status != "ok" else check.error,
+        check={} if check is None else check.as_dict(),
         stopped_early=not converged,
         stop_reason="; ".join(dict.fromkeys(reasons)),
         barrier_confirmed=True,
         n_oracle_calls=oracle_calc.n_calls,
-        barrier=e_conf - e_initial,
+        barrier=e_conf - batch_e[0],
         n_oracle_batches=oracle_calc.n_batches,
-        energy_sources=sources,
+        energy_sources=["oracle"] * len(images),
         rounds=rounds,
         cheap_barrier=cheap_barrier,
     )
