@@ -65,7 +65,9 @@ class SaddleEstimate:
     shift
         Model saddle energy minus image energy (eV, signed); ``nan`` when refused.
     step
-        Displacement to the model saddle, shape ``(n_atoms, 3)`` (Å); zeros when refused.
+        Displacement to the model saddle, shape ``(n_atoms, 3)`` (Å); when refused, an
+        eigenvector-following step instead (uphill along the mode closest to the tangent,
+        downhill along the others).
     n_negative
         Negative curvatures in the subspace (1 near a first-order saddle).
     tangent_curvature
@@ -192,6 +194,20 @@ def _orthonormal(vector: np.ndarray, basis: list[np.ndarray]) -> np.ndarray | No
     return w / norm
 
 
+def _following_step(
+    v: np.ndarray, vectors: np.ndarray, curvatures: np.ndarray, phi: np.ndarray
+) -> np.ndarray:
+    """Eigenvector-following step where the model has no single negative curvature.
+
+    The Ritz mode closest to the tangent (``v[0]``) is followed uphill, every other mode
+    downhill, each by ``|φ_k| / |λ_k|`` (eV/Å over eV/Å²; a zero curvature gives no step).
+    """
+    scale = np.where(curvatures != 0, 1.0 / np.where(curvatures != 0, np.abs(curvatures), 1), 0)
+    sign = np.ones_like(curvatures)
+    sign[int(np.argmax(np.abs(vectors[0])))] = -1.0
+    return np.asarray(v.T @ (vectors @ (sign * phi * scale)))
+
+
 def _model(
     basis: list[np.ndarray], products: list[np.ndarray], force: np.ndarray, n_atoms: int
 ) -> SaddleEstimate:
@@ -223,7 +239,7 @@ def _model(
         return SaddleEstimate(
             error=math.inf,
             shift=math.nan,
-            step=np.zeros((n_atoms, 3)),
+            step=_following_step(v, vectors, curvatures, phi).reshape(n_atoms, 3),
             status=status,
             **common,
         )
