@@ -507,3 +507,17 @@ def test_budget_limited_mock_band_stays_within_budget_and_reports_why(
     assert doc.barrier_confirmed
     assert doc.barrier_tolerance_eV == settings.barrier_tol
     assert NebDoc.read(tmp_path / "neb" / "result.json") == doc
+
+
+def test_refused_saddle_model_steps_up_the_tangent_and_down_every_other_mode() -> None:
+    hessian = np.diag([-1.0, -2.0, 3.0])  # two negative curvatures: not a first-order saddle
+    x = np.array([0.1, 0.1, 0.1])  # displacement from the stationary point (Å)
+    forces = (-hessian @ x).reshape(1, 3)
+    estimate = estimate_saddle_error(
+        forces, np.array([[1.0, 0.0, 0.0]]), lambda v: hessian @ v, max_probes=3
+    )
+    assert estimate.n_negative == 2
+    assert not estimate.within(1.0)
+    # uphill back to 0 along the tangent, downhill away along the second negative mode,
+    # downhill to 0 along the positive one
+    assert np.allclose(estimate.step.reshape(-1), [-0.1, 0.1, -0.1])
