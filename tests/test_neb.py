@@ -28,7 +28,10 @@ from pqdflow.workflows.engine.neb import (
     interpolate_images,
     optimize_band,
     resolve_optimizer,
+    run_band,
 )
+from pqdflow.workflows.engine.neb_stopping import climbing_tangent
+from pqdflow.workflows.engine.saddle_check import estimate_saddle_error, finite_difference_hvp
 
 
 def vbr_host(a: float, seed: int = 0) -> Atoms:
@@ -165,7 +168,7 @@ def test_saddle_first_start_saves_force_calls_and_keeps_the_barrier(
     assert plain.start == "interpolated"
     assert first.converged
     assert plain.converged
-    assert set(first.stage_force_calls) == {"saddle", "band"}
+    assert set(first.stage_force_calls) == {"saddle", "band", "check"}
     assert sum(first.stage_force_calls.values()) == first.n_force_calls
     assert first.stage_force_calls["saddle"] > 0
     # the saddle sits in the middle of the rebuilt band and stays the climbing image
@@ -356,3 +359,165 @@ def test_chgnet_vbr_barrier_is_positive_and_below_one_ev(tmp_path: Path) -> None
     assert 0.0 < doc.Ea_eV < 1.0
     assert doc.converged
     assert doc.fmax_climbing <= NebSettings().climb_fmax
+
+
+class SoftModeCalculator(Calculator):
+    """Analytic hop with a soft collective mode (energies eV, lengths Å).
+
+    Atom 0 hops along x in a double well ``A (1 - (x/a)^2)^2`` (saddle at x = 0, energy A)
+    and is held stiffly in y and z; every other atom sits in an isotropic soft well
+    ``k_soft |r - r0|^2 / 2`` around its reference position: the saddle has energy ``A``
+    with every spectator at ``r0``.
+    """
+
+    implemented_properties = ("energy", "forces")
+
+    def __init__(self, reference: np.ndarray, *, barrier: float, half_hop: float, k_soft: float):
+        super().__init__()
+        self.reference = np.array(reference, dtype=float)
+        self.barrier, self.half_hop, self.k_soft = barrier, half_hop, k_soft
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:  # type: ignore[no-untyped-def]
+        super().calculate(atoms, properties, system_changes)
+        assert self.atoms is not None
+        d = self.atoms.positions - self.reference
+        x, a, big = d[0, 0], self.half_hop, self.barrier
+        u = 1.0 - (x / a) ** 2
+        forces = -self.k_soft * d
+        forces[0] = (4.0 * big * u * x / a**2, -5.0 * d[0, 1], -5.0 * d[0, 2])
+        energy = big * u**2 + 2.5 * (d[0, 1] ** 2 + d[0, 2] ** 2)
+        energy += 0.5 * self.k_soft * float((d[1:] ** 2).sum())
+        self.results = {"energy": float(energy), "forces": forces}
+
+
+SOFT = {"barrier": 0.3, "half_hop": 2.0, "k_soft": 0.05}
+
+
+def soft_mode_band(offset: float, n_spectators: int = 9) -> tuple[list[Atoms], np.ndarray]:
+    """A converged-looking band: the hop's images with every spectator displaced by ``offset``.
+
+    Each spectator feels ``k_soft * offset`` eV/Å, below a 0.02 criterion for small
+    offsets, while the climbing image sits ``n k_soft offset^2 / 2`` above the saddle.
+    """
+    grid = np.array([(3.0 * (i % 3), 3.0 * (i // 3), 4.0) for i in range(n_spectators)])
+    reference = np.vstack([[0.0, 0.0, 0.0], grid])
+    images = []
+    for x in (-2.0, -1.0, 0.0, 1.0, 2.0):
+        atoms = Atoms(f"BrCs{n_spectators}", positions=reference, cell=np.eye(3) * 20.0)
+        atoms.positions[0, 0] = x
+        if abs(x) < 2.0:
+            atoms.positions[1:, 1] += offset
+        images.append(atoms)
+    return images, reference
+
+
+def test_stopping_rule_refuses_a_climbing_image_parked_on_a_soft_mode() -> None:
+    offset = 0.36  # 0.018 eV/Å per spectator: a 0.02 criterion is met
+    images, reference = soft_mode_band(offset)
+    for image in (images[0], images[-1]):
+        image.calc = SinglePointCalculator(image, energy=0.0, forces=np.zeros((len(image), 3)))
+    for image in images[1:-1]:
+        image.calc = SoftModeCalculator(reference, **SOFT)
+    neb = TieredNEB(images, climb=True, fmax=0.05, climb_fmax=0.02)
+    neb.get_forces()
+    assert neb.imax == 2
+    assert np.all(neb.image_fmax() < neb.image_thresholds())  # forces alone: "converged"
+    climbing = images[2]
+    above = 9 * 0.5 * SOFT["k_soft"] * offset**2  # 29 meV above the saddle
+    assert climbing.get_potential_energy() - SOFT["barrier"] == pytest.approx(above)
+    probe = SoftModeCalculator(reference, **SOFT)
+    forces = climbing.get_forces()
+    estimate = estimate_saddle_error(
+        forces, climbing_tangent(neb), finite_difference_hvp(climbing, probe, forces)
+    )
+    assert estimate.status == "ok"
+    assert estimate.n_negative == 1
+    assert not estimate.within(0.010)
+    assert estimate.error == pytest.approx(above, rel=0.05)
+    assert estimate.shift == pytest.approx(-above, rel=0.05)
+    assert estimate.softest_curvature == pytest.approx(SOFT["k_soft"], rel=0.05)
+
+
+def test_band_with_stopping_rule_reaches_the_saddle_the_force_rule_misses() -> None:
+    results = {}
+    for check in (False, True):
+        images, reference = soft_mode_band(0.36)
+        out = optimize_band(
+            images,
+            [SoftModeCalculator(reference, **SOFT) for _ in range(3)],
+            NebSettings(saddle_first=False, barrier_check=check),
+            e_initial=0.0,
+            e_final=0.0,
+        )
+        results[check] = out
+    old, new = results[False], results[True]
+    assert old.converged  # the force criteria hold from the start
+    assert max(old.energies) - SOFT["barrier"] > 0.025
+    assert new.converged
+    assert abs(max(new.energies) - SOFT["barrier"]) <= 0.010
+    assert new.barrier_error is not None
+    assert new.barrier_error <= 0.010
+    assert new.check["newton_steps"] >= 1
+    assert new.stage_force_calls["check"] > 0
+    assert new.n_force_calls == sum(new.stage_force_calls.values())
+
+
+def test_budget_limited_band_says_it_stopped_early_with_an_estimated_error() -> None:
+    images, reference = soft_mode_band(0.36)
+    budget = 10
+    out = optimize_band(
+        images,
+        [SoftModeCalculator(reference, **SOFT) for _ in range(3)],
+        NebSettings(saddle_first=False, max_force_calls=budget),
+        e_initial=0.0,
+        e_final=0.0,
+    )
+    assert not out.converged
+    assert out.stopped_early
+    assert "budget" in out.stop_reason
+    assert out.n_force_calls <= budget
+    # the estimate belongs to the reported band: its climbing image is 29 meV too high
+    reported = max(out.energies) - SOFT["barrier"]
+    assert out.barrier_error is not None
+    assert out.barrier_error > 0.010
+    assert out.barrier_error == pytest.approx(reported, rel=0.1)
+
+
+def test_budget_limited_mock_band_stays_within_budget_and_reports_why(
+    relaxed_mock_endpoints: Endpoints, tmp_path: Path
+) -> None:
+    _, ini, fin, e_i, e_f, _, _ = relaxed_mock_endpoints
+    settings = NebSettings(max_force_calls=25)
+    doc = run_band(
+        ini,
+        fin,
+        MockPairCalculator,
+        tmp_path / "neb",
+        path="neb-bulk",
+        backend="mock",
+        e_initial=e_i,
+        e_final=e_f,
+        settings=settings,
+    )
+    assert doc.stopped_early
+    assert not doc.converged
+    assert "budget" in doc.stop_reason
+    assert doc.n_force_calls <= 25
+    assert doc.n_oracle_calls == doc.n_force_calls
+    assert doc.barrier_confirmed
+    assert doc.barrier_tolerance_eV == settings.barrier_tol
+    assert NebDoc.read(tmp_path / "neb" / "result.json") == doc
+
+
+def test_refused_saddle_model_steps_up_the_tangent_and_down_every_other_mode() -> None:
+    hessian = np.diag([-1.0, -2.0, 3.0])  # two negative curvatures: not a first-order saddle
+    x = np.array([0.1, 0.1, 0.1])  # displacement from the stationary point (Å)
+    forces = (-hessian @ x).reshape(1, 3)
+    estimate = estimate_saddle_error(
+        forces, np.array([[1.0, 0.0, 0.0]]), lambda v: hessian @ v, max_probes=3
+    )
+    assert estimate.n_negative == 2
+    assert not estimate.within(1.0)
+    # uphill back to 0 along the tangent, downhill away along the second negative mode,
+    # downhill to 0 along the positive one
+    assert np.allclose(estimate.step.reshape(-1), [-0.1, 0.1, -0.1])

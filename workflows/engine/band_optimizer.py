@@ -28,6 +28,7 @@ from a converged one-image band, against 175-190 for ASE's FIRE on a linear band
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -127,7 +128,12 @@ class BandLBFGS:
             d += s * (a - rho * float(np.dot(y, d)))
         return d
 
-    def run(self, fmax: float | None = None, steps: int = 1000) -> bool:
+    def run(
+        self,
+        fmax: float | None = None,
+        steps: int = 1000,
+        stop: Callable[[], bool] | None = None,
+    ) -> bool:
         """Optimise until every image is below its criterion or ``steps`` are taken.
 
         Parameters
@@ -137,6 +143,8 @@ class BandLBFGS:
             can stand in for an ASE optimiser.
         steps
             Step limit.
+        stop
+            Asked before every step; True ends the run where it is (a force-call budget).
 
         Returns
         -------
@@ -158,6 +166,8 @@ class BandLBFGS:
         while self.nsteps < steps:
             if self.converged():
                 return True
+            if stop is not None and stop():
+                return False
             if since_best >= self.patience or largest > 5.0 * best:
                 # no progress: leave the best band seen in place for the caller
                 self.stalled = True

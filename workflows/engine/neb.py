@@ -23,37 +23,54 @@ hops under ML potentials (``shared/NEB_NOTES.md``):
    (ASE's result cache; a frozen image that a neighbour's move pushes back above its
    threshold moves again). FIRE, BFGS, LBFGS, MDMin and a first loose ODE stage remain
    selectable.
+5. **Stopping rule** (``barrier_tol``, 10 meV): force criteria met is not enough. A few
+   force calls measure the curvature along the tangent and where the climbing image's
+   residual force points (:mod:`pqdflow.workflows.engine.neb_stopping`); the band is done when
+   the climbing image's energy is known to be within ``barrier_tol`` of the saddle's. A
+   soft tilt mode that leaves it further away gets a Newton step onto the saddle and the
+   check repeats. A band that runs out of steps or of its force-call budget
+   (``max_force_calls``) says so (``stopped_early``) and reports its estimated error.
 
 The barrier is reported from the highest image and from a Hermite spline through image
 energies and tangential forces, forward and reverse
 (:func:`pqdflow.analysis.barriers.neb_barrier`). Every interior-image force evaluation is
-counted, the saddle-first stage's included.
+counted, the saddle-first stage's and the stopping rule's probes included. Settings, the
+band class and the start path live in :mod:`pqdflow.workflows.engine.neb_band` (re-exported);
+the ML-seeded surrogate NEB for an expensive oracle in
+:mod:`pqdflow.workflows.engine.surrogate_neb`.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
-from ase.calculators.singlepoint import SinglePointCalculator
-from ase.constraints import FixAtoms
-from ase.mep.neb import NEB, BaseNEB, DyNEB, NEBOptimizer, NEBState, idpp_interpolate, interpolate
+from ase.mep.neb import NEB, BaseNEB, NEBOptimizer
 from ase.optimize import BFGS, FIRE, LBFGS, MDMin
 
 from pqdflow.analysis.barriers import neb_barrier, path_coordinates
 from pqdflow.documents.results import NebDoc
-from pqdflow.errors import EndpointError, InputError
+from pqdflow.errors import InputError
 from pqdflow.provenance import provenance
-from pqdflow.structures.ligands import MOLECULAR_ELEMENTS
 from pqdflow.workflows.engine.band_optimizer import BandLBFGS
 from pqdflow.workflows.engine.calculators import CountingCalculator
+from pqdflow.workflows.engine.neb_band import (
+    COVALENT_ELEMENTS,
+    BandOptimizer,
+    NebSettings,
+    TieredNEB,
+    fix_endpoint,
+    interpolate_images,
+    resolve_optimizer,
+    tangential_forces,
+)
+from pqdflow.workflows.engine.neb_stopping import refine_climbing_image
 from pqdflow.workflows.engine.relax import RESULT_FILE, write_frame
 
 __all__ = [
@@ -65,244 +82,8 @@ __all__ = [
     "optimize_band",
     "resolve_optimizer",
     "run_band",
+    "write_band_document",
 ]
-
-BandOptimizer = Literal["auto", "qn", "fire", "lbfgs", "bfgs", "mdmin", "ode"]
-_BAND_OPTIMIZERS = ("auto", "qn", "fire", "lbfgs", "bfgs", "mdmin", "ode")
-
-#: Elements of covalently bonded molecules (ligands): their stiff bonds next to the soft
-#: Pb-X tilts defeat a quasi-Newton model with one scalar initial Hessian.
-COVALENT_ELEMENTS = MOLECULAR_ELEMENTS
-
-
-@dataclass(frozen=True)
-class NebSettings:
-    """How a band is built and converged (forces in eV/Å, spring constant in eV/Å²).
-
-    Attributes
-    ----------
-    fmax
-        Per-atom NEB force norm every image must reach (0.05).
-    climb_fmax
-        Tighter criterion for the climbing image (0.02, the paper's EDIFFG); the barrier
-        depends on it. On the V_Br benchmark 0.02 left the barrier 2-6 meV above a fully
-        converged (0.01) band; 0.01 costs ~20 % more force calls for ~1 meV.
-    loose_fmax
-        Criterion of an optional first, fast stage with ``loose_optimizer`` (for ``"ode"``
-        the largest force component, ASE's convention); 0 (default) skips the stage.
-    climb
-        Use a climbing image.
-    k
-        Spring constant.
-    optimizer
-        Optimiser of the band: ``"auto"`` (default: ``"qn"``, unless a free atom belongs
-        to a molecule, see :data:`COVALENT_ELEMENTS`, then ``"fire"``), ``"qn"``
-        (pqdflow's safeguarded L-BFGS; FIRE finishes the band if it stalls), or ASE's
-        ``"fire"``, ``"lbfgs"``, ``"bfgs"``, ``"mdmin"``. Measured with CHGNet: the bulk
-        V_Br band takes 39 force calls with ``"qn"``; the ligand-covered control surface
-        567 with ``"fire"`` and 1071 with ``"qn"`` (stiff C-H/C-N bonds next to soft tilts).
-    loose_optimizer
-        Optimiser of the loose stage (``"ode"``: ASE's adaptive ODE ``NEBOptimizer``, or
-        any of the above).
-    dynamic
-        Do not move (hence not recompute) images already below their criterion.
-    interpolation
-        ``"idpp"`` (tight IDPP after a minimum-image linear start) or ``"linear"``.
-    idpp_fmax
-        Convergence of the IDPP path (in the IDPP's own units, Å-like).
-    saddle_first
-        Converge a one-image climbing band first and build the band through it (needs
-        ``climb``).
-    saddle_fmax
-        Criterion of that one-image band (0.05). Converging it harder let it slide to
-        other, tilt-relaxed saddles on CHGNet; the full band refines it anyway.
-    qn_alpha
-        Initial Hessian guess of ``"qn"`` (eV/Å²); 3 measured best on CsPbBr3.
-    qn_maxstep
-        Largest atomic displacement of one ``"qn"`` step (Å).
-    qn_memory
-        Curvature pairs kept by ``"qn"``.
-    max_steps
-        Step limit of each stage.
-    """
-
-    fmax: float = 0.05
-    climb_fmax: float = 0.02
-    loose_fmax: float = 0.0
-    climb: bool = True
-    k: float = 0.1
-    optimizer: BandOptimizer = "auto"
-    loose_optimizer: BandOptimizer = "ode"
-    dynamic: bool = True
-    interpolation: Literal["idpp", "linear"] = "idpp"
-    idpp_fmax: float = 0.005
-    saddle_first: bool = True
-    saddle_fmax: float = 0.05
-    qn_alpha: float = 3.0
-    qn_maxstep: float = 0.15
-    qn_memory: int = 20
-    max_steps: int = 1000
-
-    def __post_init__(self) -> None:
-        for name in (
-            "fmax",
-            "climb_fmax",
-            "k",
-            "idpp_fmax",
-            "saddle_fmax",
-            "qn_alpha",
-            "qn_maxstep",
-        ):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise InputError(f"NEB setting {name} must be a positive number, got {value!r}")
-        if not (math.isfinite(self.loose_fmax) and self.loose_fmax >= 0):
-            raise InputError(f"NEB setting loose_fmax must be >= 0, got {self.loose_fmax!r}")
-        for name in ("optimizer", "loose_optimizer"):
-            if getattr(self, name) not in _BAND_OPTIMIZERS:
-                raise InputError(
-                    f"NEB setting {name}={getattr(self, name)!r} is unknown; "
-                    f"choose one of {list(_BAND_OPTIMIZERS)}"
-                )
-        if self.optimizer == "ode":
-            raise InputError(
-                "NEB optimizer 'ode' judges convergence by the largest force component, not "
-                "the per-atom norm, and cannot converge a climbing image to climb_fmax; use "
-                "it as loose_optimizer only"
-            )
-        if self.interpolation not in ("idpp", "linear"):
-            raise InputError(
-                f"NEB interpolation {self.interpolation!r} is unknown; choose 'idpp' or 'linear'"
-            )
-        if self.max_steps < 1:
-            raise InputError(f"NEB max_steps must be >= 1, got {self.max_steps}")
-        if self.qn_memory < 1:
-            raise InputError(f"NEB qn_memory must be >= 1, got {self.qn_memory}")
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
-
-
-class TieredNEB(DyNEB):
-    """Improved-tangent NEB whose climbing image has its own, tighter criterion.
-
-    With ``dynamic=True`` an image whose NEB force norm is below its criterion (``fmax``,
-    or ``climb_fmax`` for the climbing image) is neither moved nor recomputed, and its
-    force is reported as zero to the optimiser; run the optimiser to ``climb_fmax``.
-    ASE's ``DyNEB`` cannot do this: it freezes the climbing image at ``fmax``.
-    """
-
-    def __init__(
-        self,
-        images: list[Atoms],
-        *,
-        k: float = 0.1,
-        climb: bool = True,
-        fmax: float = 0.05,
-        climb_fmax: float = 0.01,
-        dynamic: bool = True,
-    ) -> None:
-        super().__init__(
-            images,
-            k=k,
-            climb=climb,
-            fmax=fmax,
-            dynamic_relaxation=dynamic,
-            method="improvedtangent",
-        )
-        self.climb_fmax = climb_fmax
-
-    def neb_forces(self) -> np.ndarray:
-        """NEB forces of the interior images, shape ``(n_images, n_atoms, 3)``, none zeroed."""
-        forces = BaseNEB.get_forces(self)
-        return np.asarray(forces).reshape(self.nimages - 2, self.natoms, 3)
-
-    def image_thresholds(self) -> np.ndarray:
-        """Criterion of each interior image (eV/Å)."""
-        thresholds = np.full(self.nimages - 2, float(self.fmax))
-        if self.climb and self.energies is not None:
-            thresholds[self.imax - 1] = self.climb_fmax
-        return thresholds
-
-    def image_fmax(self) -> np.ndarray:
-        """Largest per-atom NEB force norm of each interior image (eV/Å)."""
-        forces = self.neb_forces()
-        if self.natoms == 0:
-            return np.zeros(self.nimages - 2)
-        return np.asarray(np.sqrt((forces**2).sum(axis=2)).max(axis=1))
-
-    def get_forces(self) -> np.ndarray:
-        """NEB forces, zero on images below their criterion when dynamic."""
-        forces = self.neb_forces()
-        if self.dynamic_relaxation:
-            norms = np.sqrt((forces**2).sum(axis=2)).max(axis=1)
-            forces[norms < self.image_thresholds()] = 0.0
-        return forces.reshape(-1, 3)
-
-    def set_positions(self, positions: np.ndarray, adjust_positions: bool = True) -> None:
-        """Move the images that are not yet below their criterion (all when not dynamic)."""
-        if not self.dynamic_relaxation:
-            BaseNEB.set_positions(self, positions, adjust_positions)
-            return
-        active = self.image_fmax() >= self.image_thresholds()
-        positions = np.asarray(positions).reshape(self.nimages - 2, self.natoms, 3)
-        for i, image in enumerate(self.images[1:-1]):
-            if active[i]:
-                image.set_positions(positions[i])
-
-
-def interpolate_images(
-    initial: Atoms,
-    final: Atoms,
-    n_images: int,
-    *,
-    method: Literal["idpp", "linear"] = "idpp",
-    idpp_fmax: float = 0.005,
-    check: bool = True,
-) -> list[Atoms]:
-    """Band of ``n_images`` intermediate images between two endpoints (endpoints included).
-
-    Uses :func:`pqdflow.structures.defects.interpolate_band` when installed; otherwise a
-    minimum-image linear interpolation, followed for ``"idpp"`` by ASE's IDPP routine run
-    to ``idpp_fmax`` (not ASE's loose default of 0.1).
-
-    Raises
-    ------
-    EndpointError
-        Endpoints with different atoms, numbers of atoms or cells.
-    InputError
-        ``n_images`` < 1.
-    """
-    if n_images < 1:
-        raise InputError(f"n_images must be >= 1, got {n_images}")
-    if len(initial) != len(final) or list(initial.numbers) != list(final.numbers):
-        raise EndpointError(
-            f"NEB endpoints differ in atoms: {initial.get_chemical_formula()} "
-            f"({len(initial)} atoms) vs {final.get_chemical_formula()} ({len(final)} atoms)"
-        )
-    if not np.allclose(np.array(initial.cell), np.array(final.cell), atol=1e-6):
-        raise EndpointError("NEB endpoints have different cells; the band needs one fixed cell")
-    try:
-        defects = importlib.import_module("pqdflow.structures.defects")
-    except ModuleNotFoundError:
-        defects = None
-    if defects is not None and hasattr(defects, "interpolate_band"):
-        band = defects.interpolate_band(
-            initial, final, n_images, method=method, fmax=idpp_fmax, check=check
-        )
-        return [image.copy() for image in band]
-    images = [initial.copy()] + [initial.copy() for _ in range(n_images)] + [final.copy()]
-    mic = bool(initial.pbc.any())
-    interpolate(images, mic=mic, apply_constraint=False)
-    if method == "idpp":
-        neb = NEB(images, method="improvedtangent")
-        idpp_interpolate(
-            neb, traj=None, log=None, fmax=idpp_fmax, optimizer=MDMin, mic=mic, steps=5000
-        )
-    for image in images:
-        image.calc = None
-    return images
 
 
 @dataclass
@@ -313,7 +94,13 @@ class BandOutcome:
     ``stage_force_calls`` splits ``n_force_calls`` by stage (``"saddle"``, ``"loose"``,
     ``"band"``, and ``"fire_fallback"`` when the quasi-Newton band stage stalled and FIRE
     finished it); ``start`` says how the band was started (``"saddle-first"``, or why the
-    plain interpolated band was kept).
+    plain interpolated band was kept). ``check`` is the stopping rule's record
+    (:meth:`~pqdflow.workflows.engine.neb_stopping.BarrierCheck.as_dict`; empty when it was off),
+    ``barrier_error`` its estimated error of the climbing image's energy (eV; None when
+    unknown) and ``stopped_early`` / ``stop_reason`` say why a band that is not converged
+    stopped (step limit, force-call budget, barrier check). ``barrier_confirmed`` and
+    ``n_oracle_calls`` matter for surrogate bands, whose barrier comes from another
+    calculator than most force calls (None: ``n_force_calls``).
     """
 
     images: list[Atoms]
@@ -328,24 +115,12 @@ class BandOutcome:
     stage_force_calls: dict[str, int] = field(default_factory=dict)
     start: str = "interpolated"
     optimizer: str = ""
-
-
-def resolve_optimizer(name: BandOptimizer, images: list[Atoms]) -> BandOptimizer:
-    """Return the optimiser ``"auto"`` stands for on this band (others unchanged).
-
-    ``"fire"`` when any free atom (not held by ``FixAtoms``) is one of
-    :data:`COVALENT_ELEMENTS`, else ``"qn"``.
-    """
-    if name != "auto":
-        return name
-    atoms = images[0]
-    fixed: set[int] = set()
-    for constraint in atoms.constraints:
-        if isinstance(constraint, FixAtoms):
-            fixed.update(int(i) for i in constraint.get_indices())
-    symbols = atoms.get_chemical_symbols()
-    molecular = any(s in COVALENT_ELEMENTS for i, s in enumerate(symbols) if i not in fixed)
-    return "fire" if molecular else "qn"
+    barrier_error: float | None = None
+    check: dict[str, Any] = field(default_factory=dict)
+    stopped_early: bool = False
+    stop_reason: str = ""
+    barrier_confirmed: bool = True
+    n_oracle_calls: int | None = None
 
 
 def _optimizer(name: BandOptimizer, neb: BaseNEB, settings: NebSettings) -> Any:
@@ -362,31 +137,13 @@ def _optimizer(name: BandOptimizer, neb: BaseNEB, settings: NebSettings) -> Any:
     return cls(neb, logfile=None)
 
 
-def _tangential_forces(neb: BaseNEB) -> list[float]:
-    """Force along the improved tangent at each image (endpoints 0), towards the last image."""
-    state = NEBState(neb, neb.images, neb.energies)
-    values = [0.0]
-    spring1 = state.spring(0)
-    for i in range(1, neb.nimages - 1):
-        spring2 = state.spring(i)
-        tangent = neb.neb_method.get_tangent(state, spring1, spring2, i)
-        assert neb.real_forces is not None
-        values.append(float(np.vdot(neb.real_forces[i], tangent)))
-        spring1 = spring2
-    values.append(0.0)
-    return values
-
-
-def _fix_endpoint(image: Atoms, energy: float) -> None:
-    image.calc = SinglePointCalculator(image, energy=energy, forces=np.zeros((len(image), 3)))
-
-
 def _saddle_first(
     images: list[Atoms],
     calculator: CountingCalculator,
     settings: NebSettings,
     e_initial: float,
     e_final: float,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[list[Atoms] | None, str, int]:
     """Converge a one-image climbing band; return the band through it, a note, steps.
 
@@ -398,8 +155,8 @@ def _saddle_first(
     trio = interpolate_images(
         initial, final, 1, method=settings.interpolation, idpp_fmax=settings.idpp_fmax, check=False
     )
-    _fix_endpoint(trio[0], e_initial)
-    _fix_endpoint(trio[-1], e_final)
+    fix_endpoint(trio[0], e_initial)
+    fix_endpoint(trio[-1], e_final)
     trio[1].calc = calculator
     one = TieredNEB(
         trio,
@@ -415,7 +172,7 @@ def _saddle_first(
         maxstep=settings.qn_maxstep,
         memory=settings.qn_memory,
     )
-    ok = opt.run(steps=min(settings.max_steps, 100))
+    ok = opt.run(steps=min(settings.max_steps, 100), stop=stop)
     assert one.energies is not None
     e_saddle = float(one.energies[1])
     if not ok:
@@ -438,6 +195,23 @@ def _saddle_first(
     return band, "saddle-first", opt.nsteps
 
 
+def _run_optimizer(
+    opt: Any, fmax: float, steps: int, stop: Callable[[], bool] | None
+) -> tuple[int, bool]:
+    """Run an optimiser (budget-aware when ``stop`` is given); return (steps, stopped)."""
+    if isinstance(opt, BandLBFGS):
+        opt.run(steps=steps, stop=stop)
+        return opt.nsteps, stop is not None and stop()
+    if stop is None or isinstance(opt, NEBOptimizer):
+        opt.run(fmax=fmax, steps=steps)
+        return int(opt.nsteps), False
+    start = int(opt.nsteps)
+    for _ in opt.irun(fmax=fmax, steps=steps):
+        if stop():
+            return int(opt.nsteps) - start, True
+    return int(opt.nsteps) - start, False
+
+
 def optimize_band(
     images: list[Atoms],
     calculators: list[Calculator],
@@ -446,6 +220,7 @@ def optimize_band(
     e_initial: float,
     e_final: float,
     on_stage: Callable[[str, list[Atoms]], None] | None = None,
+    probe: Calculator | None = None,
 ) -> BandOutcome:
     """Converge a band in place with the staged recipe of :class:`NebSettings`.
 
@@ -465,6 +240,10 @@ def optimize_band(
     on_stage
         Called with the stage name and the images after each stage (``"start"`` is the
         band the optimisation starts from).
+    probe
+        Calculator of the stopping rule's probes (default: the climbing image's own
+        calculator; its cached result is kept either way). Its calls are counted
+        (stage ``"check"``).
     """
     n_interior = len(images) - 2
     if len(calculators) != n_interior:
@@ -475,22 +254,34 @@ def optimize_band(
     stage_calls: dict[str, int] = {}
     n_steps = 0
     start = "interpolated"
+    probes: list[CountingCalculator] = []
+
+    def calls() -> int:
+        return sum(c.n_calls for c in counted) + sum(p.n_calls for p in probes)
+
+    checking = settings.barrier_check and settings.climb and n_interior >= 1
+    stop: Callable[[], bool] | None = None
+    if settings.max_force_calls is not None:
+        budget = settings.max_force_calls
+        # keep room for the stopping rule's probes (and one step's overshoot)
+        reserve = settings.check_probes + n_interior if checking else 0
+
+        def stop() -> bool:
+            return calls() >= budget - reserve
+
     if settings.saddle_first and settings.climb and n_interior >= 1:
         middle = counted[(n_interior - 1) // 2]
-        band, start, steps = _saddle_first(images, middle, settings, e_initial, e_final)
+        band, start, steps = _saddle_first(images, middle, settings, e_initial, e_final, stop)
         n_steps += steps
         stage_calls["saddle"] = middle.n_calls
         if band is not None:
             for image, new in zip(images[1:-1], band[1:-1], strict=True):
                 image.positions = new.positions
-    _fix_endpoint(images[0], e_initial)
-    _fix_endpoint(images[-1], e_final)
+    fix_endpoint(images[0], e_initial)
+    fix_endpoint(images[-1], e_final)
     for image, calc in zip(images[1:-1], counted, strict=True):
         image.calc = calc
-
-    def calls() -> int:
-        return sum(c.n_calls for c in counted)
-
+    budget_hit = False
     neb = TieredNEB(
         images,
         k=settings.k,
@@ -512,29 +303,54 @@ def optimize_band(
             neb.climb = settings.climb
             loose = neb
         opt = _optimizer(resolve_optimizer(settings.loose_optimizer, images), loose, settings)
-        opt.run(fmax=settings.loose_fmax, steps=settings.max_steps)
-        n_steps += int(opt.nsteps)
+        steps, hit = _run_optimizer(opt, settings.loose_fmax, settings.max_steps, stop)
+        n_steps += steps
+        budget_hit |= hit
         stage_calls["loose"] = calls() - before
         if on_stage is not None:
             on_stage("loose", images)
-    before = calls()
     neb.fmax = settings.fmax
     neb.climb_fmax = settings.climb_fmax
     neb.climb = settings.climb
-    target = settings.climb_fmax if settings.climb else settings.fmax
     band_optimizer = resolve_optimizer(settings.optimizer, images)
-    opt = _optimizer(band_optimizer, neb, settings)
-    opt.run(fmax=target, steps=settings.max_steps)
-    n_steps += int(opt.nsteps)
-    stage_calls["band"] = calls() - before
-    if getattr(opt, "stalled", False):
-        # the quasi-Newton model broke down (stiff ligand bonds next to soft tilts): it
-        # left its best band in place; FIRE finishes from there
+
+    def converge_band() -> None:
+        nonlocal n_steps, budget_hit
+        target = float(neb.climb_fmax) if settings.climb else settings.fmax
         before = calls()
-        fire = _optimizer("fire", neb, settings)
-        fire.run(fmax=target, steps=settings.max_steps)
-        n_steps += int(fire.nsteps)
-        stage_calls["fire_fallback"] = calls() - before
+        opt = _optimizer(band_optimizer, neb, settings)
+        steps, hit = _run_optimizer(opt, target, settings.max_steps, stop)
+        n_steps += steps
+        budget_hit |= hit
+        stage_calls["band"] = stage_calls.get("band", 0) + calls() - before
+        if getattr(opt, "stalled", False) and not hit:
+            # the quasi-Newton model broke down (stiff ligand bonds next to soft tilts): it
+            # left its best band in place; FIRE finishes from there
+            before = calls()
+            fire = _optimizer("fire", neb, settings)
+            steps, hit = _run_optimizer(fire, target, settings.max_steps, stop)
+            n_steps += steps
+            budget_hit |= hit
+            stage_calls["fire_fallback"] = stage_calls.get("fire_fallback", 0) + calls() - before
+
+    converge_band()
+    check = None
+    if checking:
+        inner = counted[int(neb.imax) - 1].inner if probe is None else probe
+        probes.append(CountingCalculator(inner))
+        max_calls = settings.max_force_calls
+        check = refine_climbing_image(
+            neb,
+            probes[-1],
+            converge_band,
+            tolerance=settings.barrier_tol,
+            max_probes=settings.check_probes,
+            # a band that did not meet its force criteria gets its estimate, no refinement
+            rounds=settings.check_rounds if bool(neb.image_converged().all()) else 1,
+            probe_step=settings.probe_step,
+            budget_left=None if max_calls is None else lambda: max_calls - calls(),
+        )
+        stage_calls["check"] = probes[-1].n_calls
     norms = neb.image_fmax()
     climbing = int(neb.imax) if settings.climb else None
     if climbing is not None:
@@ -544,10 +360,21 @@ def optimize_band(
         fmax_climbing = float("nan")
         others = norms
     fmax = float(others.max()) if others.size else 0.0
-    converged = fmax <= settings.fmax and (climbing is None or fmax_climbing <= settings.climb_fmax)
+    forces_met = fmax <= settings.fmax and (
+        climbing is None or fmax_climbing <= float(neb.climb_fmax)
+    )
+    converged = forces_met and (check is None or check.within_tolerance)
+    reasons = []
+    if not converged:
+        if budget_hit or (check is not None and check.budget_spent):
+            reasons.append(f"force-call budget (max_force_calls={settings.max_force_calls}) spent")
+        elif not forces_met:
+            reasons.append(f"force criteria not met within max_steps={settings.max_steps}")
+        if check is not None and check.reason:
+            reasons.append(check.reason)
     assert neb.energies is not None
     energies = [float(e) for e in neb.energies]
-    tangential = _tangential_forces(neb)
+    tangential = tangential_forces(neb)
     if on_stage is not None:
         on_stage("climb", images)
     return BandOutcome(
@@ -563,6 +390,10 @@ def optimize_band(
         stage_force_calls=stage_calls,
         start=start,
         optimizer=band_optimizer,
+        barrier_error=None if check is None else check.error,
+        check={} if check is None else check.as_dict(),
+        stopped_early=not converged,
+        stop_reason="; ".join(reasons),
     )
 
 
@@ -625,6 +456,7 @@ def run_band(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     calculators = [calculator_factory() for _ in range(n_images)]
+    probe = calculator_factory() if settings.barrier_check else None
     with (directory / "neb.extxyz").open("w") as handle:
 
         def record(stage: str, band: list[Atoms]) -> None:
@@ -633,14 +465,58 @@ def run_band(
                 write_frame(handle, image)
 
         outcome = optimize_band(
-            images, calculators, settings, e_initial=e_initial, e_final=e_final, on_stage=record
+            images,
+            calculators,
+            settings,
+            e_initial=e_initial,
+            e_final=e_final,
+            on_stage=record,
+            probe=probe,
         )
+    return write_band_document(
+        directory,
+        outcome,
+        cell=np.array(initial.cell),
+        path=path,
+        backend=backend,
+        label=label,
+        initial_name=initial_name,
+        final_name=final_name,
+        settings=settings.as_dict(),
+        barrier_tol=settings.barrier_tol if settings.barrier_check else None,
+        meta=meta,
+    )
+
+
+def write_band_document(
+    directory: Path,
+    outcome: BandOutcome,
+    *,
+    cell: np.ndarray,
+    path: str,
+    backend: str,
+    label: str,
+    initial_name: str,
+    final_name: str,
+    settings: Mapping[str, Any],
+    barrier_tol: float | None,
+    meta: Mapping[str, Any] | None = None,
+    confirmed_only: bool = False,
+) -> NebDoc:
+    """Write ``band.extxyz`` and, last and atomically, ``result.json`` for a band outcome.
+
+    The barrier comes from the outcome's energies (highest image and spline,
+    :func:`~pqdflow.analysis.barriers.neb_barrier`); ``n_oracle_calls`` defaults to
+    ``n_force_calls`` (the band's calculator is the one the barrier comes from). With
+    ``confirmed_only`` (a surrogate band, whose other images carry model energies) every
+    barrier field, spline ones included, is the climbing image's confirmed energy.
+    """
     tmp = directory / ".band.extxyz.tmp"
     with tmp.open("w") as handle:
         for image in outcome.images:
             write_frame(handle, image)
     tmp.replace(directory / "band.extxyz")
-    coords = path_coordinates([im.get_positions() for im in outcome.images], np.array(initial.cell))
+    coords = path_coordinates([im.get_positions() for im in outcome.images], cell)
     barrier = neb_barrier(
         outcome.energies,
         coords,
@@ -648,6 +524,20 @@ def run_band(
         reference="initial_state",
         climbing_index=outcome.climbing_index,
     )
+    if confirmed_only and outcome.climbing_index is not None:
+        top = barrier.energies[outcome.climbing_index]
+        barrier = replace(
+            barrier,
+            forward=top,
+            reverse=top - barrier.energies[-1],
+            forward_spline=top,
+            reverse_spline=top - barrier.energies[-1],
+            notes=[
+                *barrier.notes,
+                "confirmed only: the barrier is the climbing image's oracle energy; the "
+                "other images' energies are the surrogate's",
+            ],
+        )
     doc = NebDoc(
         path=path,
         label=label,
@@ -660,7 +550,7 @@ def run_band(
         Ea_reverse_eV=barrier.reverse,
         Ea_spline_eV=barrier.forward_spline,
         Ea_reverse_spline_eV=barrier.reverse_spline,
-        n_images=n_images,
+        n_images=len(outcome.images) - 2,
         climbing_index=outcome.climbing_index,
         fmax=outcome.fmax,
         fmax_climbing=outcome.fmax_climbing,
@@ -670,10 +560,19 @@ def run_band(
         stage_force_calls=dict(outcome.stage_force_calls),
         start=outcome.start,
         optimizer=outcome.optimizer,
+        barrier_tolerance_eV=barrier_tol,
+        barrier_error_eV=outcome.barrier_error,
+        barrier_confirmed=outcome.barrier_confirmed,
+        n_oracle_calls=(
+            outcome.n_force_calls if outcome.n_oracle_calls is None else outcome.n_oracle_calls
+        ),
+        stopped_early=outcome.stopped_early,
+        stop_reason=outcome.stop_reason,
+        barrier_check=dict(outcome.check),
         initial=initial_name,
         final=final_name,
         directory=str(directory.resolve()),
-        settings=settings.as_dict(),
+        settings=dict(settings),
         meta=dict(meta or {}),
         provenance=provenance(backend=backend),
     )

@@ -215,6 +215,20 @@ class NebDoc(_Doc):
     unconverged_inputs
         Names of the relaxations this band rests on (its endpoints) that did not converge;
         empty when all did. A barrier on an unconverged endpoint is flagged everywhere.
+    barrier_tolerance_eV, barrier_error_eV
+        The stopping rule's tolerance and its estimated error of the reported barrier (eV;
+        None when unknown or the rule was off).
+    barrier_confirmed
+        Whether the reported climbing-image energy is an energy+force evaluation of the
+        barrier's own calculator (the oracle of a surrogate band) at that geometry.
+    n_oracle_calls
+        Evaluations of that calculator (a plain band: ``n_force_calls``; a surrogate band:
+        the expensive oracle's, while ``n_force_calls`` counts the cheap potential's).
+    stopped_early, stop_reason
+        The band stopped before its stopping rule held (step limit, force-call or oracle
+        budget, barrier check), and why.
+    barrier_check
+        The stopping rule's record (estimates per check, Newton steps, rounds).
     """
 
     path: str
@@ -243,6 +257,13 @@ class NebDoc(_Doc):
     stage_force_calls: dict[str, int] = field(default_factory=dict)
     start: str = "interpolated"
     optimizer: str = ""
+    barrier_tolerance_eV: float | None = None
+    barrier_error_eV: float | None = None
+    barrier_confirmed: bool = False
+    n_oracle_calls: int | None = None
+    stopped_early: bool = False
+    stop_reason: str = ""
+    barrier_check: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)

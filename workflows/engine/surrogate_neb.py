@@ -1,0 +1,595 @@
+"""ML-seeded surrogate NEB: few calls of an expensive oracle to a barrier it confirms.
+
+Users pay per DFT force call. Surrogate NEB methods (GP-NEB, Koistinen et al., J. Chem.
+Phys. 147, 152720, 2017; ML-NEB, Garrido Torres et al., Phys. Rev. Lett. 122, 156001,
+2019) report about an order of magnitude fewer evaluations than a conventional NEB at the
+same barrier. This recipe seeds the surrogate with a cheap universal potential and keeps
+the oracle for what only it can settle:
+
+1. **Cheap band.** The cheap potential (CHGNet) converges the band between the oracle's
+   relaxed endpoints (:func:`~pqdflow.workflows.engine.neb.optimize_band`, cheap calls).
+2. **First batch.** The oracle evaluates every interior image in one batch (one FireWorks
+   round for VASP).
+3. **Surrogate rounds.** The highest image is the climbing image; its tangent comes from
+   its neighbours. At its latest oracle point, the cheap potential's curvature (a few
+   finite-difference Hessian-vector products, cheap calls) and the oracle's force give a
+   quadratic model (:func:`~pqdflow.workflows.engine.saddle_check.estimate_saddle_error`);
+   the climbing image takes the model's Newton step onto the saddle (at most ``maxstep``)
+   and the oracle evaluates it (one call per round): a quasi-Newton saddle search with the
+   cheap Hessian. Rounds stop once the model puts the saddle within half the tolerance.
+4. **Oracle check.** The same model with the oracle's own curvature (``check_probes``
+   oracle calls) is pqdflow's stopping rule: the barrier is accepted when the climbing
+   image's oracle energy is known within ``barrier_tol`` of the saddle's; otherwise one
+   more Newton step and check (``oracle_checks``).
+
+The reported barrier is always the oracle energy of the climbing image minus the oracle
+energy of the initial endpoint. The other images stay at the cheap band's geometries (they
+give the tangent; their first-batch oracle energies are kept in ``rounds[0]``): the result
+is the first-order saddle the cheap band leads to, as for any climbing-image NEB. An oracle budget
+that runs out stops the band with the last confirmed point and ``stopped_early``.
+
+The oracle is a batch function (:data:`Oracle`): a list of structures in, one
+``(energy, forces)`` per structure out. :func:`calculator_oracle` makes one from any ASE
+calculator factory, :func:`registry_oracle` from an in-process backend of the registry
+(``mock``, ``chgnet``, ``gpaw``). For VASP on a cluster the same function submits one
+FireWorks workflow of single points per batch and returns their parsed energies and
+forces; the rounds send one structure per batch, and the probes of one check could go
+as one batch too (they are sequential here: a Krylov subspace).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from pqdflow.documents.results import NebDoc
+from pqdflow.errors import BackendError, InputError
+from pqdflow.fileio import guard_outputs, move_outputs_aside
+from pqdflow.workflows.engine.calculators import CountingCalculator
+from pqdflow.workflows.engine.neb import BandOutcome, optimize_band, write_band_document
+from pqdflow.workflows.engine.neb_band import NebSettings, interpolate_images
+from pqdflow.workflows.engine.oracle import (
+    CalculatorOracle,
+    Oracle,
+    calculator_oracle,
+    evaluate_batch,
+)
+from pqdflow.workflows.engine.relax import write_frame
+from pqdflow.workflows.engine.saddle_check import (
+    SaddleEstimate,
+    estimate_saddle_error,
+    finite_difference_hvp,
+    free_mask,
+)
+
+__all__ = [
+    "CalculatorOracle",
+    "Oracle",
+    "OracleCalculator",
+    "SurrogateOutcome",
+    "SurrogateSettings",
+    "calculator_oracle",
+    "registry_oracle",
+    "run_surrogate_band",
+    "surrogate_band",
+]
+
+_LOG = logging.getLogger(__name__)
+
+
+def _default_cheap() -> NebSettings:
+    return NebSettings(climb_fmax=0.01, barrier_check=False)
+
+
+@dataclass(frozen=True)
+class SurrogateSettings:
+    """The surrogate recipe (energies eV, forces eV/Å).
+
+    Attributes
+    ----------
+    barrier_tol
+        The climbing image's oracle energy must be known within this of the oracle's
+        saddle (default 0.010).
+    max_oracle_calls
+        Oracle budget, endpoints excluded (they arrive relaxed).
+    max_rounds
+        Most surrogate rounds: a Newton step of the climbing image on the cheap potential's
+        curvature and the oracle's force, then one oracle call there. They stop early once
+        that model puts the saddle within half the tolerance. Default 0: on the V_Br hop
+        (CHGNet seed, SevenNet oracle) CHGNet's curvature sent the steps uphill.
+    oracle_checks
+        Most checks with the oracle's own curvature (``check_probes`` oracle calls each);
+        between two, a Newton step on the oracle's model.
+    check_probes
+        Hessian-vector probes of one check (subspace size).
+    probe_step
+        Finite-difference step of a probe (Å).
+    maxstep
+        Longest atomic displacement of one Newton step (Å).
+    cheap
+        Recipe of the cheap seed band (its barrier is never reported).
+    """
+
+    barrier_tol: float = 0.010
+    max_oracle_calls: int = 60
+    max_rounds: int = 0
+    oracle_checks: int = 5
+    check_probes: int = 6
+    probe_step: float = 0.01
+    maxstep: float = 0.2
+    cheap: NebSettings = field(default_factory=_default_cheap)
+
+    def __post_init__(self) -> None:
+        for name in ("barrier_tol", "probe_step", "maxstep"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise InputError(
+                    f"surrogate setting {name} must be a positive number, got {value!r}"
+                )
+        if self.max_rounds < 0:
+            raise InputError(f"surrogate setting max_rounds must be >= 0, got {self.max_rounds}")
+        for name, least in (("max_oracle_calls", 1), ("oracle_checks", 1), ("check_probes", 2)):
+            if getattr(self, name) < least:
+                raise InputError(
+                    f"surrogate setting {name} must be >= {least}, got {getattr(self, name)}"
+                )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        out = asdict(self)
+        out["cheap"] = self.cheap.as_dict()
+        return out
+
+
+@dataclass
+class SurrogateOutcome(BandOutcome):
+    """A surrogate band's result: a :class:`~pqdflow.workflows.engine.neb.BandOutcome` plus.
+
+    ``energies`` are all oracle energies: the endpoints', the first batch's at the cheap
+    band's images and, at the climbing image, the last oracle point (``images`` holds those
+    geometries). ``fmax`` is the largest per-atom oracle force on the other images (not
+    projected: they are not converged on the oracle, they only give the tangent),
+    ``fmax_climbing`` the oracle's climbing force at the climbing image.
+    ``n_force_calls`` counts the cheap potential's calls, ``n_oracle_calls`` the oracle's.
+    ``barrier`` is the confirmed forward barrier (eV): the climbing image's oracle energy
+    minus the initial one.
+    """
+
+    barrier: float = math.nan
+    n_oracle_batches: int = 0
+    energy_sources: list[str] = field(default_factory=list)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    cheap_barrier: float = math.nan
+
+
+class _OracleBudgetSpent(Exception):
+    """Raised inside a band optimisation when the oracle budget is spent."""
+
+
+class OracleCalculator(Calculator):
+    """An ASE calculator that sends each structure to a batch oracle as a batch of one.
+
+    Keeps every result (``history``; :meth:`find`) so a caller can check that a reported
+    energy is the oracle's at the reported geometry.
+
+    Parameters
+    ----------
+    oracle
+        The batch oracle (:data:`Oracle`).
+    budget
+        Most calls; one more raises an internal stop that :func:`surrogate_band` turns
+        into ``stopped_early`` (None: unlimited).
+    """
+
+    implemented_properties = ["energy", "forces"]  # noqa: RUF012  # ASE's convention
+    nolabel = True
+
+    def __init__(self, oracle: Oracle, budget: int | None = None) -> None:
+        super().__init__()
+        self.oracle = oracle
+        self.budget = budget
+        self.n_calls = 0
+        self.n_batches = 0
+        self.history: list[tuple[np.ndarray, float, np.ndarray]] = []
+
+    def evaluate(
+        self, structures: Sequence[Atoms], labels: Sequence[str]
+    ) -> list[tuple[float, np.ndarray]]:
+        """One oracle batch, checked and counted (budget enforced)."""
+        if self.budget is not None and self.n_calls + len(structures) > self.budget:
+            raise _OracleBudgetSpent
+        results = evaluate_batch(self.oracle, structures, labels)
+        self.n_calls += len(structures)
+        self.n_batches += 1
+        for atoms, (energy, forces) in zip(structures, results, strict=True):
+            self.history.append((atoms.positions.copy(), energy, forces))
+        return results
+
+    def find(self, positions: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """Return the oracle's energy and forces at ``positions`` (Å) if it was evaluated there."""
+        for done, energy, forces in reversed(self.history):
+            if done.shape == np.shape(positions) and np.allclose(done, positions, atol=1e-8):
+                return energy, forces
+        return None
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = tuple(all_changes),
+    ) -> None:
+        """Energy and forces of ``atoms`` from the oracle (its earlier result, if any)."""
+        super().calculate(atoms, properties, system_changes)
+        assert self.atoms is not None
+        known = self.find(self.atoms.positions)
+        if known is None:  # a point evaluated before is not paid for twice
+            ((energy, forces),) = self.evaluate([self.atoms.copy()], ["climbing image"])
+        else:
+            energy, forces = known
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces.copy()}
+
+
+def _cheap_point(cheap: Calculator, atoms: Atoms) -> tuple[float, np.ndarray]:
+    work = atoms.copy()
+    work.calc = cheap
+    return float(work.get_potential_energy()), np.array(work.get_forces(apply_constraint=False))
+
+
+def registry_oracle(
+    name: str, atoms: Atoms, *, kind: str = "bulk", charge: int = 0, **settings: Any
+) -> CalculatorOracle:
+    """Build a batch oracle from an in-process registry backend (mock, chgnet, gpaw).
+
+    Parameters
+    ----------
+    name
+        Registry name (:func:`~pqdflow.workflows.backends.backend_names`).
+    atoms
+        A structure of the band (GPAW builds its calculator per cell).
+    kind, charge
+        Passed to the backend's per-cell factory (``"bulk"``/``"slab"``; total charge).
+    settings
+        Backend settings (:func:`~pqdflow.workflows.backends.get_backend`).
+
+    Raises
+    ------
+    BackendError
+        An unknown name, or a backend that does not run in this process (``vasp``: send
+        each batch as one FireWorks workflow of single points instead).
+    """
+    from pqdflow.workflows.backends import get_backend
+
+    backend = get_backend(name, **settings)
+    factory_for = getattr(backend, "factory_for", None)
+    if factory_for is None:
+        raise BackendError(
+            f"backend {name!r} has no in-process calculator; wrap its single points in a "
+            "batch oracle (one FireWorks workflow per batch) instead"
+        )
+    return calculator_oracle(factory_for(atoms, kind, charge))
+
+
+def surrogate_band(
+    images: list[Atoms],
+    cheap_factory: Callable[[], Calculator],
+    oracle: Oracle,
+    settings: SurrogateSettings | None = None,
+    *,
+    e_initial: float,
+    e_final: float,
+    on_stage: Callable[[str, list[Atoms]], None] | None = None,
+) -> SurrogateOutcome:
+    """Converge a band with few oracle calls; report a barrier the oracle confirmed.
+
+    Parameters
+    ----------
+    images
+        The start band, endpoints included
+        (:func:`~pqdflow.workflows.engine.neb.interpolate_images`); modified in place.
+    cheap_factory
+        Returns a new cheap calculator (e.g. CHGNet) per call.
+    oracle
+        Batch oracle (:data:`Oracle`); endpoints are never sent to it.
+    settings
+        The recipe (defaults: :class:`SurrogateSettings`).
+    e_initial, e_final
+        The oracle's energies of the relaxed endpoints (eV), kept fixed.
+    on_stage
+        Called with a stage name (``"cheap"``, ``"round N"``, ``"finish"``) and the images.
+
+    Raises
+    ------
+    InputError
+        Bad settings, non-finite endpoint energies or a band without interior images.
+    CalculationFailed
+        An oracle result without a finite energy and forces of the right shape.
+    """
+    settings = settings or SurrogateSettings()
+    n = len(images) - 2
+    if n < 1:
+        raise InputError(f"a surrogate NEB needs interior images, got a band of {len(images)}")
+    for name, value in (("e_initial", e_initial), ("e_final", e_final)):
+        if not math.isfinite(value):
+            raise InputError(f"surrogate NEB: endpoint energy {name} must be finite, got {value}")
+    if settings.max_oracle_calls < n + 1:
+        raise InputError(
+            f"surrogate NEB: max_oracle_calls={settings.max_oracle_calls} cannot cover the "
+            f"first batch of {n} images and one more call; raise it to at least {n + 1}"
+        )
+    cheap = cheap_factory()
+    e_ci, _ = _cheap_point(cheap, images[0])
+    e_cf, _ = _cheap_point(cheap, images[-1])
+    cheap_out = optimize_band(
+        images, [cheap_factory() for _ in range(n)], settings.cheap, e_initial=e_ci, e_final=e_cf
+    )
+    if on_stage is not None:
+        on_stage("cheap", images)
+    oracle_calc = OracleCalculator(oracle, settings.max_oracle_calls)
+    interior = [image.copy() for image in images[1:-1]]
+    results = oracle_calc.evaluate(interior, [f"image {j}" for j in range(1, n + 1)])
+    batch_e = [e_initial] + [energy for energy, _ in results] + [e_final]
+    c = int(np.argmax(batch_e[1:-1])) + 1
+    rounds: list[dict[str, Any]] = [{"round": 0, "oracle_eV": [e - e_initial for e in batch_e]}]
+    others = [
+        float(np.sqrt((_free(images[j], forces) ** 2).sum(axis=1)).max())
+        for j, (_, forces) in enumerate(results, start=1)
+        if j != c
+    ]
+    climbing = images[c]
+    tangent = _path_tangent(images, c)
+    x_c, (e_c, f_c) = climbing.positions.copy(), results[c - 1]
+    cheap_probe = CountingCalculator(cheap_factory())
+    estimate: SaddleEstimate | None = None
+    stopped = ""
+    oracle_checks = 0
+    try:
+        for k in range(1, settings.max_rounds + settings.oracle_checks + 1):
+            # surrogate rounds: the cheap potential's curvature, the oracle's force; then
+            # oracle rounds: the oracle's own curvature (the stopping rule)
+            on_oracle = k > settings.max_rounds or (
+                estimate is not None and estimate.within(0.5 * settings.barrier_tol)
+            )
+            if on_oracle and oracle_checks >= settings.oracle_checks:
+                break
+            left = settings.max_oracle_calls - oracle_calls(oracle_calc)
+            if on_oracle and left < settings.check_probes + 1:
+                stopped = f"oracle budget of {settings.max_oracle_calls} calls spent"
+                break
+            point = climbing.copy()
+            point.positions = x_c
+            calc: Calculator = oracle_calc if on_oracle else cheap_probe
+            hvp = finite_difference_hvp(point, calc, f_c, step=settings.probe_step)
+            estimate = estimate_saddle_error(
+                _free(point, f_c), tangent, hvp, max_probes=settings.check_probes
+            )
+            record: dict[str, Any] = {
+                "round": k,
+                "curvature": "oracle" if on_oracle else "cheap",
+                "oracle_eV": e_c - e_initial,
+                **estimate.as_dict(),
+            }
+            rounds.append(record)
+            _LOG.info("surrogate NEB round %s: %s", k, record)
+            if on_oracle:
+                oracle_checks += 1
+                if estimate.within(settings.barrier_tol):
+                    break
+            if settings.max_oracle_calls - oracle_calls(oracle_calc) < 1:
+                stopped = f"oracle budget of {settings.max_oracle_calls} calls spent"
+                break
+            moved = climbing.copy()
+            moved.positions = x_c + _capped(estimate.step, settings.maxstep)
+            ((energy, forces),) = oracle_calc.evaluate([moved], [f"round {k}"])
+            record["predicted_shift_eV"] = estimate.shift
+            record["oracle_shift_eV"] = energy - e_c
+            x_c, e_c, f_c = moved.positions.copy(), energy, forces
+            if on_stage is not None:
+                climbing.positions = x_c
+                on_stage(f"round {k}", images)
+    except _OracleBudgetSpent:
+        stopped = f"oracle budget of {settings.max_oracle_calls} calls spent"
+    climbing.positions = x_c
+    if on_stage is not None:
+        on_stage("finish", images)
+    return _outcome(
+        images,
+        c,
+        (e_c, f_c),
+        batch_e,
+        estimate if estimate is not None and rounds[-1].get("curvature") == "oracle" else None,
+        oracle_calc,
+        stopped,
+        settings,
+        counts=(2 + cheap_out.n_force_calls + cheap_probe.n_calls, cheap_out.n_force_calls),
+        others_fmax=max(others, default=0.0),
+        rounds=rounds,
+        cheap_barrier=max(cheap_out.energies) - cheap_out.energies[0],
+    )
+
+
+def oracle_calls(oracle_calc: OracleCalculator) -> int:
+    """Oracle calls spent so far."""
+    return oracle_calc.n_calls
+
+
+def _free(atoms: Atoms, forces: np.ndarray) -> np.ndarray:
+    return np.where(free_mask(atoms).reshape(-1, 3), forces, 0.0)
+
+
+def _capped(step: np.ndarray, maxstep: float) -> np.ndarray:
+    longest = float(np.sqrt((step**2).sum(axis=1)).max()) if step.size else 0.0
+    return step * (maxstep / longest) if longest > maxstep else step
+
+
+def _path_tangent(images: list[Atoms], c: int) -> np.ndarray:
+    """Return the unit tangent at image ``c`` (neighbours' difference, free atoms only)."""
+    tangent = images[c + 1].positions - images[c - 1].positions
+    tangent = np.where(free_mask(images[c]).reshape(-1, 3), tangent, 0.0)
+    return tangent / float(np.linalg.norm(tangent))
+
+
+def _outcome(
+    images: list[Atoms],
+    c: int,
+    confirmed: tuple[float, np.ndarray],
+    batch_e: list[float],
+    check: SaddleEstimate | None,
+    oracle_calc: OracleCalculator,
+    stopped: str,
+    settings: SurrogateSettings,
+    *,
+    counts: tuple[int, int],
+    others_fmax: float,
+    rounds: list[dict[str, Any]],
+    cheap_barrier: float,
+) -> SurrogateOutcome:
+    """Report the oracle's energy at the climbing image, never a surrogate's."""
+    e_conf, f_conf = confirmed
+    reasons = [stopped] if stopped else []
+    if check is None:
+        reasons.append("the oracle never checked the climbing image's curvature")
+    elif not check.within(settings.barrier_tol):
+        reasons.append(
+            f"barrier check: {check.status}"
+            if check.status != "ok"
+            else f"barrier check: estimated error {check.error * 1000:.1f} meV above the "
+            f"{settings.barrier_tol * 1000:.1f} meV tolerance"
+        )
+    energies = list(batch_e)
+    energies[c] = e_conf
+    converged = not reasons
+    tangent = _path_tangent(images, c)
+    free = _free(images[c], f_conf)
+    f_t = float(np.vdot(free, tangent))
+    climb_force = free - 2.0 * f_t * tangent
+    for j, image in enumerate(images):
+        forces = f_conf if j == c else np.zeros((len(image), 3))
+        image.calc = SinglePointCalculator(image, energy=energies[j], forces=forces)
+    cheap_calls, cheap_band_calls = counts
+    return SurrogateOutcome(
+        images=images,
+        energies=energies,
+        tangential_forces=[0.0 if j != c else f_t for j in range(len(images))],
+        climbing_index=c,
+        fmax=others_fmax,
+        fmax_climbing=float(np.sqrt((climb_force**2).sum(axis=1)).max()),
+        converged=converged,
+        n_force_calls=cheap_calls,
+        n_steps=len(rounds) - 1,
+        stage_force_calls={"cheap_band": cheap_band_calls, "oracle": oracle_calc.n_calls},
+        start="cheap band",
+        optimizer="surrogate",
+        barrier_error=None if check is None or check.status != "ok" else check.error,
+        check={} if check is None else check.as_dict(),
+        stopped_early=not converged,
+        stop_reason="; ".join(dict.fromkeys(reasons)),
+        barrier_confirmed=True,
+        n_oracle_calls=oracle_calc.n_calls,
+        barrier=e_conf - batch_e[0],
+        n_oracle_batches=oracle_calc.n_batches,
+        energy_sources=["oracle"] * len(images),
+        rounds=rounds,
+        cheap_barrier=cheap_barrier,
+    )
+
+
+def run_surrogate_band(
+    initial: Atoms,
+    final: Atoms,
+    cheap_factory: Callable[[], Calculator],
+    oracle: Oracle,
+    directory: str | Path,
+    *,
+    path: str,
+    backend: str,
+    e_initial: float,
+    e_final: float,
+    label: str = "",
+    n_images: int = 5,
+    settings: SurrogateSettings | None = None,
+    initial_name: str = "initial",
+    final_name: str = "final",
+    meta: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> NebDoc:
+    """Run :func:`surrogate_band` and document it in ``directory`` like a plain band.
+
+    Writes ``neb.extxyz`` (the band after each stage), ``band.extxyz`` and, last and
+    atomically, ``result.json``: a :class:`~pqdflow.documents.results.NebDoc` whose
+    barrier is the oracle-confirmed one (``barrier_confirmed``), with ``n_oracle_calls``,
+    the estimated error, ``stopped_early`` / ``stop_reason`` and, under
+    ``meta["surrogate"]``, every round.
+
+    Parameters
+    ----------
+    backend
+        Name of the oracle's backend, recorded in the document.
+    force
+        Move a folder with earlier outputs aside instead of refusing.
+
+    Raises
+    ------
+    OverwriteError
+        ``directory`` already holds outputs and ``force`` is False (nothing is written).
+    EndpointError, InputError
+        Mismatched endpoints or bad settings, before anything is written.
+    """
+    settings = settings or SurrogateSettings()
+    images = interpolate_images(
+        initial,
+        final,
+        n_images,
+        method=settings.cheap.interpolation,
+        idpp_fmax=settings.cheap.idpp_fmax,
+    )
+    directory = Path(directory)
+    guard_outputs(directory, force=force)
+    if force:
+        move_outputs_aside(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "neb.extxyz").open("w") as handle:
+
+        def record(stage: str, band: list[Atoms]) -> None:
+            for image in band:
+                image.info["neb_stage"] = stage
+                write_frame(handle, image)
+
+        outcome = surrogate_band(
+            images,
+            cheap_factory,
+            oracle,
+            settings,
+            e_initial=e_initial,
+            e_final=e_final,
+            on_stage=record,
+        )
+    details = {
+        "barrier_eV": outcome.barrier,
+        "cheap_barrier_eV": outcome.cheap_barrier,
+        "n_oracle_batches": outcome.n_oracle_batches,
+        "energy_sources": outcome.energy_sources,
+        "rounds": outcome.rounds,
+    }
+    return write_band_document(
+        directory,
+        outcome,
+        cell=np.array(initial.cell),
+        path=path,
+        backend=backend,
+        label=label,
+        initial_name=initial_name,
+        final_name=final_name,
+        settings=settings.as_dict(),
+        barrier_tol=settings.barrier_tol,
+        meta={**dict(meta or {}), "surrogate": details},
+        confirmed_only=True,
+    )
