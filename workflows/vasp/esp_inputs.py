@@ -48,7 +48,7 @@ def esp_input_set_for(calc: CalcSpec, options: VaspInputOptions) -> VaspInputSet
         "molecule_esp",
         incar_overrides=dict(options.incar_overrides.get("molecule", {})),
         charge=calc.charge,
-        dispersion=options.dispersion,
+        **options._common(calc.meta.get("dispersion")),
     )
 
 
