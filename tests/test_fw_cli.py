@@ -12,6 +12,7 @@ from pqdflow.workflows.fireworks.launchpad import (
     embedded_store_path,
     open_embedded_launchpad,
 )
+from pqdflow.workflows.study import load_study, plan_study
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,9 @@ def test_submit_is_idempotent_and_status_counts(
     # relaxations wait only when they are NEB final endpoints (they start from the initial)
     n_relax = sum(n.startswith("relax/") and not n.endswith("-final") for n in names)
     assert f"added workflow 'pqdflow: paper (mock)': {n_fws} Fireworks" in first
-    assert sum(n.startswith(("neb: ", "neb-analysis: ")) for n in names) == 6  # 3 paths
+    n_hops = len(plan_study(load_study(study_yaml)).nebs)
+    assert n_hops >= 3  # the sampled hops of the 3 hosts
+    assert sum(n.startswith(("neb: ", "neb-analysis: ")) for n in names) == 2 * n_hops
     assert main(["submit", str(study_yaml), "--out", str(out), "--backend", "mock"]) == 0
     assert "already on" in capsys.readouterr().out
     lp = EmbeddedLaunchPad(embedded_store_path(out), readonly=True)
@@ -45,7 +48,7 @@ def test_submit_is_idempotent_and_status_counts(
     assert main(["status", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert f"pqdflow: paper (mock): READY {n_relax}, WAITING {n_fws - n_relax} (of {n_fws})" in text
-    assert "WAITING    neb: neb-bulk-x2" in text
+    assert "WAITING    neb: neb-bulk-x2-VBr-Br-bulk-a" in text
     assert "READY      relax/bulk: bulk-x3" in text
 
 

@@ -30,9 +30,7 @@ def _relaxed(atoms: Atoms) -> tuple[Atoms, float]:
 
 
 def _band_minus_endpoints(host: Atoms, vacancy: str, hopper: str, tmp_path: Path) -> np.ndarray:
-    hop = next(
-        h for h in enumerate_halide_hops(host, element=vacancy) if h.hop_element == hopper
-    )
+    hop = next(h for h in enumerate_halide_hops(host, element=vacancy) if h.hop_element == hopper)
     initial, final = build_neb_endpoints(
         host, vacancy_index=hop.vacancy_index, hop_index=hop.hop_index
     )

@@ -165,13 +165,21 @@ def test_balance_released() -> None:
 
 def test_default_plan_contents(plan: StudyPlan) -> None:
     names = [c.name for c in plan.calculations]
-    assert len(names) == len(set(names)) == 23
+    n_nebs = len(plan.nebs)
+    assert len(names) == len(set(names)) == 17 + 2 * n_nebs
     kinds = Counter(c.kind for c in plan.calculations)
-    # 2 bulk (x=3, x=2) + CsBr + 2 bulk NEB endpoints; slabs CsX + PbX2; 4 ligand refs + HBr;
-    # 4 single + control on CsX and PbX2 + treated on PbX2 (open shell on CsX) + 4 NEB endpoints
-    assert kinds == {"bulk": 5, "slab": 2, "molecule": 5, "adsorbed": 11}
+    # 2 bulk (x=3, x=2) + CsBr; slabs CsX + PbX2; 4 ligand refs + HBr; 4 single + control on
+    # CsX and PbX2 + treated on PbX2 (open shell on CsX); two endpoints per sampled hop
+    n_bulk_hops = sum(n.meta["host"] == "bulk" for n in plan.nebs)
+    assert n_bulk_hops == 3  # VBr-Br, VBr-I, VI-I in CsPbBr2I
+    assert kinds == {
+        "bulk": 3 + 2 * n_bulk_hops,
+        "slab": 2,
+        "molecule": 5,
+        "adsorbed": 7 + 2 * (n_nebs - n_bulk_hops),
+    }
     assert plan.get("bulk-x3").relax_cell
-    assert not plan.get("neb-bulk-x2-initial").relax_cell
+    assert not plan.get(plan.nebs[0].initial).relax_cell
     assert len(plan.bindings) == 7
     assert plan.meta["skipped"] == ["treated on CsX-x3: odd electron count (open shell)"]
     assert {b.ligand for b in plan.bindings} == {
@@ -182,7 +190,10 @@ def test_default_plan_contents(plan: StudyPlan) -> None:
         "control",
         "treated",
     }
-    assert [n.label for n in plan.nebs] == ["bulk", "control", "treated"]
+    assert [n.meta["host"] for n in plan.nebs] == sorted(
+        (n.meta["host"] for n in plan.nebs), key=["bulk", "control", "treated"].index
+    )
+    assert {n.meta["host"] for n in plan.nebs} == {"bulk", "control", "treated"}
     assert max(len(c.atoms) for c in plan.calculations) <= 85  # CHGNet-sized
 
 
@@ -228,7 +239,8 @@ def test_neb_endpoints(plan: StudyPlan) -> None:
     for neb in plan.nebs:
         initial, final = plan.get(neb.initial), plan.get(neb.final)
         assert (initial.role, final.role) == ("neb_initial", "neb_final")
-        assert initial.kind == final.kind == ("bulk" if neb.label == "bulk" else "adsorbed")
+        bulk = neb.meta["host"] == "bulk"
+        assert initial.kind == final.kind == ("bulk" if bulk else "adsorbed")
         assert initial.atoms.get_chemical_symbols() == final.atoms.get_chemical_symbols()
         moved = (abs(initial.atoms.positions - final.atoms.positions) > 1e-6).any(axis=1)
         assert moved.nonzero()[0].tolist() == [neb.hopping_index]
@@ -241,11 +253,12 @@ def test_n_images_option_and_small_study() -> None:
     study = study_from_dict(
         {
             "ligands": {"names": ["TMSBr"], "surfaces": []},
-            "neb": {"paths": [{"host": "bulk", "n_images": 3}]},
+            "neb": {"paths": [{"host": "bulk", "n_images": 3, "hops": ["VBr-I-bulk-a"]}]},
         }
     )
     small = plan_study(study)
     assert [n.n_images for n in small.nebs] == [3]
+    assert [n.name for n in small.nebs] == ["neb-bulk-x2-VBr-I-bulk-a"]
     assert {c.name for c in small.calculations} == {
         "bulk-x3",
         "bulk-x2",
@@ -253,8 +266,8 @@ def test_n_images_option_and_small_study() -> None:
         "slab-PbX2-x3",
         "ads-TMSBr-PbX2-x3",  # closed shell only atop an exposed Pb (PbX2)
         "ligand-TMSBr",
-        "neb-bulk-x2-initial",
-        "neb-bulk-x2-final",
+        "neb-bulk-x2-VBr-I-bulk-a-initial",
+        "neb-bulk-x2-VBr-I-bulk-a-final",
     }
 
 

@@ -172,6 +172,10 @@ def write_results(
     atomic_write_text(out / "results.csv", results_csv(results))
     if plots:
         _plots(results, out)
+    if results.migration:  # per-surface hop barriers (pqdflow.analysis.migration)
+        from pqdflow.analysis.migration import write_migration
+
+        write_migration(results.migration, out, plot=plots)
     if echo:
         print(format_table(results))
     return path

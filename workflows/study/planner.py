@@ -17,7 +17,7 @@ import numpy as np
 from ase import Atoms
 
 from pqdflow.documents.plan import BindingSpec, CalcKind, CalcSpec, NebSpec, StudyPlan
-from pqdflow.errors import StudyError
+from pqdflow.errors import InputError, StudyError
 from pqdflow.structures.bulk import allowed_x
 
 if TYPE_CHECKING:
@@ -118,6 +118,7 @@ class _Planner:
         self.calcs: dict[str, CalcSpec] = {}
         self.bindings: list[BindingSpec] = []
         self.skipped: list[str] = []
+        self.hop_networks: dict[str, dict[str, Any]] = {}
         self.candidates = {
             name: dict(_composition(build_reference_species(name))) for name in REFERENCE_SPECIES
         }
@@ -247,7 +248,7 @@ class _Planner:
                 self.surfaces(x, termination)
         for name in study.ligands.names:
             self.single(study.compositions[0], name)
-        nebs = [self.neb(path) for path in study.neb.paths]
+        nebs = [spec for path in study.neb.paths for spec in self.neb(path)]
         return StudyPlan(
             name=study.name,
             calculations=list(self.calcs.values()),
@@ -256,6 +257,7 @@ class _Planner:
             incar_overrides={k: v for k, v in study.inputs.incar.model_dump().items() if v},
             meta={
                 "skipped": list(self.skipped),
+                "hop_networks": self.hop_networks,
                 "inputs": study.inputs.model_dump(exclude={"incar"}),
                 "study": study.model_dump(mode="json"),
             },
@@ -273,52 +275,59 @@ class _Planner:
             return slab
         return build_passivated_surface(slab, path.host, chain_length=self.chain)
 
-    def neb(self, path: NebPath) -> NebSpec:
-        from pqdflow.structures.defects import (
-            build_neb_endpoints,
-            default_n_images,
-            enumerate_halide_hops,
-        )
+    def neb(self, path: NebPath) -> list[NebSpec]:
+        """NEB specs of the hops a path selects, plus the host's hop network in the meta."""
+        from pqdflow.structures.defects import build_neb_endpoints, default_n_images
+        from pqdflow.structures.hops import hop_network, sample_hops, select_hops
 
         study = self.study
         host = self.neb_host(path)
-        hops = enumerate_halide_hops(host)
-        where = f"neb.paths[{path.host}]"
-        vacancies = list(dict.fromkeys(int(h.vacancy_index) for h in hops))
-        if path.vacancy >= len(vacancies):
-            raise StudyError(
-                f"{where}.vacancy={path.vacancy}; the host offers {len(vacancies)} candidate "
-                f"vacancies (allowed 0..{len(vacancies) - 1})"
-            )
-        vacancy = vacancies[path.vacancy]
-        moves = [int(h.hop_index) for h in hops if int(h.vacancy_index) == vacancy]
-        if path.hop >= len(moves):
-            raise StudyError(
-                f"{where}.hop={path.hop}; vacancy {vacancy} has {len(moves)} candidate hops "
-                f"(allowed 0..{len(moves) - 1})"
-            )
-        rattle = study.neb.rattle
-        initial, final = build_neb_endpoints(
-            host,
-            vacancy_index=vacancy,
-            hop_index=moves[path.hop],
-            rattle=study.seed if rattle > 0 else None,
-            rattle_stdev=rattle if rattle > 0 else 0.03,
-        )
+        offered = sample_hops(host, max_depth=study.neb.max_depth)
+        try:
+            chosen = select_hops(offered, path.hops, where=f"neb.paths[{path.host}].hops")
+        except InputError as exc:
+            raise StudyError(str(exc)) from None
+        tag = f"{path.host}-{_x_tag(study.neb.x)}"
+        self.hop_networks[tag] = {
+            "host": path.host,
+            "x": study.neb.x,
+            "hops": [h.labels() for h in offered],
+            "selected": [h.name for h in chosen],
+            **hop_network(host, offered),
+        }
         kinds: dict[str, CalcKind] = {"bulk": "bulk", "clean": "slab"}
         kind = kinds.get(path.host, "adsorbed")
-        tag = f"{path.host}-{_x_tag(study.neb.x)}"
-        meta = {"x": study.neb.x, "host": path.host, "vacancy_index": vacancy}
-        meta["charge"] = study.neb.vacancy_charge
-        meta["hop_index"] = moves[path.hop]
-        first = self.add(f"neb-{tag}-initial", kind, initial, role="neb_initial", meta=meta)
-        last = self.add(f"neb-{tag}-final", kind, final, role="neb_final", meta=meta)
-        return NebSpec(
-            name=f"neb-{tag}",
-            label=path.host,
-            initial=first.name,
-            final=last.name,
-            n_images=path.n_images or int(default_n_images(initial, final)),
-            hopping_index=int(initial.info["neb"]["hopping_index"]),
-            meta=meta,
-        )
+        rattle = study.neb.rattle
+        specs = []
+        for hop in chosen:
+            initial, final = build_neb_endpoints(
+                host,
+                vacancy_index=hop.vacancy_index,
+                hop_index=hop.hop_index,
+                rattle=study.seed if rattle > 0 else None,
+                rattle_stdev=rattle if rattle > 0 else 0.03,
+            )
+            meta: dict[str, Any] = {
+                "x": study.neb.x,
+                "host": path.host,
+                "surface": tag,
+                "hop": hop.labels(),
+                "vacancy_index": hop.vacancy_index,
+                "hop_index": hop.hop_index,
+                "charge": study.neb.vacancy_charge,
+            }
+            name = f"neb-{tag}-{hop.name}"
+            first = self.add(f"{name}-initial", kind, initial, role="neb_initial", meta=meta)
+            last = self.add(f"{name}-final", kind, final, role="neb_final", meta=meta)
+            specs.append(
+                NebSpec(
+                    name=name,
+                    label=f"{path.host}:{hop.name}",
+                    initial=first.name,
+                    final=last.name,
+                    n_images=path.n_images or int(default_n_images(initial, final)),
+                    hopping_index=int(initial.info["neb"]["hopping_index"]),
+                    meta=meta,
+                )
+            )
+        return specs

@@ -26,6 +26,7 @@ from pqdflow.workflows.vasp.incar import validate_incar
 
 __all__ = [
     "CALC_KINDS",
+    "HopSelection",
     "IncarOverrides",
     "InputOptions",
     "LigandOptions",
@@ -121,28 +122,55 @@ class LigandOptions(_Strict):
         return names
 
 
+HopSelection = Literal["all", "spread", "nearest"] | list[str]
+
+
 class NebPath(_Strict):
-    """One halide-migration path.
+    """The halide-migration hops of one host.
 
     Attributes
     ----------
     host
         ``bulk`` (mixed-halide bulk supercell), ``clean`` (bare slab) or a passivated surface
         preset (``control``, ``treated``).
+    hops
+        Which symmetry-distinct hops of the host to run (named by geometry, see
+        :mod:`pqdflow.structures.hops`): ``all``; ``spread`` (per class of elements, layers
+        and direction, the hop nearest to a ligand and the one farthest from any);
+        ``nearest`` (per class, the hop nearest to a ligand); or a list of hop names
+        (``VBr0-I1-updown-OAc4.2``; a trailing ``*`` matches a prefix).
+        ``pqdflow inputs`` lists every hop of every host in the dry run's manifest.
     n_images
         Intermediate images; ``None`` -> derived from the hop distance by the structures
         library (``default_n_images``).
-    vacancy
-        Which halide to remove, counted among the candidate halides the defect builder
-        offers (0 = its default, the one nearest the surface / first Br).
-    hop
-        Which neighbouring halide hops into the vacancy, counted among the candidate hops.
     """
 
     host: Literal["bulk", "clean", "control", "treated"]
+    hops: HopSelection = "nearest"
     n_images: int | None = Field(default=None, ge=1, le=15)
-    vacancy: int = Field(default=0, ge=0)
-    hop: int = Field(default=0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_index(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            old = sorted(k for k in ("vacancy", "hop") if k in data)
+            if old:
+                raise StudyError(
+                    f"{' and '.join(old)} (a list index) is no longer accepted: an index meant "
+                    "different atoms in different hosts. Name the hops instead, e.g. "
+                    "hops: [VBr0-I1-updown-OAc4.2], or hops: all | spread | nearest"
+                )
+        return data
+
+    @field_validator("hops")
+    @classmethod
+    def _names(cls, hops: HopSelection) -> HopSelection:
+        if isinstance(hops, list):
+            if not hops:
+                raise ValueError("hops is empty; give all, spread, nearest or hop names")
+            if len(set(hops)) != len(hops):
+                raise ValueError(f"hop names must be unique, got {hops}")
+        return hops
 
 
 class NebOptions(_Strict):
@@ -165,6 +193,9 @@ class NebOptions(_Strict):
         Standard deviation (Å) of the seeded Gaussian rattle applied to the host before the
         endpoints are built (0 = ideal host); the ideal cubic cell is a saddle point under
         ML potentials (``NEB_NOTES``), a rattled host lets the endpoints relax into tilts.
+    max_depth
+        Slab hosts: sample hops between top-layer halides (0) and also top <-> subsurface
+        (1, default).
     paths
         The paths to compute.
     """
@@ -174,6 +205,7 @@ class NebOptions(_Strict):
     bulk_supercell: tuple[int, int, int] = (2, 2, 2)
     vacancy_charge: int = Field(default=1, ge=-1, le=1)
     rattle: float = Field(default=0.03, ge=0.0, le=0.2)
+    max_depth: int = Field(default=1, ge=0, le=1)
     paths: list[NebPath] = Field(
         default_factory=lambda: [
             NebPath(host="bulk"),
@@ -429,10 +461,13 @@ neb:
   bulk_supercell: [2, 2, 2]
   vacancy_charge: 1   # V_Br+ (NELECT = neutral - 1) in VASP; 0 = neutral (odd-electron) cell
   rattle: 0.03        # A, seeded rattle of the host (the ideal cube is a saddle point)
+  max_depth: 1        # slab hops: 0 = top layer in-plane only, 1 = also top <-> subsurface
   paths:
-    - {host: bulk}      # n_images: null = from the hop distance
-    - {host: control}
-    - {host: treated}
+    # hops by geometry (pqdflow.structures.hops): all | spread | nearest | [names];
+    # nearest = per class of elements, layers and direction, the hop closest to a ligand
+    - {host: bulk, hops: nearest}      # n_images: null = from the hop distance
+    - {host: control, hops: nearest}
+    - {host: treated, hops: nearest}
 
 inputs:
   kpoint_density: 25.0      # k-points per 1/A (VASP R_k); 4x4x4 bulk, 2x2x1 slabs

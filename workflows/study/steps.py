@@ -337,11 +337,15 @@ def assemble_results(
     def plain(doc: Any) -> dict[str, Any]:
         return dict(doc.as_dict()) if hasattr(doc, "as_dict") else dict(doc)
 
+    from pqdflow.analysis.migration import summarize_migration
+
+    nebs = [plain(d) for d in by_kind["neb"]]
     return StudyResults(
         study=plan.name,
         backend=backend,
         binding=[plain(d) for d in by_kind["binding"]],
-        neb=[plain(d) for d in by_kind["neb"]],
+        neb=nebs,
+        migration=summarize_migration(nebs, plan.meta.get("hop_networks", {})),
         calculations=[plain(d) for d in by_kind["relax"]],
         failed=list(failed or []),
         wall_time_s=round(wall_time_s, 3),

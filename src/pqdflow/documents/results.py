@@ -309,6 +309,10 @@ class StudyResults(_Doc):
         Paths that could not be computed: ``{"name", "kind", "error"}`` (retried on rerun).
     wall_time_s
         Wall time of the run that completed the study (s).
+    migration
+        Per NEB host (``control-x2``, ...): every sampled hop's barrier with its labels, the
+        lowest and the transport-limiting barrier
+        (:func:`pqdflow.analysis.migration.summarize_migration`).
     """
 
     study: str
@@ -319,6 +323,7 @@ class StudyResults(_Doc):
     failed: list[dict[str, str]] = field(default_factory=list)
     wall_time_s: float = 0.0
     provenance: dict[str, Any] = field(default_factory=dict)
+    migration: dict[str, Any] = field(default_factory=dict)
     doc_type: str = "StudyResults"
 
     def binding_docs(self) -> list[BindingDoc]:
