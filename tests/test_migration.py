@@ -206,3 +206,7 @@ def test_mock_study_samples_every_hop_above_its_endpoints(tmp_path: Path) -> Non
     assert summary["n_sampled"] == len(plan.nebs)
     assert summary["lowest_eV"] == min(n["Ea_eV"] for n in results.neb)
     assert (tmp_path / "migration.csv").is_file()
+    # relaxed bulk lattice per composition with its Bragg peaks (Ext. Data Fig. 4d)
+    assert [r["x"] for r in results.lattice] == [2.0, 3.0]
+    assert all(r["peaks"] for r in results.lattice)
+    assert (tmp_path / "lattice_xrd.png").is_file()

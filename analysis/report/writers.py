@@ -176,6 +176,10 @@ def write_results(
         from pqdflow.analysis.migration import write_migration
 
         write_migration(results.migration, out, plot=plots)
+    if results.lattice and plots:  # lattice constant vs x and Bragg peaks (Ext. Data Fig. 4d)
+        from pqdflow.analysis.diffraction import plot_lattice_and_peaks
+
+        plot_lattice_and_peaks(results.lattice, out / "lattice_xrd.png")
     if echo:
         print(format_table(results))
     return path

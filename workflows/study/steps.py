@@ -346,6 +346,7 @@ def assemble_results(
         binding=[plain(d) for d in by_kind["binding"]],
         neb=nebs,
         migration=summarize_migration(nebs, plan.meta.get("hop_networks", {})),
+        lattice=_lattice(by_kind["relax"]),
         calculations=[plain(d) for d in by_kind["relax"]],
         failed=list(failed or []),
         wall_time_s=round(wall_time_s, 3),
@@ -353,6 +354,26 @@ def assemble_results(
             neb_analysis=[plain(d) for d in by_kind["neb_analysis"]], study_meta=plan.meta, **extra
         ),
     )
+
+
+def _lattice(relaxed: list[Any]) -> list[dict[str, Any]]:
+    """Lattice constant and Bragg peaks of every relaxed study bulk (Ext. Data Fig. 4d)."""
+    from pqdflow.analysis.diffraction import lattice_table
+    from pqdflow.errors import ParseError
+
+    bulks = []
+    for doc in relaxed:
+        if (
+            isinstance(doc, RelaxDoc)
+            and doc.kind == "bulk"
+            and doc.role == "model"
+            and "x" in doc.meta
+        ):
+            try:
+                bulks.append((float(doc.meta["x"]), doc.read_structure(), doc.formula_units))
+            except ParseError:
+                continue  # documents without their run folder (e.g. collected elsewhere)
+    return lattice_table(bulks)
 
 
 def prepare_run_folder(

@@ -313,6 +313,9 @@ class StudyResults(_Doc):
         Per NEB host (``control-x2``, ...): every sampled hop's barrier with its labels, the
         lowest and the transport-limiting barrier
         (:func:`pqdflow.analysis.migration.summarize_migration`).
+    lattice
+        Per relaxed bulk composition: lattice constant vs Vegard and the Bragg peaks
+        (:func:`pqdflow.analysis.diffraction.lattice_table`).
     """
 
     study: str
@@ -324,6 +327,7 @@ class StudyResults(_Doc):
     wall_time_s: float = 0.0
     provenance: dict[str, Any] = field(default_factory=dict)
     migration: dict[str, Any] = field(default_factory=dict)
+    lattice: list[dict[str, Any]] = field(default_factory=list)
     doc_type: str = "StudyResults"
 
     def binding_docs(self) -> list[BindingDoc]:
