@@ -126,6 +126,16 @@ class _Planner:
     def add(self, name: str, kind: CalcKind, atoms: Atoms, **fields: Any) -> CalcSpec:
         if name not in self.calcs:
             fields.setdefault("formula_units", _fu(atoms))
+            meta = fields.get("meta") or {}
+            role = str(fields.get("role", "model"))
+            on_host = kind in ("slab", "adsorbed") or role.startswith("neb_")
+            if on_host and "x" in meta and self.study.slab.lattice == "relaxed":
+                from pqdflow.structures.bulk import vegard_a
+
+                # put on the backend's relaxed bulk lattice before it runs (steps.py)
+                x = float(meta["x"])
+                lattice = {"from": f"bulk-{_x_tag(x)}", "a_planned": round(vegard_a(x), 6)}
+                fields["meta"] = {**meta, "lattice": lattice}
             self.calcs[name] = CalcSpec(name, kind, atoms, **fields)
         return self.calcs[name]
 

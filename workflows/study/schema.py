@@ -63,12 +63,19 @@ class SlabOptions(_Strict):
         Vacuum gap along z in Å (>= 10).
     fixed_layers
         Bottom layers held fixed (POSCAR selective dynamics).
+    lattice
+        ``relaxed`` (default): slabs, ligand surfaces and NEB hosts of composition x are put
+        on the lattice of the study's relaxed bulk x before they run (the bulk relaxes
+        first; recorded as ``meta["lattice"]`` of every result); ``vegard``: keep Vegard's
+        law (experimental) lattice constants. VASP inputs of a dry run are always written
+        on Vegard's lattice (nothing is relaxed yet).
     """
 
     size: tuple[int, int] = (2, 2)
     layers: int = Field(default=5, ge=2, le=15)
     vacuum: float = Field(default=15.0, ge=10.0, le=60.0)
     fixed_layers: int = Field(default=2, ge=0)
+    lattice: Literal["relaxed", "vegard"] = "relaxed"
 
     @model_validator(mode="after")
     def _fixed_below_top(self) -> SlabOptions:
@@ -445,6 +452,7 @@ slab:
   layers: 5           # CsX/PbX2/CsX/PbX2/CsX, 48 atoms
   vacuum: 15.0        # A
   fixed_layers: 2     # bottom layers held fixed
+  lattice: relaxed    # slabs/NEB hosts on the backend's relaxed bulk lattice (or: vegard)
 
 ligands:
   # each one adsorbed alone (first composition, first closed-shell termination)

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from ase import Atoms
 
 from pqdflow.analysis.barriers import summarize_neb
@@ -188,6 +189,8 @@ def run_neb(
     initial = initial_doc.read_structure()
     final = final_doc.read_structure()
     meta: dict[str, Any] = {"hopping_index": spec.hopping_index, **spec.meta}
+    if "lattice" in initial_doc.meta:  # the lattice the endpoints actually ran on
+        meta["lattice"] = initial_doc.meta["lattice"]
     if inputs is not None:
         meta["inputs"] = dict(inputs)
     try:
@@ -228,6 +231,25 @@ def run_neb(
                 stacklevel=2,
             )
     return backend.neb(spec, initial_doc, final_doc, directory, meta=meta)
+
+
+def _on_relaxed_lattice(spec: CalcSpec, step: Step, bulk: RelaxDoc) -> tuple[CalcSpec, Step]:
+    """Put a planned structure (and its NEB start) on the relaxed bulk's lattice constant."""
+    from pqdflow.structures.strain import rescale_to_lattice
+
+    lattice = dict(spec.meta["lattice"])
+    a = float(abs(np.linalg.det(np.asarray(bulk.cell))) / bulk.formula_units) ** (1.0 / 3.0)
+    factor = a / float(lattice["a_planned"])
+    lattice.update(a=round(a, 6), scale=round(factor, 6), source=f"{bulk.name} ({bulk.backend})")
+    spec = dataclasses.replace(
+        spec, atoms=rescale_to_lattice(spec.atoms, factor), meta={**spec.meta, "lattice": lattice}
+    )
+    if step.start_from is not None:
+        start = dataclasses.replace(
+            step.start_from, initial_start=rescale_to_lattice(step.start_from.initial_start, factor)
+        )
+        step = dataclasses.replace(step, start_from=start)
+    return spec, dataclasses.replace(step, spec=spec)
 
 
 def execute_step(
@@ -289,6 +311,9 @@ def execute_step(
     if isinstance(spec, NebSpec):
         initial, final = docs[spec.initial], docs[spec.final]
         return run_neb(spec, initial, final, backend, directory, inputs=inputs)
+    lattice = spec.meta.get("lattice") or {}
+    if lattice.get("from") in docs:
+        spec, step = _on_relaxed_lattice(spec, step, docs[lattice["from"]])
     if step.start_from is not None:
         start = step.start_from
         first = final_endpoint_start(
