@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pqdflow.analysis.formation import vacancy_formation_energy
 from pqdflow.errors import InputError
 
 __all__ = [
@@ -105,7 +106,11 @@ def hop_barrier(neb: Mapping[str, Any]) -> float:
 
 
 def summarize_migration(
-    nebs: Sequence[Mapping[str, Any]], networks: Mapping[str, Mapping[str, Any]]
+    nebs: Sequence[Mapping[str, Any]],
+    networks: Mapping[str, Mapping[str, Any]],
+    *,
+    energies: Mapping[str, float] | None = None,
+    limits: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Per host: every sampled barrier with its labels, the lowest and transport-limiting.
 
@@ -116,7 +121,13 @@ def summarize_migration(
         ``meta`` carries ``surface`` and ``hop`` (labels) as the planner records them.
     networks
         The plan's ``meta["hop_networks"]``: per surface tag, the offered hops, the site
-        network (``sites``, ``edges``, ``periodic``).
+        network (``sites``, ``edges``, ``periodic``) and ``host_calc`` (the pristine host).
+    energies, limits
+        Total energies (eV) of the relaxed calculations by name and the halide chemical
+        potential limits (:func:`~pqdflow.analysis.formation.halide_potential_limits`):
+        with both, every hop row gains the formation energy of its vacancy (the relaxed
+        initial endpoint vs the pristine host) at the halide-rich and -poor limits and the
+        effective activation (formation + forward barrier).
 
     Returns
     -------
@@ -135,18 +146,26 @@ def summarize_migration(
     out: dict[str, Any] = {}
     for tag, net in networks.items():
         done = by_surface.get(tag, {})
+        e_host = (energies or {}).get(str(net.get("host_calc")))
         rows = []
         for name, neb in sorted(done.items()):
-            rows.append(
-                {
-                    **neb["meta"]["hop"],
-                    "Ea_eV": float(neb["Ea_eV"]),
-                    "Ea_reverse_eV": float(neb.get("Ea_reverse_eV", neb["Ea_eV"])),
-                    "barrier_eV": hop_barrier(neb),
-                    "converged": bool(neb.get("converged", False)),
-                    "path": neb.get("path", name),
-                }
-            )
+            row = {
+                **neb["meta"]["hop"],
+                "Ea_eV": float(neb["Ea_eV"]),
+                "Ea_reverse_eV": float(neb.get("Ea_reverse_eV", neb["Ea_eV"])),
+                "barrier_eV": hop_barrier(neb),
+                "converged": bool(neb.get("converged", False)),
+                "path": neb.get("path", name),
+            }
+            element = row["vacancy_element"]
+            if e_host is not None and limits and element in limits and neb.get("image_energies"):
+                formation = vacancy_formation_energy(
+                    float(neb["image_energies"][0]), e_host, element, limits
+                )
+                row.update(formation)
+                row["E_act_rich_eV"] = round(formation["E_f_rich_eV"] + row["Ea_eV"], 6)
+                row["E_act_poor_eV"] = round(formation["E_f_poor_eV"] + row["Ea_eV"], 6)
+            rows.append(row)
         sampled = {r["name"]: r["barrier_eV"] for r in rows}
         by_class: dict[str, float] = {}
         for r in rows:
@@ -171,6 +190,7 @@ def summarize_migration(
             "transport_limiting_estimate_eV": transport_limiting_barrier(n, approx, axes),
             "n_offered": len(net.get("hops", [])),
             "n_sampled": len(rows),
+            "chemical_potentials": dict(limits or {}),
         }
     return out
 
@@ -227,6 +247,10 @@ _CSV_COLUMNS = (
     "Ea_eV",
     "Ea_reverse_eV",
     "barrier_eV",
+    "E_f_rich_eV",
+    "E_f_poor_eV",
+    "E_act_rich_eV",
+    "E_act_poor_eV",
     "converged",
 )
 

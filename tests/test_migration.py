@@ -210,3 +210,8 @@ def test_mock_study_samples_every_hop_above_its_endpoints(tmp_path: Path) -> Non
     assert [r["x"] for r in results.lattice] == [2.0, 3.0]
     assert all(r["peaks"] for r in results.lattice)
     assert (tmp_path / "lattice_xrd.png").is_file()
+    # vacancy formation energies from the mock's own references (numbers not physics)
+    assert set(summary["chemical_potentials"]) == {"Br", "I"}
+    for row in summary["hops"]:
+        assert row["E_act_rich_eV"] == pytest.approx(row["E_f_rich_eV"] + row["Ea_eV"])
+        assert row["E_f_poor_eV"] < row["E_f_rich_eV"]

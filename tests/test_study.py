@@ -166,17 +166,18 @@ def test_balance_released() -> None:
 def test_default_plan_contents(plan: StudyPlan) -> None:
     names = [c.name for c in plan.calculations]
     n_nebs = len(plan.nebs)
-    assert len(names) == len(set(names)) == 17 + 2 * n_nebs
+    # + formation energies: 3 pristine hosts, Br2, I2, CsI, CsPbI3 (bulk-x0), Pb metal
+    assert len(names) == len(set(names)) == 17 + 2 * n_nebs + 8
     kinds = Counter(c.kind for c in plan.calculations)
     # 2 bulk (x=3, x=2) + CsBr; slabs CsX + PbX2; 4 ligand refs + HBr; 4 single + control on
     # CsX and PbX2 + treated on PbX2 (open shell on CsX); two endpoints per sampled hop
     n_bulk_hops = sum(n.meta["host"] == "bulk" for n in plan.nebs)
     assert n_bulk_hops == 3  # VBr-Br, VBr-I, VI-I in CsPbBr2I
     assert kinds == {
-        "bulk": 3 + 2 * n_bulk_hops,
+        "bulk": 3 + 2 * n_bulk_hops + 4,
         "slab": 2,
-        "molecule": 5,
-        "adsorbed": 7 + 2 * (n_nebs - n_bulk_hops),
+        "molecule": 5 + 2,
+        "adsorbed": 7 + 2 * (n_nebs - n_bulk_hops) + 2,
     }
     assert plan.get("bulk-x3").relax_cell
     assert not plan.get(plan.nebs[0].initial).relax_cell
@@ -253,7 +254,10 @@ def test_n_images_option_and_small_study() -> None:
     study = study_from_dict(
         {
             "ligands": {"names": ["TMSBr"], "surfaces": []},
-            "neb": {"paths": [{"host": "bulk", "n_images": 3, "hops": ["VBr-I-bulk-a"]}]},
+            "neb": {
+                "formation": False,
+                "paths": [{"host": "bulk", "n_images": 3, "hops": ["VBr-I-bulk-a"]}],
+            },
         }
     )
     small = plan_study(study)

@@ -128,7 +128,7 @@ class _Planner:
             fields.setdefault("formula_units", _fu(atoms))
             meta = fields.get("meta") or {}
             role = str(fields.get("role", "model"))
-            on_host = kind in ("slab", "adsorbed") or role.startswith("neb_")
+            on_host = kind in ("slab", "adsorbed") or role.startswith(("neb_", "vacancy_host"))
             if on_host and "x" in meta and self.study.slab.lattice == "relaxed":
                 from pqdflow.structures.bulk import vegard_a
 
@@ -285,6 +285,28 @@ class _Planner:
             return slab
         return build_passivated_surface(slab, path.host, chain_length=self.chain)
 
+    def vacancy_references(self, host: Atoms, tag: str, kind: CalcKind) -> str:
+        """Plan the pristine NEB host and the references of the halide chemical potential."""
+        from ase.build import bulk as ase_bulk
+
+        from pqdflow.structures.defects import rattle_host
+
+        study = self.study
+        rattle = study.neb.rattle
+        start = rattle_host(host, study.seed, rattle) if rattle > 0 else host
+        meta = {"x": study.neb.x, "surface": tag}
+        name = self.add(f"host-{tag}", kind, start, role="vacancy_host", meta=meta).name
+        halides = set(host.get_chemical_symbols()) & {"Br", "I"}
+        for halide, x in (("Br", 3.0), ("I", 0.0)):
+            if halide in halides:
+                self.bulk(x)
+                self.reference_species(f"{halide}2")
+                self.reference_species(f"Cs{halide}")
+        pb = ase_bulk("Pb", "fcc", a=4.95)
+        pb.info.update(kind="bulk", formula_units=1)
+        self.add("ref-Pb", "bulk", pb, relax_cell=True, role="reference", meta={"species": "Pb"})
+        return name
+
     def neb(self, path: NebPath) -> list[NebSpec]:
         """NEB specs of the hops a path selects, plus the host's hop network in the meta."""
         from pqdflow.structures.defects import build_neb_endpoints, default_n_images
@@ -308,6 +330,8 @@ class _Planner:
         kinds: dict[str, CalcKind] = {"bulk": "bulk", "clean": "slab"}
         kind = kinds.get(path.host, "adsorbed")
         rattle = study.neb.rattle
+        if study.neb.formation:
+            self.hop_networks[tag]["host_calc"] = self.vacancy_references(host, tag, kind)
         specs = []
         for hop in chosen:
             initial, final = build_neb_endpoints(

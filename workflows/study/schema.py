@@ -200,6 +200,9 @@ class NebOptions(_Strict):
         Standard deviation (Å) of the seeded Gaussian rattle applied to the host before the
         endpoints are built (0 = ideal host); the ideal cubic cell is a saddle point under
         ML potentials (``NEB_NOTES``), a rattled host lets the endpoints relax into tilts.
+    formation
+        Also relax each pristine NEB host and the references of the halide chemical
+        potential (X2, CsPbX3, CsX, Pb metal) for vacancy formation energies.
     max_depth
         Slab hosts: sample hops between top-layer halides (0) and also top <-> subsurface
         (1, default).
@@ -213,6 +216,7 @@ class NebOptions(_Strict):
     vacancy_charge: int = Field(default=1, ge=-1, le=1)
     rattle: float = Field(default=0.03, ge=0.0, le=0.2)
     max_depth: int = Field(default=1, ge=0, le=1)
+    formation: bool = True
     paths: list[NebPath] = Field(
         default_factory=lambda: [
             NebPath(host="bulk"),
@@ -427,8 +431,17 @@ def load_study(path: str | Path) -> Study:
     return study_from_dict(data if data is not None else {})
 
 
-def example_study() -> Study:
-    """Return the paper's default study (see :func:`example_study_yaml` for the reasoning)."""
+def example_study(preset: Literal["paper", "quick"] = "paper") -> Study:
+    """Return the paper's default study (see :func:`example_study_yaml` for the reasoning).
+
+    ``preset="quick"``: a quick look at the migration comparison only (no binding
+    energies): top-layer in-plane hops (``max_depth: 0``), the hop nearest to a ligand per
+    class, on the bulk, control and treated hosts.
+    """
+    if preset == "quick":
+        return study_from_dict(yaml.safe_load(_QUICK_YAML))
+    if preset != "paper":
+        raise StudyError(f"unknown example preset {preset!r}; allowed: paper, quick")
     return Study()
 
 
@@ -470,6 +483,7 @@ neb:
   vacancy_charge: 1   # V_Br+ (NELECT = neutral - 1) in VASP; 0 = neutral (odd-electron) cell
   rattle: 0.03        # A, seeded rattle of the host (the ideal cube is a saddle point)
   max_depth: 1        # slab hops: 0 = top layer in-plane only, 1 = also top <-> subsurface
+  formation: true     # vacancy formation energies (pristine hosts, X2/CsPbX3/CsX/Pb refs)
   paths:
     # hops by geometry (pqdflow.structures.hops): all | spread | nearest | [names];
     # nearest = per class of elements, layers and direction, the hop closest to a ligand
@@ -493,6 +507,29 @@ seed: 0
 """
 
 
-def example_study_yaml() -> str:
-    """Return the paper's default study as commented YAML (``pqdflow inputs --example``)."""
+_QUICK_YAML = """\
+# pqdflow quick look: halide migration only, top-layer in-plane hops, one per class
+name: quick
+compositions: [3.0]
+terminations: [PbX2]
+ligands: {names: [], surfaces: []}
+neb:
+  x: 2.0
+  max_depth: 0        # top layer in-plane hops only
+  paths:
+    - {host: bulk, hops: nearest}
+    - {host: control, hops: nearest}
+    - {host: treated, hops: nearest}
+"""
+
+
+def example_study_yaml(preset: Literal["paper", "quick"] = "paper") -> str:
+    """Return the paper's default study as commented YAML (``pqdflow inputs --example``).
+
+    ``preset="quick"`` gives the quick-look study (see :func:`example_study`).
+    """
+    if preset == "quick":
+        return _QUICK_YAML
+    if preset != "paper":
+        raise StudyError(f"unknown example preset {preset!r}; allowed: paper, quick")
     return _EXAMPLE_YAML

@@ -362,15 +362,23 @@ def assemble_results(
     def plain(doc: Any) -> dict[str, Any]:
         return dict(doc.as_dict()) if hasattr(doc, "as_dict") else dict(doc)
 
+    from pqdflow.analysis.formation import halide_potential_limits
     from pqdflow.analysis.migration import summarize_migration
 
     nebs = [plain(d) for d in by_kind["neb"]]
+    relaxed = [d for d in by_kind["relax"] if isinstance(d, RelaxDoc)]
+    limits = halide_potential_limits({d.name: d.energy_per_formula_unit for d in relaxed})
     return StudyResults(
         study=plan.name,
         backend=backend,
         binding=[plain(d) for d in by_kind["binding"]],
         neb=nebs,
-        migration=summarize_migration(nebs, plan.meta.get("hop_networks", {})),
+        migration=summarize_migration(
+            nebs,
+            plan.meta.get("hop_networks", {}),
+            energies={d.name: d.energy for d in relaxed},
+            limits=limits,
+        ),
         lattice=_lattice(by_kind["relax"]),
         calculations=[plain(d) for d in by_kind["relax"]],
         failed=list(failed or []),
