@@ -31,6 +31,7 @@ from pqdflow.structures.adsorption import (
     place_ligand,
 )
 from pqdflow.structures.bulk import allowed_x, build_bulk, build_mixed_halide, check_x
+from pqdflow.structures.coverage import build_covered_surface
 from pqdflow.structures.defects import build_neb_endpoints, default_n_images
 from pqdflow.structures.hops import sample_hops, select_hops
 from pqdflow.structures.ligands import (
@@ -246,6 +247,8 @@ def _entries_for_x(
         ("bulk", build_mixed_halide(x, (n, n, n), seed=seed), None)
     ]
     hosts += [(label, surf, term_of) for label, (surf, term_of) in surfaces.items()]
+    anhi = build_covered_surface(slabs["PbX2"], "anhi", chain_length=chain_length)
+    hosts.insert(-1, ("anhi", anhi, "PbX2"))  # AnHI only, same termination and coverage
     for label, host, host_term in hosts:
         lig_names = [r["name"] for r in host.info.get("ligands", [])]
         for hop in select_hops(sample_hops(host), "nearest", where=f"{label} hops"):

@@ -50,7 +50,7 @@ def test_example_study_is_the_paper_default() -> None:
     assert study.compositions == [3.0]
     assert study.ligands.names == ["OAm", "OAc", "AnHI", "TMSBr"]
     assert study.ligands.surfaces == ["control", "treated"]
-    assert [p.host for p in study.neb.paths] == ["bulk", "control", "treated"]
+    assert [p.host for p in study.neb.paths] == ["bulk", "control", "anhi", "treated"]
     assert study.neb.x == 2.0
 
 
@@ -166,8 +166,8 @@ def test_balance_released() -> None:
 def test_default_plan_contents(plan: StudyPlan) -> None:
     names = [c.name for c in plan.calculations]
     n_nebs = len(plan.nebs)
-    # + formation energies: 3 pristine hosts, Br2, I2, CsI, CsPbI3 (bulk-x0), Pb metal
-    assert len(names) == len(set(names)) == 17 + 2 * n_nebs + 8
+    # + formation energies: 4 pristine hosts, Br2, I2, CsI, CsPbI3 (bulk-x0), Pb metal
+    assert len(names) == len(set(names)) == 17 + 2 * n_nebs + 9
     kinds = Counter(c.kind for c in plan.calculations)
     # 2 bulk (x=3, x=2) + CsBr; slabs CsX + PbX2; 4 ligand refs + HBr; 4 single + control on
     # CsX and PbX2 + treated on PbX2 (open shell on CsX); two endpoints per sampled hop
@@ -177,7 +177,7 @@ def test_default_plan_contents(plan: StudyPlan) -> None:
         "bulk": 3 + 2 * n_bulk_hops + 4,
         "slab": 2,
         "molecule": 5 + 2,
-        "adsorbed": 7 + 2 * (n_nebs - n_bulk_hops) + 2,
+        "adsorbed": 7 + 2 * (n_nebs - n_bulk_hops) + 3,
     }
     assert plan.get("bulk-x3").relax_cell
     assert not plan.get(plan.nebs[0].initial).relax_cell
@@ -192,9 +192,9 @@ def test_default_plan_contents(plan: StudyPlan) -> None:
         "treated",
     }
     assert [n.meta["host"] for n in plan.nebs] == sorted(
-        (n.meta["host"] for n in plan.nebs), key=["bulk", "control", "treated"].index
+        (n.meta["host"] for n in plan.nebs), key=["bulk", "control", "anhi", "treated"].index
     )
-    assert {n.meta["host"] for n in plan.nebs} == {"bulk", "control", "treated"}
+    assert {n.meta["host"] for n in plan.nebs} == {"bulk", "control", "anhi", "treated"}
     assert max(len(c.atoms) for c in plan.calculations) <= 85  # CHGNet-sized
 
 

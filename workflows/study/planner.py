@@ -274,8 +274,8 @@ class _Planner:
         )
 
     def neb_host(self, path: NebPath) -> Atoms:
-        from pqdflow.structures.adsorption import build_passivated_surface
         from pqdflow.structures.bulk import build_mixed_halide
+        from pqdflow.structures.coverage import build_covered_surface
 
         x = self.study.neb.x
         if path.host == "bulk":
@@ -283,7 +283,9 @@ class _Planner:
         slab = self.slab(x, self.study.neb.termination)
         if path.host == "clean":
             return slab
-        return build_passivated_surface(slab, path.host, chain_length=self.chain)
+        return build_covered_surface(
+            slab, path.host, self.study.neb.coverage, chain_length=self.chain
+        )
 
     def vacancy_references(self, host: Atoms, tag: str, kind: CalcKind) -> str:
         """Plan the pristine NEB host and the references of the halide chemical potential."""

@@ -138,8 +138,10 @@ class NebPath(_Strict):
     Attributes
     ----------
     host
-        ``bulk`` (mixed-halide bulk supercell), ``clean`` (bare slab) or a passivated surface
-        preset (``control``, ``treated``).
+        ``bulk`` (mixed-halide bulk supercell), ``clean`` (bare slab) or a ligand-covered
+        surface (:data:`~pqdflow.structures.coverage.SURFACE_MODELS`: ``control`` = OAc/OAm,
+        ``anhi`` = AnHI only, ``treated`` = AnHI + TMSBr) at ``neb.coverage``, all on
+        ``neb.termination``.
     hops
         Which symmetry-distinct hops of the host to run (named by geometry, see
         :mod:`pqdflow.structures.hops`): ``all``; ``spread`` (per class of elements, layers
@@ -152,7 +154,7 @@ class NebPath(_Strict):
         library (``default_n_images``).
     """
 
-    host: Literal["bulk", "clean", "control", "treated"]
+    host: Literal["bulk", "clean", "control", "anhi", "treated"]
     hops: HopSelection = "nearest"
     n_images: int | None = Field(default=None, ge=1, le=15)
 
@@ -200,6 +202,9 @@ class NebOptions(_Strict):
         Standard deviation (Å) of the seeded Gaussian rattle applied to the host before the
         endpoints are built (0 = ideal host); the ideal cubic cell is a saddle point under
         ML potentials (``NEB_NOTES``), a rattled host lets the endpoints relax into tilts.
+    coverage
+        Ligands per top-layer surface cell of the ligand-covered NEB hosts, in (0, 1]
+        (0.5: two ligands on the 2x2 cell).
     formation
         Also relax each pristine NEB host and the references of the halide chemical
         potential (X2, CsPbX3, CsX, Pb metal) for vacancy formation energies.
@@ -217,10 +222,12 @@ class NebOptions(_Strict):
     rattle: float = Field(default=0.03, ge=0.0, le=0.2)
     max_depth: int = Field(default=1, ge=0, le=1)
     formation: bool = True
+    coverage: float = Field(default=0.5, gt=0.0, le=1.0)
     paths: list[NebPath] = Field(
         default_factory=lambda: [
             NebPath(host="bulk"),
             NebPath(host="control"),
+            NebPath(host="anhi"),
             NebPath(host="treated"),
         ]
     )
@@ -484,12 +491,14 @@ neb:
   rattle: 0.03        # A, seeded rattle of the host (the ideal cube is a saddle point)
   max_depth: 1        # slab hops: 0 = top layer in-plane only, 1 = also top <-> subsurface
   formation: true     # vacancy formation energies (pristine hosts, X2/CsPbX3/CsX/Pb refs)
+  coverage: 0.5       # ligands per top-layer cell on the covered hosts (2 on the 2x2 cell)
   paths:
     # hops by geometry (pqdflow.structures.hops): all | spread | nearest | [names];
     # nearest = per class of elements, layers and direction, the hop closest to a ligand
     - {host: bulk, hops: nearest}      # n_images: null = from the hop distance
-    - {host: control, hops: nearest}
-    - {host: treated, hops: nearest}
+    - {host: control, hops: nearest}  # pristine OAc/OAm
+    - {host: anhi, hops: nearest}     # AnHI only (the paper's film control)
+    - {host: treated, hops: nearest}  # AnHI + TMSBr
 
 inputs:
   kpoint_density: 25.0      # k-points per 1/A (VASP R_k); 4x4x4 bulk, 2x2x1 slabs
@@ -519,6 +528,7 @@ neb:
   paths:
     - {host: bulk, hops: nearest}
     - {host: control, hops: nearest}
+    - {host: anhi, hops: nearest}
     - {host: treated, hops: nearest}
 """
 
