@@ -207,11 +207,13 @@ def test_mock_study_samples_every_hop_above_its_endpoints(tmp_path: Path) -> Non
     assert summary["lowest_eV"] == min(n["Ea_eV"] for n in results.neb)
     assert (tmp_path / "migration.csv").is_file()
     # relaxed bulk lattice per composition with its Bragg peaks (Ext. Data Fig. 4d)
-    assert [r["x"] for r in results.lattice] == [2.0, 3.0]
+    assert [r["x"] for r in results.lattice] == [0.0, 2.0, 3.0]  # x=0: the CsPbI3 reference
     assert all(r["peaks"] for r in results.lattice)
     assert (tmp_path / "lattice_xrd.png").is_file()
     # vacancy formation energies from the mock's own references (numbers not physics)
     assert set(summary["chemical_potentials"]) == {"Br", "I"}
     for row in summary["hops"]:
         assert row["E_act_rich_eV"] == pytest.approx(row["E_f_rich_eV"] + row["Ea_eV"])
-        assert row["E_f_poor_eV"] < row["E_f_rich_eV"]
+        mu = summary["chemical_potentials"][row["vacancy_element"]]
+        shift = row["E_f_rich_eV"] - row["E_f_poor_eV"]
+        assert shift == pytest.approx(mu["rich"] - mu["poor"], abs=1e-5)
