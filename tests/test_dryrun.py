@@ -27,6 +27,7 @@ BULK_NEB = "neb-bulk-x2-VBr-Br-bulk-a"  # the first bulk hop of the default stud
 def plan() -> StudyPlan:
     # the default study with one named hop per host (all its hops would take minutes of IDPP)
     study = example_study().model_dump(mode="json")
+    study["neb"]["formation"] = False  # vacancy formation references: tests/test_formation.py
     study["neb"]["paths"] = [
         {"host": "bulk", "hops": [BULK_NEB.removeprefix("neb-bulk-x2-")]},
         {"host": "control", "hops": ["VBr0-I1-updown-OAm3.8"]},
