@@ -37,6 +37,7 @@ __all__ = [
     "final_in_initial_basin",
     "hop_distance",
     "interpolate_band",
+    "rattle_host",
 ]
 
 HALIDES: tuple[str, ...] = ("Br", "I")
@@ -286,12 +287,7 @@ def build_neb_endpoints(
             f"hop_index={h} does not share a PbX6 octahedron edge with vacancy_index={v}; "
             f"allowed hop indices for this vacancy: {neighbours}"
         )
-    work = host.copy()
-    if rattle is not None:
-        rng = np.random.default_rng(rattle)
-        fixed = _fixed(work)
-        free = np.array([i not in fixed for i in range(len(work))])
-        work.positions[free] += rng.normal(0.0, rattle_stdev, size=(int(free.sum()), 3))
+    work = rattle_host(host, rattle, rattle_stdev) if rattle is not None else host.copy()
     vec = _mic_vector(work, h, v)
     initial = _remove(work, v)
     k = h - (h > v)
@@ -312,6 +308,20 @@ def build_neb_endpoints(
     initial.info["neb"] = dict(meta, role="initial")
     final.info["neb"] = dict(meta, role="final")
     return initial, final
+
+
+def rattle_host(host: Atoms, seed: int, stdev: float = 0.03) -> Atoms:
+    """Copy of ``host`` with every unconstrained atom displaced by a seeded Gaussian (Å).
+
+    The same seed gives the same displacements as the NEB endpoints built with
+    ``build_neb_endpoints(..., rattle=seed, rattle_stdev=stdev)``.
+    """
+    work = host.copy()
+    rng = np.random.default_rng(seed)
+    fixed = _fixed(work)
+    free = np.array([i not in fixed for i in range(len(work))])
+    work.positions[free] += rng.normal(0.0, stdev, size=(int(free.sum()), 3))
+    return work
 
 
 def _fixed(atoms: Atoms) -> set[int]:

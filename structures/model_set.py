@@ -4,10 +4,12 @@ For each composition x: the bulk cell, the clean (001) slabs of both termination
 ligand adsorbed on the first termination (CsX, then PbX2) where the cell stays closed-shell
 (OAm, OAc, AnHI exchange with surface CsBr on CsX; TMSBr adds atop an exposed Pb on PbX2),
 the control (OAc + OAm) and treated (AnHI + TMSBr) surfaces on every termination where they
-are closed-shell, and NEB endpoint pairs for a bulk V_Br hop (2x2x2 supercell) and a surface
-V_Br hop (a top-layer Br vacancy filled by a subsurface Br moving up along the octahedron
-edge) on the clean CsX surface and the control and treated PbX2 surfaces (the same
-termination for both, so the comparison is fair). Independent of x: each
+are closed-shell, and NEB endpoint pairs of the halide-vacancy hops that a study's
+``hops: nearest`` selects (:mod:`pqdflow.structures.hops`: per class of elements, layers and
+direction, the hop nearest to a ligand; named by geometry, the same names and atoms as
+``pqdflow inputs`` / ``run`` / ``submit`` give on the same host) in the bulk (2x2x2
+supercell), on the clean CsX surface and on the control and treated PbX2 surfaces (the
+same termination for both, so the comparison is fair). Independent of x: each
 ligand's neutral reference molecule in vacuum and the released reference species (CsBr,
 CsI, HBr, HI, Br2, I2).
 """
@@ -29,11 +31,9 @@ from pqdflow.structures.adsorption import (
     place_ligand,
 )
 from pqdflow.structures.bulk import allowed_x, build_bulk, build_mixed_halide, check_x
-from pqdflow.structures.defects import (
-    build_neb_endpoints,
-    default_n_images,
-    enumerate_halide_hops,
-)
+from pqdflow.structures.coverage import build_covered_surface
+from pqdflow.structures.defects import build_neb_endpoints, default_n_images
+from pqdflow.structures.hops import sample_hops, select_hops
 from pqdflow.structures.ligands import (
     REFERENCE_SPECIES,
     build_ligand_reference,
@@ -117,13 +117,6 @@ def _check_compositions(xs: Sequence[float], size: Sequence[int], layers: int) -
                 f"x={x:g} is not realisable on the slab's {'x'.join(map(str, slab_cells))} bulk "
                 "supercell; allowed x: " + ", ".join(f"{v:g}" for v in allowed_x(slab_cells))
             )
-
-
-def _surface_hop(host: Atoms) -> tuple[int, int]:
-    hops = [h for h in enumerate_halide_hops(host) if h.vacancy_layer == 0 and h.hop_layer == 1]
-    if not hops:
-        raise InputError("no surface halide hop (top-layer Br vacancy, subsurface Br) on this slab")
-    return hops[0].vacancy_index, hops[0].hop_index
 
 
 def build_model_set(
@@ -249,28 +242,36 @@ def _entries_for_x(
             )
             if term == "PbX2":
                 surfaces[preset] = (surf, term)
-    hosts: list[tuple[str, Atoms, tuple[int, int], str | None]] = []
     n = max(2, _bulk_cells(x))
-    bulk_host = build_mixed_halide(x, (n, n, n), seed=seed)
-    bulk_hop = enumerate_halide_hops(bulk_host)[0]
-    hosts.append(("bulk", bulk_host, (bulk_hop.vacancy_index, bulk_hop.hop_index), None))
-    for label, (surf, term_of) in surfaces.items():
-        hosts.append((label, surf, _surface_hop(surf), term_of))
-    for label, host, (v, h), host_term in hosts:
-        initial, final = build_neb_endpoints(host, vacancy_index=v, hop_index=h, rattle=rattle)
+    hosts: list[tuple[str, Atoms, str | None]] = [
+        ("bulk", build_mixed_halide(x, (n, n, n), seed=seed), None)
+    ]
+    hosts += [(label, surf, term_of) for label, (surf, term_of) in surfaces.items()]
+    anhi = build_covered_surface(slabs["PbX2"], "anhi", chain_length=chain_length)
+    hosts.insert(-1, ("anhi", anhi, "PbX2"))  # AnHI only, same termination and coverage
+    for label, host, host_term in hosts:
         lig_names = [r["name"] for r in host.info.get("ligands", [])]
-        meta = dict(initial.info["neb"], label=label, n_images=default_n_images(initial, final))
-        meta.pop("role")
-        for role, atoms in (("initial", initial), ("final", final)):
-            out.append(
-                ModelEntry(
-                    f"neb-{label}-{tag}-{role}",
-                    "neb_initial" if role == "initial" else "neb_final",
-                    atoms,
-                    lig_names,
-                    host_term,
-                    x,
-                    meta=dict(meta),
-                )
+        for hop in select_hops(sample_hops(host), "nearest", where=f"{label} hops"):
+            initial, final = build_neb_endpoints(
+                host, vacancy_index=hop.vacancy_index, hop_index=hop.hop_index, rattle=rattle
             )
+            meta = dict(
+                initial.info["neb"],
+                label=label,
+                hop=hop.labels(),
+                n_images=default_n_images(initial, final),
+            )
+            meta.pop("role")
+            for role, atoms in (("initial", initial), ("final", final)):
+                out.append(
+                    ModelEntry(
+                        f"neb-{label}-{tag}-{hop.name}-{role}",
+                        "neb_initial" if role == "initial" else "neb_final",
+                        atoms,
+                        lig_names,
+                        host_term,
+                        x,
+                        meta=dict(meta),
+                    )
+                )
     return out

@@ -40,12 +40,14 @@ def test_build_writes_manifest_structures_and_pictures(built: Path) -> None:
     assert by_name["slab-PbX2-x3"]["termination"] == "PbX2"
     assert by_name["slab-CsX-x3"]["x"] == 3.0
     # an NEB pair read back from disk still corresponds atom by atom
-    initial = read_structure(built / by_name["neb-treated-x3-initial"]["file"])
-    final = read_structure(built / by_name["neb-treated-x3-final"]["file"])
+    first = next(n for n in by_name if n.startswith("neb-treated-x3-V") and "initial" in n)
+    initial = read_structure(built / by_name[first]["file"])
+    final = read_structure(built / by_name[first.replace("-initial", "-final")]["file"])
     k = check_endpoints(initial, final)
-    assert k == by_name["neb-treated-x3-initial"]["meta"]["hopping_index"]
+    assert k == by_name[first]["meta"]["hopping_index"]
+    assert first == f"neb-treated-x3-{by_name[first]['meta']['hop']['name']}-initial"
     fixed = [i for c in initial.constraints for i in c.get_indices()]
-    assert len(fixed) == by_name["neb-treated-x3-initial"]["n_fixed"] > 0
+    assert len(fixed) == by_name[first]["n_fixed"] > 0
     assert np.isclose(np.linalg.norm(final.positions[k] - initial.positions[k]), 4.15, atol=0.3)
 
 

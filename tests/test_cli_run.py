@@ -43,7 +43,7 @@ def test_run_small_study_with_mock(tmp_path: Path, capsys: pytest.CaptureFixture
     assert results["backend"] == "mock"
     assert [b["ligand"] for b in results["binding"]] == ["TMSBr"]
     assert all(isinstance(b["E_b_eV"], float) for b in results["binding"])
-    assert [n["label"] for n in results["neb"]] == ["bulk"]
+    assert [n["label"] for n in results["neb"]] == ["bulk:VBr-Br-bulk"]  # host:hop name
     assert results["neb"][0]["Ea_eV"] > 0
     assert (out / "results.csv").is_file()
     assert (out / "binding_energies.png").is_file()

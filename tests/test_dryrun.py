@@ -20,9 +20,20 @@ from pqdflow.workflows.vasp.dryrun import MANIFEST_FILE, build_bands, write_stud
 INPUTS = ["INCAR", "KPOINTS", "POSCAR", "POTCAR.spec"]
 
 
+BULK_NEB = "neb-bulk-x2-VBr-Br-bulk-a"  # the first bulk hop of the default study
+
+
 @pytest.fixture(scope="module")
 def plan() -> StudyPlan:
-    return plan_study(example_study())
+    # the default study with one named hop per host (all its hops would take minutes of IDPP)
+    study = example_study().model_dump(mode="json")
+    study["neb"]["formation"] = False  # vacancy formation references: tests/test_formation.py
+    study["neb"]["paths"] = [
+        {"host": "bulk", "hops": [BULK_NEB.removeprefix("neb-bulk-x2-")]},
+        {"host": "control", "hops": ["VBr0-I1-updown-OAm3.8"]},
+        {"host": "treated", "hops": ["VBr0-I1-updown-AnHI3.6"]},
+    ]
+    return plan_study(study_from_dict(study))
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +77,7 @@ def test_default_study_writes_30_folders(dry: Path, plan: StudyPlan) -> None:
             "meta",
         }
     assert len(manifest["bindings"]) == 13
-    assert [n["label"] for n in manifest["nebs"]] == ["bulk", "control", "treated"]
+    assert [n["label"].split(":")[0] for n in manifest["nebs"]] == ["bulk", "control", "treated"]
     binding = next(b for b in manifest["bindings"] if b["ligand"] == "OAm")
     assert binding["released"] == {"ref-CsBr": 1.0}
 
@@ -118,7 +129,7 @@ def test_every_folder_reads_back_with_pymatgen_and_ase(dry: Path, plan: StudyPla
         assert Incar.from_file(folder / "INCAR")["IMAGES"] == neb.n_images
         for i in range(neb.n_images + 2):
             poscar = Poscar.from_file(folder / f"{i:02d}" / "POSCAR")
-            assert poscar.selective_dynamics is not None or neb.label == "bulk"
+            assert poscar.selective_dynamics is not None or neb.meta["host"] == "bulk"
             assert len(read(folder / f"{i:02d}" / "POSCAR", format="vasp")) == len(
                 plan.get(neb.initial).atoms
             )
@@ -137,7 +148,8 @@ def test_vacancy_cells_are_charged_closed_shell(dry: Path, plan: StudyPlan) -> N
 
 
 def test_neb_endpoints_relaxed_tighter_and_band_from_endpoints(dry: Path, plan: StudyPlan) -> None:
-    assert Incar.from_file(dry / "neb-control-x2-initial" / "INCAR")["EDIFFG"] == -0.01
+    control = next(n for n in plan.nebs if n.meta["host"] == "control")
+    assert Incar.from_file(dry / control.initial / "INCAR")["EDIFFG"] == -0.01
     assert Incar.from_file(dry / "slab-CsX-x3" / "INCAR")["EDIFFG"] == -0.02
     neb = plan.nebs[1]
     folder = dry / neb.name
@@ -200,7 +212,7 @@ def test_outputs_untouched_and_nothing_written_on_conflict(
     out = tmp_path / "out"
     write_study_inputs(plan, out, bands=bands)
     (out / "ads-OAm-CsX-x3" / "OUTCAR").write_text("finished")
-    (out / "neb-bulk-x2" / "02" / "OUTCAR").write_text("image finished")
+    (out / BULK_NEB / "02" / "OUTCAR").write_text("image finished")
     before = snapshot(out)
     # unchanged inputs: folders with outputs are simply left alone
     assert write_study_inputs(plan, out, bands=bands).written == []
@@ -211,7 +223,7 @@ def test_outputs_untouched_and_nothing_written_on_conflict(
         write_study_inputs(changed, out, bands=bands)
     assert snapshot(out) == before  # not even the other adsorbed folders were rewritten
     # changed NEB inputs: an image OUTCAR protects the NEB folder
-    with pytest.raises(OverwriteError, match="neb-bulk-x2"):
+    with pytest.raises(OverwriteError, match=BULK_NEB):
         write_study_inputs(with_overrides(plan, "neb", {"SPRING": -2}), out, bands=bands)
     assert snapshot(out) == before
     # --force: rewritten, the old folder moved aside with its OUTCAR
@@ -222,7 +234,7 @@ def test_outputs_untouched_and_nothing_written_on_conflict(
     backups = list(out.glob("ads-OAm-CsX-x3.bak-*"))
     assert len(backups) == 1
     assert (backups[0] / "OUTCAR").read_text() == "finished"
-    assert (out / "neb-bulk-x2" / "02" / "OUTCAR").read_text() == "image finished"
+    assert (out / BULK_NEB / "02" / "OUTCAR").read_text() == "image finished"
 
 
 def test_prerelax_hook_is_applied(
@@ -262,8 +274,8 @@ def test_bad_band_and_bad_override_write_nothing(
     tmp_path: Path, plan: StudyPlan, bands: dict[str, list[Atoms]]
 ) -> None:
     out = tmp_path / "out"
-    short = {**bands, "neb-bulk-x2": bands["neb-bulk-x2"][:3]}
-    with pytest.raises(StudyError, match="neb-bulk-x2"):
+    short = {**bands, BULK_NEB: bands[BULK_NEB][:3]}
+    with pytest.raises(StudyError, match=BULK_NEB):
         write_study_inputs(plan, out, bands=short)
     with pytest.raises(StudyError, match="neb-nowhere"):
         write_study_inputs(plan, out, bands={"neb-nowhere": []})

@@ -12,6 +12,8 @@ from pqdflow.workflows.fireworks.launchpad import (
     embedded_store_path,
     open_embedded_launchpad,
 )
+from pqdflow.workflows.study import load_study, plan_study
+from pqdflow.workflows.study.scheduler import schedule
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +34,13 @@ def test_submit_is_idempotent_and_status_counts(
     lp = EmbeddedLaunchPad(embedded_store_path(out), readonly=True)
     names = [d["name"] for d in lp.fireworks.find({}, {"name": 1})]
     n_fws = len(names)
-    # relaxations wait only when they are NEB final endpoints (they start from the initial)
-    n_relax = sum(n.startswith("relax/") and not n.endswith("-final") for n in names)
+    # ready: the steps without parents (NEB finals wait for their initial, structures on a
+    # relaxed bulk lattice for that bulk)
+    n_relax = sum(not step.parents for step in schedule(plan_study(load_study(study_yaml))))
     assert f"added workflow 'pqdflow: paper (mock)': {n_fws} Fireworks" in first
-    assert sum(n.startswith(("neb: ", "neb-analysis: ")) for n in names) == 6  # 3 paths
+    n_hops = len(plan_study(load_study(study_yaml)).nebs)
+    assert n_hops >= 3  # the sampled hops of the 3 hosts
+    assert sum(n.startswith(("neb: ", "neb-analysis: ")) for n in names) == 2 * n_hops
     assert main(["submit", str(study_yaml), "--out", str(out), "--backend", "mock"]) == 0
     assert "already on" in capsys.readouterr().out
     lp = EmbeddedLaunchPad(embedded_store_path(out), readonly=True)
@@ -45,7 +50,7 @@ def test_submit_is_idempotent_and_status_counts(
     assert main(["status", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert f"pqdflow: paper (mock): READY {n_relax}, WAITING {n_fws - n_relax} (of {n_fws})" in text
-    assert "WAITING    neb: neb-bulk-x2" in text
+    assert "WAITING    neb: neb-bulk-x2-VBr-Br-bulk-a" in text
     assert "READY      relax/bulk: bulk-x3" in text
 
 

@@ -230,7 +230,8 @@ def socket_study(tmp_path_factory: pytest.TempPathFactory) -> SocketStudy:
     data["name"] = "socket"
     data["terminations"] = ["PbX2"]
     data["ligands"].update(names=["TMSBr"], surfaces=[])
-    data["neb"]["paths"] = [{"host": "bulk"}]
+    data["neb"]["paths"] = [{"host": "bulk", "hops": ["VBr-Br-bulk-a"]}]
+    data["neb"]["formation"] = False
     path = tmp_path_factory.mktemp("study") / "socket.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return SocketStudy(path, plan_study(load_study(path)))

@@ -25,8 +25,9 @@ def test_model_set_contents(entries) -> None:
             assert f"ads-{lig}-CsX-{x}" in names
         assert f"ads-TMSBr-PbX2-{x}" in names  # closed shell only atop an exposed Pb
         for label in ("bulk", "clean", "control", "treated"):
-            assert f"neb-{label}-{x}-initial" in names
-            assert f"neb-{label}-{x}-final" in names
+            pairs = [n for n in names if n.startswith(f"neb-{label}-{x}-V")]
+            assert pairs
+            assert {n.rsplit("-", 1)[1] for n in pairs} == {"initial", "final"}
         assert f"surf-control-CsX-{x}" in names
         assert f"surf-control-PbX2-{x}" in names
         assert f"surf-treated-PbX2-{x}" in names

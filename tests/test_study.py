@@ -50,7 +50,7 @@ def test_example_study_is_the_paper_default() -> None:
     assert study.compositions == [3.0]
     assert study.ligands.names == ["OAm", "OAc", "AnHI", "TMSBr"]
     assert study.ligands.surfaces == ["control", "treated"]
-    assert [p.host for p in study.neb.paths] == ["bulk", "control", "treated"]
+    assert [p.host for p in study.neb.paths] == ["bulk", "control", "anhi", "treated"]
     assert study.neb.x == 2.0
 
 
@@ -165,14 +165,23 @@ def test_balance_released() -> None:
 
 def test_default_plan_contents(plan: StudyPlan) -> None:
     names = [c.name for c in plan.calculations]
-    assert len(names) == len(set(names)) == 27
+    n_nebs = len(plan.nebs)
+    # + formation energies: 4 pristine hosts, Br2, I2, CsI, CsPbI3 (bulk-x0), Pb metal
+    assert len(names) == len(set(names)) == 21 + 2 * n_nebs + 9
     kinds = Counter(c.kind for c in plan.calculations)
-    # 2 bulk (x=3, x=2) + CsBr + 2 bulk NEB endpoints; slabs CsX + PbX2; 4 ligand refs + HBr
-    # + amine, TMS ester, TMS amine (TMSBr channels); 5 single (AnHI on both terminations) +
-    # control on CsX and PbX2 + treated on PbX2 (not charge-balanced on CsX) + 4 NEB endpoints
-    assert kinds == {"bulk": 5, "slab": 2, "molecule": 8, "adsorbed": 12}
+    # 2 bulk (x=3, x=2) + CsBr; slabs CsX + PbX2; 4 ligand refs + HBr + amine, TMS ester,
+    # TMS amine (TMSBr channels); 5 single (AnHI on both terminations) + control on CsX and
+    # PbX2 + treated on PbX2 (not charge-balanced on CsX); two endpoints per sampled hop
+    n_bulk_hops = sum(n.meta["host"] == "bulk" for n in plan.nebs)
+    assert n_bulk_hops == 3  # VBr-Br, VBr-I, VI-I in CsPbBr2I
+    assert kinds == {
+        "bulk": 3 + 2 * n_bulk_hops + 4,
+        "slab": 2,
+        "molecule": 8 + 2,
+        "adsorbed": 8 + 2 * (n_nebs - n_bulk_hops) + 3,
+    }
     assert plan.get("bulk-x3").relax_cell
-    assert not plan.get("neb-bulk-x2-initial").relax_cell
+    assert not plan.get(plan.nebs[0].initial).relax_cell
     assert len(plan.bindings) == 13  # 8 bindings + 5 TMSBr / HBr reaction channels
     assert plan.meta["skipped"] == [
         "treated on CsX-x3: fragments sum to formal charge +1 e (not charge-balanced)"
@@ -186,7 +195,10 @@ def test_default_plan_contents(plan: StudyPlan) -> None:
         "control",
         "treated",
     }
-    assert [n.label for n in plan.nebs] == ["bulk", "control", "treated"]
+    assert [n.meta["host"] for n in plan.nebs] == sorted(
+        (n.meta["host"] for n in plan.nebs), key=["bulk", "control", "anhi", "treated"].index
+    )
+    assert {n.meta["host"] for n in plan.nebs} == {"bulk", "control", "anhi", "treated"}
     assert max(len(c.atoms) for c in plan.calculations) <= 85  # CHGNet-sized
 
 
@@ -236,7 +248,8 @@ def test_neb_endpoints(plan: StudyPlan) -> None:
     for neb in plan.nebs:
         initial, final = plan.get(neb.initial), plan.get(neb.final)
         assert (initial.role, final.role) == ("neb_initial", "neb_final")
-        assert initial.kind == final.kind == ("bulk" if neb.label == "bulk" else "adsorbed")
+        bulk = neb.meta["host"] == "bulk"
+        assert initial.kind == final.kind == ("bulk" if bulk else "adsorbed")
         assert initial.atoms.get_chemical_symbols() == final.atoms.get_chemical_symbols()
         moved = (abs(initial.atoms.positions - final.atoms.positions) > 1e-6).any(axis=1)
         assert moved.nonzero()[0].tolist() == [neb.hopping_index]
@@ -249,11 +262,15 @@ def test_n_images_option_and_small_study() -> None:
     study = study_from_dict(
         {
             "ligands": {"names": ["TMSBr"], "surfaces": [], "silyl_channels": False},
-            "neb": {"paths": [{"host": "bulk", "n_images": 3}]},
+            "neb": {
+                "formation": False,
+                "paths": [{"host": "bulk", "n_images": 3, "hops": ["VBr-I-bulk-a"]}],
+            },
         }
     )
     small = plan_study(study)
     assert [n.n_images for n in small.nebs] == [3]
+    assert [n.name for n in small.nebs] == ["neb-bulk-x2-VBr-I-bulk-a"]
     assert {c.name for c in small.calculations} == {
         "bulk-x3",
         "bulk-x2",
@@ -261,8 +278,8 @@ def test_n_images_option_and_small_study() -> None:
         "slab-PbX2-x3",
         "ads-TMSBr-PbX2-x3",  # closed shell only atop an exposed Pb (PbX2)
         "ligand-TMSBr",
-        "neb-bulk-x2-initial",
-        "neb-bulk-x2-final",
+        "neb-bulk-x2-VBr-I-bulk-a-initial",
+        "neb-bulk-x2-VBr-I-bulk-a-final",
     }
 
 

@@ -58,6 +58,8 @@ neb:
   x: 3.0
   bulk_supercell: [1, 1, 2]
   vacancy_charge: 1
+  max_depth: 0        # top-layer in-plane hops only: one per host
+  formation: false
   paths:
     - {host: bulk, n_images: 3}
     - {host: clean, n_images: 3}
@@ -143,7 +145,7 @@ def _mock(atoms: Any) -> tuple[float, np.ndarray]:
 # ------------------------------------------------------------------ the fake's outputs
 def test_relaxation_outputs_parse_with_pqdflow_pymatgen(dry: Path, tmp_path: Path) -> None:
     # a charged V_Br+ slab endpoint: selective dynamics, NELECT, EDIFFG -0.01
-    run = _copy(dry, "neb-clean-x3-initial", tmp_path)
+    run = _copy(dry, "neb-clean-x3-VBr0-Br0-inplane-initial", tmp_path)
     record = tmp_path / "calls.json"
     assert fake_main(["--directory", str(run), "--record", str(record)]) == 0
     incar = read_incar(run / "INCAR")
@@ -231,7 +233,7 @@ def _tangent(outcar: str, n_atoms: int) -> np.ndarray:
 
 
 def test_neb_single_points_in_vtst_format(dry: Path, tmp_path: Path) -> None:
-    run = _copy(dry, "neb-clean-x3", tmp_path)
+    run = _copy(dry, "neb-clean-x3-VBr0-Br0-inplane", tmp_path)
     assert fake_main(["--directory", str(run)]) == 0
     band = [read(run / f"{k:02d}" / "POSCAR", format="vasp") for k in range(5)]
     energies = [_mock(a)[0] for a in band]
@@ -271,7 +273,7 @@ def test_custodian_runs_the_fake_like_vasp(dry: Path, tmp_path: Path) -> None:
     cmd = [*FAKE, "--record", str(record)]
     settings = CustodianSettings(**FAST)
     relax = _copy(dry, "slab-PbX2-x3", tmp_path)
-    band = _copy(dry, "neb-bulk-x3", tmp_path)
+    band = _copy(dry, "neb-bulk-x3-VBr-Br-bulk-a", tmp_path)
     log = run_vasp_custodian(relax, vasp_cmd=cmd, settings=settings)
     log += run_vasp_custodian(band, vasp_cmd=cmd, neb=True, settings=settings)
     assert [entry["corrections"] for entry in log] == [[], []]
@@ -282,7 +284,7 @@ def test_custodian_runs_the_fake_like_vasp(dry: Path, tmp_path: Path) -> None:
     assert parse_neb(band, endpoint_energies=(0.0, 0.0)).status == "ok"
     assert [(Path(c["directory"]).name, c["kind"]) for c in read_calls(record)] == [
         ("slab-PbX2-x3", "relax"),
-        ("neb-bulk-x3", "neb"),
+        ("neb-bulk-x3-VBr-Br-bulk-a", "neb"),
     ]
 
 

@@ -211,6 +211,14 @@ def write_results(
     atomic_write_text(out / "results.csv", results_csv(results))
     if plots:
         _plots(results, out)
+    if results.migration:  # per-surface hop barriers (pqdflow.analysis.migration)
+        from pqdflow.analysis.migration import write_migration
+
+        write_migration(results.migration, out, plot=plots)
+    if results.lattice and plots:  # lattice constant vs x and Bragg peaks (Ext. Data Fig. 4d)
+        from pqdflow.analysis.diffraction import plot_lattice_and_peaks
+
+        plot_lattice_and_peaks(results.lattice, out / "lattice_xrd.png")
     if echo:
         print(format_table(results))
     return path

@@ -157,7 +157,13 @@ def pair_parameters(a: str, b: str, params: dict[str, float]) -> dict[str, tuple
         depth_b = _BOND_DEPTH.get(b, _DEFAULT_BOND_DEPTH)
         d = float(np.sqrt(depth_a * depth_b))
         alpha = params["covalent_stiffness"] / r0
-        terms["covalent"] = (d, alpha, r0, 1.15 * r0, params["covalent_cutoff"] * r0, 1.0)
+        cutoff = params["covalent_cutoff"]
+        if ra == rb == "anion":
+            # X-X bonds exist only in X2 molecules (2.3-2.7 Å); in the lattice halides sit
+            # >= 3.5 Å apart and a long-ranged X-X well pulled hopping halides into X2-like
+            # pairs (NEB bands eV below their endpoints).
+            cutoff = params["anion_pair_cutoff"]
+        terms["covalent"] = (d, alpha, r0, min(1.15, cutoff - 0.1) * r0, cutoff * r0, 1.0)
     contact = {ra, rb} == {"covalent", "cation"} or (
         {ra, rb} == {"covalent", "anion"} and "H" in (a, b)
     )
@@ -208,7 +214,8 @@ class MockPairCalculator(Calculator):
     **kwargs
         Override any of :attr:`default_parameters`: ``ionic_depth`` (eV),
         ``ionic_alpha`` (1/Å), ``repulsion`` (eV), ``ionic_cutoff`` (x r0),
-        ``covalent_stiffness`` (alpha x r0), ``covalent_cutoff`` (x r0), ``contact_depth``
+        ``covalent_stiffness`` (alpha x r0), ``covalent_cutoff`` (x r0), ``anion_pair_cutoff``
+        (x r0, cutoff of the halide-halide bond: X2 molecules only), ``contact_depth``
         (eV), ``contact_alpha`` (1/Å), ``contact_offset`` (Å), ``saturation`` (eV per
         excess bond squared).
 
@@ -226,6 +233,7 @@ class MockPairCalculator(Calculator):
         "ionic_cutoff": 1.5,
         "covalent_stiffness": 2.5,
         "covalent_cutoff": 1.45,
+        "anion_pair_cutoff": 1.25,
         "contact_depth": 0.35,
         "contact_alpha": 1.4,
         "contact_offset": 0.45,

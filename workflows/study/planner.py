@@ -17,7 +17,7 @@ import numpy as np
 from ase import Atoms
 
 from pqdflow.documents.plan import BindingSpec, CalcKind, CalcSpec, NebSpec, StudyPlan
-from pqdflow.errors import StudyError
+from pqdflow.errors import InputError, StudyError
 from pqdflow.structures.bulk import allowed_x
 
 if TYPE_CHECKING:
@@ -136,6 +136,7 @@ class _Planner:
         self.bindings: list[BindingSpec] = []
         self.skipped: list[str] = []
         self.allow_redox = study.ligands.allow_redox
+        self.hop_networks: dict[str, dict[str, Any]] = {}
         self.candidates = {
             name: dict(_composition(build_reference_species(name)))
             for name in REFERENCE_SPECIES
@@ -145,6 +146,16 @@ class _Planner:
     def add(self, name: str, kind: CalcKind, atoms: Atoms, **fields: Any) -> CalcSpec:
         if name not in self.calcs:
             fields.setdefault("formula_units", _fu(atoms))
+            meta = fields.get("meta") or {}
+            role = str(fields.get("role", "model"))
+            on_host = kind in ("slab", "adsorbed") or role.startswith(("neb_", "vacancy_host"))
+            if on_host and "x" in meta and self.study.slab.lattice == "relaxed":
+                from pqdflow.structures.bulk import vegard_a
+
+                # put on the backend's relaxed bulk lattice before it runs (steps.py)
+                x = float(meta["x"])
+                lattice = {"from": f"bulk-{_x_tag(x)}", "a_planned": round(vegard_a(x), 6)}
+                fields["meta"] = {**meta, "lattice": lattice}
             self.calcs[name] = CalcSpec(name, kind, atoms, **fields)
         return self.calcs[name]
 
@@ -330,7 +341,7 @@ class _Planner:
             from pqdflow.workflows.study.channels import plan_silyl_channels
 
             plan_silyl_channels(self, study.compositions[0])
-        nebs = [self.neb(path) for path in study.neb.paths]
+        nebs = [spec for path in study.neb.paths for spec in self.neb(path)]
         self.set_dispersion(nebs)
         return StudyPlan(
             name=study.name,
@@ -340,6 +351,7 @@ class _Planner:
             incar_overrides={k: v for k, v in study.inputs.incar.model_dump().items() if v},
             meta={
                 "skipped": list(self.skipped),
+                "hop_networks": self.hop_networks,
                 "inputs": study.inputs.model_dump(exclude={"incar"}),
                 "study": study.model_dump(mode="json"),
             },
@@ -370,8 +382,8 @@ class _Planner:
             neb.meta = {**neb.meta, "dispersion": "d3bj" if mode == "d3bj" else "none"}
 
     def neb_host(self, path: NebPath) -> Atoms:
-        from pqdflow.structures.adsorption import build_passivated_surface
         from pqdflow.structures.bulk import build_mixed_halide
+        from pqdflow.structures.coverage import build_covered_surface
 
         x = self.study.neb.x
         if path.host == "bulk":
@@ -379,54 +391,87 @@ class _Planner:
         slab = self.slab(x, self.study.neb.termination)
         if path.host == "clean":
             return slab
-        return build_passivated_surface(slab, path.host, chain_length=self.chain)
-
-    def neb(self, path: NebPath) -> NebSpec:
-        from pqdflow.structures.defects import (
-            build_neb_endpoints,
-            default_n_images,
-            enumerate_halide_hops,
+        return build_covered_surface(
+            slab, path.host, self.study.neb.coverage, chain_length=self.chain
         )
+
+    def vacancy_references(self, host: Atoms, tag: str, kind: CalcKind) -> str:
+        """Plan the pristine NEB host and the references of the halide chemical potential."""
+        from ase.build import bulk as ase_bulk
+
+        from pqdflow.structures.defects import rattle_host
+
+        study = self.study
+        rattle = study.neb.rattle
+        start = rattle_host(host, study.seed, rattle) if rattle > 0 else host
+        meta = {"x": study.neb.x, "surface": tag}
+        name = self.add(f"host-{tag}", kind, start, role="vacancy_host", meta=meta).name
+        halides = set(host.get_chemical_symbols()) & {"Br", "I"}
+        for halide, x in (("Br", 3.0), ("I", 0.0)):
+            if halide in halides:
+                self.bulk(x)
+                self.reference_species(f"{halide}2")
+                self.reference_species(f"Cs{halide}")
+        pb = ase_bulk("Pb", "fcc", a=4.95)
+        pb.info.update(kind="bulk", formula_units=1)
+        self.add("ref-Pb", "bulk", pb, relax_cell=True, role="reference", meta={"species": "Pb"})
+        return name
+
+    def neb(self, path: NebPath) -> list[NebSpec]:
+        """NEB specs of the hops a path selects, plus the host's hop network in the meta."""
+        from pqdflow.structures.defects import build_neb_endpoints, default_n_images
+        from pqdflow.structures.hops import hop_network, sample_hops, select_hops
 
         study = self.study
         host = self.neb_host(path)
-        hops = enumerate_halide_hops(host)
-        where = f"neb.paths[{path.host}]"
-        vacancies = list(dict.fromkeys(int(h.vacancy_index) for h in hops))
-        if path.vacancy >= len(vacancies):
-            raise StudyError(
-                f"{where}.vacancy={path.vacancy}; the host offers {len(vacancies)} candidate "
-                f"vacancies (allowed 0..{len(vacancies) - 1})"
-            )
-        vacancy = vacancies[path.vacancy]
-        moves = [int(h.hop_index) for h in hops if int(h.vacancy_index) == vacancy]
-        if path.hop >= len(moves):
-            raise StudyError(
-                f"{where}.hop={path.hop}; vacancy {vacancy} has {len(moves)} candidate hops "
-                f"(allowed 0..{len(moves) - 1})"
-            )
-        rattle = study.neb.rattle
-        initial, final = build_neb_endpoints(
-            host,
-            vacancy_index=vacancy,
-            hop_index=moves[path.hop],
-            rattle=study.seed if rattle > 0 else None,
-            rattle_stdev=rattle if rattle > 0 else 0.03,
-        )
+        offered = sample_hops(host, max_depth=study.neb.max_depth)
+        try:
+            chosen = select_hops(offered, path.hops, where=f"neb.paths[{path.host}].hops")
+        except InputError as exc:
+            raise StudyError(str(exc)) from None
+        tag = f"{path.host}-{_x_tag(study.neb.x)}"
+        self.hop_networks[tag] = {
+            "host": path.host,
+            "x": study.neb.x,
+            "hops": [h.labels() for h in offered],
+            "selected": [h.name for h in chosen],
+            **hop_network(host, offered),
+        }
         kinds: dict[str, CalcKind] = {"bulk": "bulk", "clean": "slab"}
         kind = kinds.get(path.host, "adsorbed")
-        tag = f"{path.host}-{_x_tag(study.neb.x)}"
-        meta = {"x": study.neb.x, "host": path.host, "vacancy_index": vacancy}
-        meta["charge"] = study.neb.vacancy_charge
-        meta["hop_index"] = moves[path.hop]
-        first = self.add(f"neb-{tag}-initial", kind, initial, role="neb_initial", meta=meta)
-        last = self.add(f"neb-{tag}-final", kind, final, role="neb_final", meta=meta)
-        return NebSpec(
-            name=f"neb-{tag}",
-            label=path.host,
-            initial=first.name,
-            final=last.name,
-            n_images=path.n_images or int(default_n_images(initial, final)),
-            hopping_index=int(initial.info["neb"]["hopping_index"]),
-            meta=meta,
-        )
+        rattle = study.neb.rattle
+        if study.neb.formation:
+            self.hop_networks[tag]["host_calc"] = self.vacancy_references(host, tag, kind)
+        specs = []
+        for hop in chosen:
+            initial, final = build_neb_endpoints(
+                host,
+                vacancy_index=hop.vacancy_index,
+                hop_index=hop.hop_index,
+                rattle=study.seed if rattle > 0 else None,
+                rattle_stdev=rattle if rattle > 0 else 0.03,
+            )
+            meta: dict[str, Any] = {
+                "x": study.neb.x,
+                "host": path.host,
+                "surface": tag,
+                "hop": hop.labels(),
+                "vacancy_index": hop.vacancy_index,
+                "hop_index": hop.hop_index,
+                "charge": study.neb.vacancy_charge,
+            }
+            name = f"neb-{tag}-{hop.name}"
+            first = self.add(f"{name}-initial", kind, initial, role="neb_initial", meta=meta)
+            last = self.add(f"{name}-final", kind, final, role="neb_final", meta=meta)
+            specs.append(
+                NebSpec(
+                    name=name,
+                    label=f"{path.host}:{hop.name}",
+                    initial=first.name,
+                    final=last.name,
+                    n_images=path.n_images or int(default_n_images(initial, final)),
+                    hopping_index=int(initial.info["neb"]["hopping_index"]),
+                    meta=meta,
+                )
+            )
+        return specs

@@ -189,13 +189,17 @@ def schedule(plan: StudyPlan) -> list[Step]:
     finals = {neb.final: neb for neb in plan.nebs}
     steps: list[Step] = []
     later: list[Step] = []
+    names = {c.name for c in plan.calculations}
     for calc in plan.calculations:
+        # a structure put on a relaxed bulk lattice runs after that bulk (steps.py)
+        lattice = (calc.meta.get("lattice") or {}).get("from")
+        on = (lattice,) if lattice in names and lattice != calc.name else ()
         neb = finals.get(calc.name)
         if neb is None:
-            steps.append(Step("relax", calc.name, (), calc))
+            steps.append(Step("relax", calc.name, on, calc))
             continue
         start = StartFrom(neb.initial, plan.get(neb.initial).atoms, neb.hopping_index)
-        later.append(Step("relax", calc.name, (neb.initial,), calc, start))
+        later.append(Step("relax", calc.name, (neb.initial, *on), calc, start))
     steps += later
     steps += [Step("neb", n.name, (n.initial, n.final), n) for n in plan.nebs]
     steps += [Step("binding", b.name, tuple(dict.fromkeys(b.parents())), b) for b in plan.bindings]

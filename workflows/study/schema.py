@@ -26,6 +26,7 @@ from pqdflow.workflows.vasp.incar import validate_incar
 
 __all__ = [
     "CALC_KINDS",
+    "HopSelection",
     "IncarOverrides",
     "InputOptions",
     "LigandOptions",
@@ -62,12 +63,19 @@ class SlabOptions(_Strict):
         Vacuum gap along z in Å (>= 10).
     fixed_layers
         Bottom layers held fixed (POSCAR selective dynamics).
+    lattice
+        ``relaxed`` (default): slabs, ligand surfaces and NEB hosts of composition x are put
+        on the lattice of the study's relaxed bulk x before they run (the bulk relaxes
+        first; recorded as ``meta["lattice"]`` of every result); ``vegard``: keep Vegard's
+        law (experimental) lattice constants. VASP inputs of a dry run are always written
+        on Vegard's lattice (nothing is relaxed yet).
     """
 
     size: tuple[int, int] = (2, 2)
     layers: int = Field(default=5, ge=2, le=15)
     vacuum: float = Field(default=15.0, ge=10.0, le=60.0)
     fixed_layers: int = Field(default=2, ge=0)
+    lattice: Literal["relaxed", "vegard"] = "relaxed"
 
     @model_validator(mode="after")
     def _fixed_below_top(self) -> SlabOptions:
@@ -137,28 +145,57 @@ class LigandOptions(_Strict):
         return names
 
 
+HopSelection = Literal["all", "spread", "nearest"] | list[str]
+
+
 class NebPath(_Strict):
-    """One halide-migration path.
+    """The halide-migration hops of one host.
 
     Attributes
     ----------
     host
-        ``bulk`` (mixed-halide bulk supercell), ``clean`` (bare slab) or a passivated surface
-        preset (``control``, ``treated``).
+        ``bulk`` (mixed-halide bulk supercell), ``clean`` (bare slab) or a ligand-covered
+        surface (:data:`~pqdflow.structures.coverage.SURFACE_MODELS`: ``control`` = OAc/OAm,
+        ``anhi`` = AnHI only, ``treated`` = AnHI + TMSBr) at ``neb.coverage``, all on
+        ``neb.termination``.
+    hops
+        Which symmetry-distinct hops of the host to run (named by geometry, see
+        :mod:`pqdflow.structures.hops`): ``all``; ``spread`` (per class of elements, layers
+        and direction, the hop nearest to a ligand and the one farthest from any);
+        ``nearest`` (per class, the hop nearest to a ligand); or a list of hop names
+        (``VBr0-I1-updown-OAc4.2``; a trailing ``*`` matches a prefix).
+        ``pqdflow inputs`` lists every hop of every host in the dry run's manifest.
     n_images
         Intermediate images; ``None`` -> derived from the hop distance by the structures
         library (``default_n_images``).
-    vacancy
-        Which halide to remove, counted among the candidate halides the defect builder
-        offers (0 = its default, the one nearest the surface / first Br).
-    hop
-        Which neighbouring halide hops into the vacancy, counted among the candidate hops.
     """
 
-    host: Literal["bulk", "clean", "control", "treated"]
+    host: Literal["bulk", "clean", "control", "anhi", "treated"]
+    hops: HopSelection = "nearest"
     n_images: int | None = Field(default=None, ge=1, le=15)
-    vacancy: int = Field(default=0, ge=0)
-    hop: int = Field(default=0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_index(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            old = sorted(k for k in ("vacancy", "hop") if k in data)
+            if old:
+                raise StudyError(
+                    f"{' and '.join(old)} (a list index) is no longer accepted: an index meant "
+                    "different atoms in different hosts. Name the hops instead, e.g. "
+                    "hops: [VBr0-I1-updown-OAc4.2], or hops: all | spread | nearest"
+                )
+        return data
+
+    @field_validator("hops")
+    @classmethod
+    def _names(cls, hops: HopSelection) -> HopSelection:
+        if isinstance(hops, list):
+            if not hops:
+                raise ValueError("hops is empty; give all, spread, nearest or hop names")
+            if len(set(hops)) != len(hops):
+                raise ValueError(f"hop names must be unique, got {hops}")
+        return hops
 
 
 class NebOptions(_Strict):
@@ -181,6 +218,15 @@ class NebOptions(_Strict):
         Standard deviation (Å) of the seeded Gaussian rattle applied to the host before the
         endpoints are built (0 = ideal host); the ideal cubic cell is a saddle point under
         ML potentials (``NEB_NOTES``), a rattled host lets the endpoints relax into tilts.
+    coverage
+        Ligands per top-layer surface cell of the ligand-covered NEB hosts, in (0, 1]
+        (0.5: two ligands on the 2x2 cell).
+    formation
+        Also relax each pristine NEB host and the references of the halide chemical
+        potential (X2, CsPbX3, CsX, Pb metal) for vacancy formation energies.
+    max_depth
+        Slab hosts: sample hops between top-layer halides (0) and also top <-> subsurface
+        (1, default).
     paths
         The paths to compute.
     """
@@ -190,10 +236,14 @@ class NebOptions(_Strict):
     bulk_supercell: tuple[int, int, int] = (2, 2, 2)
     vacancy_charge: int = Field(default=1, ge=-1, le=1)
     rattle: float = Field(default=0.03, ge=0.0, le=0.2)
+    max_depth: int = Field(default=1, ge=0, le=1)
+    formation: bool = True
+    coverage: float = Field(default=0.5, gt=0.0, le=1.0)
     paths: list[NebPath] = Field(
         default_factory=lambda: [
             NebPath(host="bulk"),
             NebPath(host="control"),
+            NebPath(host="anhi"),
             NebPath(host="treated"),
         ]
     )
@@ -418,8 +468,17 @@ def load_study(path: str | Path) -> Study:
     return study_from_dict(data)
 
 
-def example_study() -> Study:
-    """Return the paper's default study (see :func:`example_study_yaml` for the reasoning)."""
+def example_study(preset: Literal["paper", "quick"] = "paper") -> Study:
+    """Return the paper's default study (see :func:`example_study_yaml` for the reasoning).
+
+    ``preset="quick"``: a quick look at the migration comparison only (no binding
+    energies): top-layer in-plane hops (``max_depth: 0``), the hop nearest to a ligand per
+    class, on the bulk, control and treated hosts.
+    """
+    if preset == "quick":
+        return study_from_dict(yaml.safe_load(_QUICK_YAML))
+    if preset != "paper":
+        raise StudyError(f"unknown example preset {preset!r}; allowed: paper, quick")
     return Study()
 
 
@@ -443,6 +502,7 @@ slab:
   layers: 5           # CsX/PbX2/CsX/PbX2/CsX, 48 atoms
   vacuum: 15.0        # A
   fixed_layers: 2     # bottom layers held fixed
+  lattice: relaxed    # slabs/NEB hosts on the backend's relaxed bulk lattice (or: vegard)
 
 ligands:
   # each one adsorbed alone (first composition, first closed-shell termination)
@@ -463,10 +523,16 @@ neb:
   bulk_supercell: [2, 2, 2]
   vacancy_charge: 1   # V_Br+ (NELECT = neutral - 1) in VASP; 0 = neutral (odd-electron) cell
   rattle: 0.03        # A, seeded rattle of the host (the ideal cube is a saddle point)
+  max_depth: 1        # slab hops: 0 = top layer in-plane only, 1 = also top <-> subsurface
+  formation: true     # vacancy formation energies (pristine hosts, X2/CsPbX3/CsX/Pb refs)
+  coverage: 0.5       # ligands per top-layer cell on the covered hosts (2 on the 2x2 cell)
   paths:
-    - {host: bulk}      # n_images: null = from the hop distance
-    - {host: control}
-    - {host: treated}
+    # hops by geometry (pqdflow.structures.hops): all | spread | nearest | [names];
+    # nearest = per class of elements, layers and direction, the hop closest to a ligand
+    - {host: bulk, hops: nearest}      # n_images: null = from the hop distance
+    - {host: control, hops: nearest}  # pristine OAc/OAm
+    - {host: anhi, hops: nearest}     # AnHI only (the paper's film control)
+    - {host: treated, hops: nearest}  # AnHI + TMSBr
 
 inputs:
   kpoint_density: 25.0      # k-points per 1/A (VASP R_k); 4x4x4 bulk, 2x2x1 slabs
@@ -484,6 +550,30 @@ seed: 0
 """
 
 
-def example_study_yaml() -> str:
-    """Return the paper's default study as commented YAML (``pqdflow inputs --example``)."""
+_QUICK_YAML = """\
+# pqdflow quick look: halide migration only, top-layer in-plane hops, one per class
+name: quick
+compositions: [3.0]
+terminations: [PbX2]
+ligands: {names: [], surfaces: []}
+neb:
+  x: 2.0
+  max_depth: 0        # top layer in-plane hops only
+  paths:
+    - {host: bulk, hops: nearest}
+    - {host: control, hops: nearest}
+    - {host: anhi, hops: nearest}
+    - {host: treated, hops: nearest}
+"""
+
+
+def example_study_yaml(preset: Literal["paper", "quick"] = "paper") -> str:
+    """Return the paper's default study as commented YAML (``pqdflow inputs --example``).
+
+    ``preset="quick"`` gives the quick-look study (see :func:`example_study`).
+    """
+    if preset == "quick":
+        return _QUICK_YAML
+    if preset != "paper":
+        raise StudyError(f"unknown example preset {preset!r}; allowed: paper, quick")
     return _EXAMPLE_YAML

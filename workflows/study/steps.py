@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from ase import Atoms
 
 from pqdflow.analysis.barriers import summarize_neb
@@ -205,6 +206,8 @@ def run_neb(
     initial = initial_doc.read_structure()
     final = final_doc.read_structure()
     meta: dict[str, Any] = {"hopping_index": spec.hopping_index, **spec.meta}
+    if "lattice" in initial_doc.meta:  # the lattice the endpoints actually ran on
+        meta["lattice"] = initial_doc.meta["lattice"]
     if inputs is not None:
         meta["inputs"] = dict(inputs)
     try:
@@ -248,6 +251,25 @@ def run_neb(
     meta["unconverged_inputs"] = unconverged_names(list(endpoints), endpoints)
     doc = backend.neb(spec, initial_doc, final_doc, directory, meta=meta)
     return dataclasses.replace(doc, unconverged_inputs=list(meta["unconverged_inputs"]))
+
+
+def _on_relaxed_lattice(spec: CalcSpec, step: Step, bulk: RelaxDoc) -> tuple[CalcSpec, Step]:
+    """Put a planned structure (and its NEB start) on the relaxed bulk's lattice constant."""
+    from pqdflow.structures.strain import rescale_to_lattice
+
+    lattice = dict(spec.meta["lattice"])
+    a = float(abs(np.linalg.det(np.asarray(bulk.cell))) / bulk.formula_units) ** (1.0 / 3.0)
+    factor = a / float(lattice["a_planned"])
+    lattice.update(a=round(a, 6), scale=round(factor, 6), source=f"{bulk.name} ({bulk.backend})")
+    spec = dataclasses.replace(
+        spec, atoms=rescale_to_lattice(spec.atoms, factor), meta={**spec.meta, "lattice": lattice}
+    )
+    if step.start_from is not None:
+        start = dataclasses.replace(
+            step.start_from, initial_start=rescale_to_lattice(step.start_from.initial_start, factor)
+        )
+        step = dataclasses.replace(step, start_from=start)
+    return spec, dataclasses.replace(step, spec=spec)
 
 
 def execute_step(
@@ -318,6 +340,9 @@ def execute_step(
             settings.pop(key, None)  # relaxation settings do not change a single point
         inputs = step_inputs(step, settings, parents)
         return single_point_calculation(spec, backend, directory, inputs=inputs)
+    lattice = spec.meta.get("lattice") or {}
+    if lattice.get("from") in docs:
+        spec, step = _on_relaxed_lattice(spec, step, docs[lattice["from"]])
     if step.start_from is not None:
         start = step.start_from
         first = final_endpoint_start(
@@ -377,11 +402,29 @@ def assemble_results(
     unconverged = unconverged_names([s.name for s in steps if s.kind in ("relax", "neb")], docs)
     for doc in by_kind["neb"]:  # a rebuilt final endpoint is no step of its own
         unconverged += [n for n in getattr(doc, "unconverged_inputs", []) if n not in unconverged]
+    from pqdflow.analysis.formation import halide_potential_limits
+    from pqdflow.analysis.migration import summarize_migration
+
+    nebs = [plain(d) for d in by_kind["neb"]]
+    relaxed = [d for d in by_kind["relax"] if isinstance(d, RelaxDoc)]
+    # formation energies mix references, hosts and endpoints: only one Hamiltonian (the
+    # bands' dispersion setting; a reference relaxed with another one is left out and named)
+    band_dispersion = next((n.meta.get("dispersion", "none") for n in by_kind["neb"]), "none")
+    same = [d for d in relaxed if d.meta.get("dispersion", "none") == band_dispersion]
+    limits = halide_potential_limits({d.name: d.energy_per_formula_unit for d in same})
     return StudyResults(
         study=plan.name,
         backend=backend,
         binding=[plain(d) for d in by_kind["binding"]],
-        neb=[plain(d) for d in by_kind["neb"]],
+        neb=nebs,
+        migration=summarize_migration(
+            nebs,
+            plan.meta.get("hop_networks", {}),
+            energies={d.name: d.energy for d in same},
+            limits=limits,
+            other_dispersion=sorted(d.name for d in relaxed if d not in same),
+        ),
+        lattice=_lattice(by_kind["relax"]),
         calculations=[plain(d) for d in by_kind["relax"]],
         failed=list(failed or []),
         wall_time_s=round(wall_time_s, 3),
@@ -394,6 +437,26 @@ def assemble_results(
         unconverged=unconverged,
         sessions=list(sessions or []),
     )
+
+
+def _lattice(relaxed: list[Any]) -> list[dict[str, Any]]:
+    """Lattice constant and Bragg peaks of every relaxed study bulk (Ext. Data Fig. 4d)."""
+    from pqdflow.analysis.diffraction import lattice_table
+    from pqdflow.errors import ParseError
+
+    bulks = []
+    for doc in relaxed:
+        if (
+            isinstance(doc, RelaxDoc)
+            and doc.kind == "bulk"
+            and doc.role == "model"
+            and "x" in doc.meta
+        ):
+            try:
+                bulks.append((float(doc.meta["x"]), doc.read_structure(), doc.formula_units))
+            except ParseError:
+                continue  # documents without their run folder (e.g. collected elsewhere)
+    return lattice_table(bulks)
 
 
 def prepare_run_folder(

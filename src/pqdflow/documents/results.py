@@ -354,6 +354,13 @@ class StudyResults(_Doc):
     sessions
         One record per launcher session: ``started_utc``, ``wall_time_s``, ``outcome``,
         launcher, threads.
+    migration
+        Per NEB host (``control-x2``, ...): every sampled hop's barrier with its labels, the
+        lowest and the transport-limiting barrier
+        (:func:`pqdflow.analysis.migration.summarize_migration`).
+    lattice
+        Per relaxed bulk composition: lattice constant vs Vegard and the Bragg peaks
+        (:func:`pqdflow.analysis.diffraction.lattice_table`).
     """
 
     study: str
@@ -369,6 +376,8 @@ class StudyResults(_Doc):
     missing: list[str] = field(default_factory=list)
     unconverged: list[str] = field(default_factory=list)
     sessions: list[dict[str, Any]] = field(default_factory=list)
+    migration: dict[str, Any] = field(default_factory=dict)
+    lattice: list[dict[str, Any]] = field(default_factory=list)
     doc_type: str = "StudyResults"
 
     def binding_docs(self) -> list[BindingDoc]:
