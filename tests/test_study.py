@@ -166,8 +166,9 @@ def test_balance_released() -> None:
 def test_default_plan_contents(plan: StudyPlan) -> None:
     names = [c.name for c in plan.calculations]
     n_nebs = len(plan.nebs)
-    # + formation energies: 4 pristine hosts, Br2, I2, CsI, CsPbI3 (bulk-x0), Pb metal
-    assert len(names) == len(set(names)) == 21 + 2 * n_nebs + 9
+    # + formation energies: 4 pristine hosts, Br2, I2, CsI, CsPbI3 (bulk-x0), Pb metal and
+    # ref-CsBr-nod3 (CsBr without D3: ref-CsBr carries D3 for the OAm reaction)
+    assert len(names) == len(set(names)) == 21 + 2 * n_nebs + 10
     kinds = Counter(c.kind for c in plan.calculations)
     # 2 bulk (x=3, x=2) + CsBr; slabs CsX + PbX2; 4 ligand refs + HBr + amine, TMS ester,
     # TMS amine (TMSBr channels); 5 single (AnHI on both terminations) + control on CsX and
@@ -175,7 +176,7 @@ def test_default_plan_contents(plan: StudyPlan) -> None:
     n_bulk_hops = sum(n.meta["host"] == "bulk" for n in plan.nebs)
     assert n_bulk_hops == 3  # VBr-Br, VBr-I, VI-I in CsPbBr2I
     assert kinds == {
-        "bulk": 3 + 2 * n_bulk_hops + 4,
+        "bulk": 3 + 2 * n_bulk_hops + 5,
         "slab": 2,
         "molecule": 8 + 2,
         "adsorbed": 8 + 2 * (n_nebs - n_bulk_hops) + 3,
@@ -302,3 +303,20 @@ def test_empty_study_file_is_an_error_not_the_default_study(tmp_path: Path, text
     path.write_text(text)
     with pytest.raises(StudyError, match=r"study\.yaml' is empty.*pqdflow run --example"):
         load_study(path)
+
+
+def test_formation_references_share_the_bands_dispersion(plan: StudyPlan) -> None:
+    """No vacancy formation energy mixes D3 and D3-free energies (``dispersion: auto``)."""
+    from pqdflow.analysis.formation import FORMATION_REFERENCES
+
+    bands = {n.meta["dispersion"] for n in plan.nebs}
+    assert bands == {"none"}
+    assert plan.get("ref-CsBr").meta["dispersion"] == "d3bj"  # released by OAm on CsX
+    twins = {c.meta["twin_of"]: c for c in plan.calculations if "twin_of" in c.meta}
+    assert set(twins) == {"ref-CsBr"}
+    for refs in FORMATION_REFERENCES.values():
+        for name in refs:
+            used = twins.get(name) or plan.get(name)
+            assert used.meta["dispersion"] == "none", name
+    for net in plan.meta["hop_networks"].values():
+        assert plan.get(net["host_calc"]).meta["dispersion"] == "none"

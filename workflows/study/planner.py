@@ -373,6 +373,7 @@ class _Planner:
                 cells = [self.calcs[p].atoms for p in spec.parents()]
                 if any(set(a.get_chemical_symbols()) & MOLECULAR_ELEMENTS for a in cells):
                     organic.update(spec.parents())
+            self.formation_twins(organic)
         for calc in self.calcs.values():
             on = mode == "d3bj" or calc.name in organic
             calc.meta = {**calc.meta, "dispersion": "d3bj" if on else "none"}
@@ -380,6 +381,31 @@ class _Planner:
             spec.meta["dispersion"] = self.calcs[spec.adsorbed].meta["dispersion"]
         for neb in nebs:
             neb.meta = {**neb.meta, "dispersion": "d3bj" if mode == "d3bj" else "none"}
+
+    def formation_twins(self, organic: set[str]) -> None:
+        """Plan a dispersion-free twin of each formation reference that a reaction needs with D3.
+
+        A vacancy formation energy combines the bands' cells (no D3 under ``auto``) with the
+        halide chemical-potential references; a reference that an organic reaction also uses
+        (``ref-CsBr`` released by OAm on CsX) gets a twin ``<name>-nod3`` (``meta["twin_of"]``)
+        so that neither energy mixes two Hamiltonians.
+        """
+        from pqdflow.analysis.formation import FORMATION_REFERENCES
+
+        if not any("host_calc" in net for net in self.hop_networks.values()):
+            return
+        needed = {n for refs in FORMATION_REFERENCES.values() for n in refs} & set(self.calcs)
+        for name in sorted(needed & organic):
+            calc = self.calcs[name]
+            self.add(
+                f"{name}-nod3",
+                calc.kind,
+                calc.atoms.copy(),
+                relax_cell=calc.relax_cell,
+                formula_units=calc.formula_units,
+                role=calc.role,
+                meta={**calc.meta, "twin_of": name},
+            )
 
     def neb_host(self, path: NebPath) -> Atoms:
         from pqdflow.structures.bulk import build_mixed_halide

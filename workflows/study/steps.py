@@ -411,7 +411,9 @@ def assemble_results(
     # bands' dispersion setting; a reference relaxed with another one is left out and named)
     band_dispersion = next((n.meta.get("dispersion", "none") for n in by_kind["neb"]), "none")
     same = [d for d in relaxed if d.meta.get("dispersion", "none") == band_dispersion]
-    limits = halide_potential_limits({d.name: d.energy_per_formula_unit for d in same})
+    limits = halide_potential_limits(
+        {d.meta.get("twin_of", d.name): d.energy_per_formula_unit for d in same}
+    )
     return StudyResults(
         study=plan.name,
         backend=backend,
@@ -422,7 +424,11 @@ def assemble_results(
             plan.meta.get("hop_networks", {}),
             energies={d.name: d.energy for d in same},
             limits=limits,
-            other_dispersion=sorted(d.name for d in relaxed if d not in same),
+            other_dispersion=sorted(
+                d.name
+                for d in relaxed
+                if d not in same and d.name not in {t.meta.get("twin_of") for t in same}
+            ),
         ),
         lattice=_lattice(by_kind["relax"]),
         calculations=[plain(d) for d in by_kind["relax"]],
