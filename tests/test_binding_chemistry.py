@@ -223,6 +223,34 @@ def test_d3_is_added_and_recorded() -> None:
     assert dispersion_record("none") == {"dispersion": "none"}
 
 
+def test_single_point_uses_the_dispersion_of_its_ml_term(tmp_path: Path) -> None:
+    """A DFT-check single point of a D3 term adds D3 too (ML+D3 vs DFT+D3, like for like)."""
+    pytest.importorskip("dftd3")
+    from ase.build import molecule
+
+    from pqdflow.documents.plan import CalcSpec
+    from pqdflow.workflows.backends import get_backend
+    from pqdflow.workflows.engine.dispersion import d3bj_calculator
+
+    atoms = molecule("CH3CH2OH")
+    atoms.center(vacuum=5.0)
+    backend = get_backend("mock")
+    docs = {
+        mode: backend.single_point(
+            CalcSpec(f"sp-{mode}", "molecule", atoms, meta={"dispersion": mode}),
+            tmp_path / mode,
+        )
+        for mode in ("none", "d3bj")
+    }
+    probe = atoms.copy()
+    probe.calc = d3bj_calculator()
+    d3 = probe.get_potential_energy()
+    assert d3 < 0
+    assert docs["d3bj"].energy == pytest.approx(docs["none"].energy + d3)
+    assert docs["d3bj"].settings["dispersion"] == "D3(BJ)"
+    assert docs["none"].settings["dispersion"] == "none"
+
+
 def test_auto_dispersion_puts_ivdw_on_every_reaction_calculation(plan: StudyPlan) -> None:
     from pqdflow.workflows.vasp.calc_inputs import VaspInputOptions, input_set_for
 

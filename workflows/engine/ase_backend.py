@@ -190,16 +190,22 @@ class AseBackend:
         """
         from pqdflow.workflows.engine.single_point import single_point_structure
 
+        mode = str(spec.meta.get("dispersion", "none"))  # the same Hamiltonian as the ML term
+        factory = with_dispersion(self.factory_for(spec.atoms, spec.kind, spec.charge), mode)
         return single_point_structure(
             spec.atoms,
-            self.factory_for(spec.atoms, spec.kind, spec.charge)(),
+            factory(),
             directory,
             name=spec.name,
             backend=self.name,
             kind=spec.kind,
             role=spec.role,
             formula_units=spec.formula_units,
-            settings={"charge": spec.charge, "calculator": dict(self.settings.calculator)},
+            settings={
+                "charge": spec.charge,
+                "calculator": dict(self.settings.calculator),
+                **dispersion_record(mode),
+            },
             meta=spec.meta,
         )
 
