@@ -134,6 +134,7 @@ def binding_energy(
     released_energies: Mapping[str, tuple[float, float]] | None = None,
     *,
     definition: Definition = "exchange",
+    require_ligand: bool = True,
 ) -> BindingResult:
     """Binding energy of ligands on a slab (see the module docstring for the definitions).
 
@@ -147,17 +148,21 @@ def binding_energy(
         Released species label -> ``(energy per formula unit in eV, coefficient)``.
     definition
         ``"exchange"`` or ``"interaction"``.
+    require_ligand
+        False for a reaction between surface isomers (a vacancy fill: the same atoms on both
+        sides), where no ligand reference enters.
 
     Raises
     ------
     InputError
-        Unknown definition, no ligands, a non-finite energy or a non-positive coefficient.
+        Unknown definition, no ligands (while ``require_ligand``), a non-finite energy or a
+        non-positive coefficient.
     """
     if definition not in DEFINITIONS:
         raise InputError(
             f"unknown binding-energy definition {definition!r}; choose one of {sorted(DEFINITIONS)}"
         )
-    if not ligand_energies:
+    if require_ligand and not ligand_energies:
         raise InputError("binding_energy needs at least one ligand reference energy")
     e_ads = _finite(e_adsorbed, "e_adsorbed")
     e_sl = _finite(e_slab, "e_slab")
@@ -345,6 +350,7 @@ def compute_binding(
         {n: (got[n].per_formula_unit, c) for n, c in spec.ligands.items()},
         {n: (got[n].per_formula_unit, c) for n, c in spec.released.items()},
         definition=definition,
+        require_ligand=spec.meta.get("channel") != "vacancy_fill",
     )
     exchange = definition == "exchange"
     try:

@@ -1,7 +1,7 @@
 """Benchmark: wall time of one CHGNet force call per torch thread setting.
 
-The cell is the ligand-covered NEB endpoint of the paper study (``neb-control-x2-initial``,
-81 atoms), the call that dominates ``make study``. Each setting runs in its own Python
+The cell is the largest ligand-covered NEB initial endpoint of the paper study (83 atoms),
+the kind of call that dominates ``make study``. Each setting runs in its own Python
 process: ``1`` and ``2`` export ``OMP_NUM_THREADS`` (and the process calls
 ``torch.set_num_threads``), ``default`` leaves both unset, as torch starts with one thread per
 core. One warm-up call is discarded; the median of ``--repeat`` calls (positions rattled by
@@ -30,7 +30,7 @@ torch_default = torch.get_num_threads()  # before pqdflow picks its own
 from pqdflow.workflows.engine.ase_backend import chgnet_calculator_factory
 from pqdflow.workflows.study import example_study, plan_study
 plan = plan_study(example_study())
-atoms = next(c.atoms for c in plan.calculations if c.name == "neb-control-x2-initial").copy()
+atoms = max((c.atoms for c in plan.calculations if c.role == "neb_initial"), key=len).copy()
 atoms.calc = chgnet_calculator_factory()()
 torch.set_num_threads(torch_default if threads == "default" else int(threads))
 times = []

@@ -129,3 +129,55 @@ def test_cell_relaxation_needs_a_periodic_structure(tmp_path: Path) -> None:
             mol, MockPairCalculator(), tmp_path / "x", name="w", backend="mock", relax_cell=True
         )
     assert not (tmp_path / "x").exists()
+
+
+def test_preconditioned_optimizer_reaches_the_criterion_and_falls_back_where_it_must(
+    tmp_path: Path,
+) -> None:
+    atoms = slab()
+    fixed = atoms.constraints[0].get_indices()
+    doc = relax_structure(
+        atoms,
+        MockPairCalculator(),
+        tmp_path / "p",
+        name="p",
+        backend="mock",
+        fmax=0.02,
+        optimizer="precon",
+    )
+    assert doc.converged
+    assert doc.fmax < 0.02
+    assert doc.settings["optimizer"] == "precon"
+    assert doc.settings["optimizer_used"] == "precon"
+    final = read(doc.structure_file(), format="extxyz")
+    np.testing.assert_allclose(final.positions[fixed], atoms.positions[fixed], atol=1e-6)
+    bfgs = relax_structure(
+        atoms, MockPairCalculator(), tmp_path / "b", name="b", backend="mock", fmax=0.02
+    )
+    assert doc.energy == pytest.approx(bfgs.energy, abs=0.05)  # the same basin
+    # a cell relaxation and a molecule of a few atoms are relaxed with BFGS, and say so
+    bulk = relax_structure(
+        Atoms(
+            "CsPbBr3",
+            scaled_positions=[(0.5, 0.5, 0.5), (0, 0, 0), (0.5, 0, 0), (0, 0.5, 0), (0, 0, 0.5)],
+            cell=np.eye(3) * 6.0,
+            pbc=True,
+        ),
+        MockPairCalculator(),
+        tmp_path / "c",
+        name="c",
+        backend="mock",
+        relax_cell=True,
+        optimizer="precon",
+    )
+    assert bulk.settings["optimizer_used"] == "bfgs"
+    assert bulk.converged
+
+
+def test_physics_backends_default_to_the_preconditioned_optimizer() -> None:
+    from pqdflow.workflows.backends import get_backend
+
+    assert get_backend("mock").describe()["optimizer"] == "bfgs"
+    pytest.importorskip("chgnet")
+    assert get_backend("chgnet").describe()["optimizer"] == "precon"
+    assert get_backend("chgnet", optimizer="fire").describe()["optimizer"] == "fire"

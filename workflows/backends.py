@@ -202,11 +202,17 @@ def resolve_env(value: Any, env: Mapping[str, Any], *, strict: bool = True) -> A
 
 
 # ----------------------------------------------------------------------------- built-ins
-def _ase(name: str, calculators: str) -> BackendFactory:
+#: Relaxation optimiser of the physics backends unless a setting says otherwise: the
+#: preconditioned LBFGS needed 437 steps where BFGS needed 669 to relax the 84-atom AnHI
+#: NEB host to 0.005 eV/Å on CHGNet, and ended 45 meV lower (``make study``'s cells).
+PHYSICS_OPTIMIZER = "precon"
+
+
+def _ase(name: str, calculators: str, **defaults: Any) -> BackendFactory:
     def factory(settings: Mapping[str, Any], env: Mapping[str, Any]) -> Backend:
         from pqdflow.workflows.engine import ase_backend
 
-        parsed = ase_backend.ase_settings(settings)
+        parsed = ase_backend.ase_settings({**defaults, **settings})
         make = getattr(ase_backend, calculators)
         return ase_backend.AseBackend(name, make(parsed.calculator), parsed)
 
@@ -216,7 +222,7 @@ def _ase(name: str, calculators: str) -> BackendFactory:
 def _gpaw(settings: Mapping[str, Any], env: Mapping[str, Any]) -> Backend:
     from pqdflow.workflows.engine import ase_backend
 
-    parsed = ase_backend.ase_settings(settings)
+    parsed = ase_backend.ase_settings({"optimizer": PHYSICS_OPTIMIZER, **settings})
     cell = ase_backend.gpaw_cell_factory(parsed.calculator)
 
     def unused() -> Any:
@@ -255,7 +261,11 @@ register_backend(
     )
 )
 register_backend(
-    BackendEntry("chgnet", _ase("chgnet", "chgnet_factory"), "CHGNet universal ML potential")
+    BackendEntry(
+        "chgnet",
+        _ase("chgnet", "chgnet_factory", optimizer=PHYSICS_OPTIMIZER),
+        "CHGNet universal ML potential",
+    )
 )
 register_backend(BackendEntry("gpaw", _gpaw, "GPAW PBE/PAW plane-wave DFT, in this process"))
 register_backend(BackendEntry("vasp", _vasp, "VASP PBE/PAW under custodian", in_process=False))

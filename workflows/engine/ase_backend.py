@@ -69,7 +69,9 @@ class AseSettings:
     max_steps
         Relaxation step limit.
     optimizer
-        Relaxation optimiser: ``"bfgs"``, ``"lbfgs"`` or ``"fire"``.
+        Relaxation optimiser: ``"bfgs"``, ``"lbfgs"``, ``"fire"`` or ``"precon"``
+        (:data:`~pqdflow.workflows.engine.relax.OPTIMIZERS`; the chgnet and gpaw backends
+        default to ``"precon"``).
     neb
         Band recipe (:class:`~pqdflow.workflows.engine.neb.NebSettings`).
     calculator

@@ -10,8 +10,11 @@ reads it instead of recomputing (restart).
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -23,17 +26,66 @@ from ase.filters import FrechetCellFilter
 from ase.io import write
 from ase.optimize import BFGS, FIRE, LBFGS
 from ase.optimize.optimize import Optimizer
+from ase.optimize.precon import Exp, PreconLBFGS
 
 from pqdflow.documents.results import RESULT_FILE, RelaxDoc
 from pqdflow.errors import InputError
 from pqdflow.provenance import provenance
 from pqdflow.workflows.engine.calculators import CountingCalculator
 
-__all__ = ["OPTIMIZERS", "RESULT_FILE", "max_force", "relax_structure", "write_frame"]
+__all__ = [
+    "OPTIMIZERS",
+    "PRECON_MIN_ATOMS",
+    "RESULT_FILE",
+    "make_optimizer",
+    "max_force",
+    "relax_structure",
+    "write_frame",
+]
 
-OptimizerName = Literal["fire", "bfgs", "lbfgs"]
-#: Optimisers accepted by name.
-OPTIMIZERS: dict[str, type[Optimizer]] = {"fire": FIRE, "bfgs": BFGS, "lbfgs": LBFGS}
+OptimizerName = Literal["fire", "bfgs", "lbfgs", "precon"]
+#: Optimisers accepted by name. ``"precon"``: ASE's preconditioned LBFGS with the
+#: exponential preconditioner of Packwood et al., J. Chem. Phys. 144, 164109 (2016) (``Exp``,
+#: A = 3, Armijo line search), built for stiff/soft mixtures such as organic ligands on soft
+#: PbX6 tilts; a cell relaxation (or a cell of fewer than :data:`PRECON_MIN_ATOMS` atoms)
+#: falls back to BFGS, recorded as ``optimizer_used``.
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "fire": FIRE,
+    "bfgs": BFGS,
+    "lbfgs": LBFGS,
+    "precon": PreconLBFGS,
+}
+#: Smallest cell ``"precon"`` preconditions (molecules and small bulk cells use BFGS).
+PRECON_MIN_ATOMS: int = 8
+
+
+@contextmanager
+def _quiet_line_search() -> Iterator[None]:
+    """Silence ASE's Armijo line-search log lines and its reset-Hessian warning."""
+    log = logging.getLogger("ase.utils.linesearcharmijo")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Armijo linesearch failed")
+            warnings.filterwarnings("ignore", message="The system is likely too small")
+            yield
+    finally:
+        log.setLevel(level)
+
+
+def make_optimizer(name: str, target: Any, *, relax_cell: bool = False) -> tuple[Optimizer, str]:
+    """Return the optimiser ``name`` on ``target`` and the name of the one actually used.
+
+    ``"precon"`` on a cell relaxation or on fewer than :data:`PRECON_MIN_ATOMS` atoms is BFGS.
+    """
+    if name not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
+    if name == "precon":
+        if relax_cell or len(target) < PRECON_MIN_ATOMS:
+            return BFGS(target, logfile=None), "bfgs"
+        return PreconLBFGS(target, precon=Exp(A=3), use_armijo=True, logfile=None), "precon"
+    return OPTIMIZERS[name](target, logfile=None), name
 
 
 def max_force(atoms: Atoms) -> float:
@@ -99,7 +151,7 @@ def relax_structure(
     max_steps
         Optimiser step limit; reaching it gives ``converged=False`` (not an error).
     optimizer
-        ``"bfgs"`` (default), ``"lbfgs"`` or ``"fire"``.
+        ``"bfgs"`` (default), ``"lbfgs"``, ``"fire"`` or ``"precon"`` (see :data:`OPTIMIZERS`).
     settings, meta
         Recorded in the document.
 
@@ -125,15 +177,30 @@ def relax_structure(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     work = atoms.copy()
+    fallback = ""
     counted = CountingCalculator(calculator)
     work.calc = counted
     target: Any = FrechetCellFilter(work) if relax_cell else work
     traj_path = directory / "relax.extxyz"
     with traj_path.open("w") as handle:
-        opt = OPTIMIZERS[optimizer](target, logfile=None)
+        opt, used = make_optimizer(optimizer, target, relax_cell=relax_cell)
         opt.attach(lambda: write_frame(handle, work), interval=1)
-        converged = bool(opt.run(fmax=fmax, steps=max_steps))
-        n_steps = int(opt.nsteps)
+        try:
+            with _quiet_line_search():
+                converged = bool(opt.run(fmax=fmax, steps=max_steps))
+            n_steps = int(opt.nsteps)
+        except RuntimeError as exc:
+            if used != "precon":
+                raise
+            # the Armijo line search gives up where ML energies are too noisy to decrease
+            # (near convergence): BFGS finishes from where it stopped, within the step limit
+            n_steps = int(opt.nsteps)
+            used = "precon+bfgs"
+            rest = BFGS(target, logfile=None)
+            rest.attach(lambda: write_frame(handle, work), interval=1)
+            converged = bool(rest.run(fmax=fmax, steps=max(max_steps - n_steps, 1)))
+            n_steps += int(rest.nsteps)
+            fallback = str(exc)
     energy = float(work.get_potential_energy())
     final_path = directory / "final.extxyz"
     tmp_final = directory / ".final.extxyz.tmp"
@@ -160,6 +227,8 @@ def relax_structure(
             "relax_cell": relax_cell,
             "max_steps": max_steps,
             "optimizer": optimizer,
+            "optimizer_used": used,
+            **({"optimizer_fallback": fallback} if fallback else {}),
             **dict(settings or {}),
         },
         meta=dict(meta or {}),

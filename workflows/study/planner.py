@@ -329,7 +329,8 @@ class _Planner:
 
     def plan(self) -> StudyPlan:
         study = self.study
-        neb_x = [study.neb.x] if study.neb.paths else []
+        fills = bool(study.neb.fill.fillers and study.neb.fill.hosts)
+        neb_x = [study.neb.x] if study.neb.paths or fills else []
         for x in dict.fromkeys([*study.compositions, *neb_x]):
             self.bulk(x)
         for x in study.compositions:
@@ -342,6 +343,9 @@ class _Planner:
 
             plan_silyl_channels(self, study.compositions[0])
         nebs = [spec for path in study.neb.paths for spec in self.neb(path)]
+        from pqdflow.workflows.study.fills import plan_vacancy_fills
+
+        plan_vacancy_fills(self)
         self.set_dispersion(nebs)
         return StudyPlan(
             name=study.name,

@@ -26,6 +26,7 @@ from pqdflow.workflows.vasp.incar import validate_incar
 
 __all__ = [
     "CALC_KINDS",
+    "FillOptions",
     "HopSelection",
     "IncarOverrides",
     "InputOptions",
@@ -198,6 +199,34 @@ class NebPath(_Strict):
         return hops
 
 
+class FillOptions(_Strict):
+    """Vacancy filling on the NEB surfaces (:mod:`pqdflow.workflows.study.fills`).
+
+    Attributes
+    ----------
+    fillers
+        Halides (``Br``, ``I``) and anionic X_site ligands (``OAc``) put into a top-layer
+        halide vacancy and, as the same-atoms isomer, on top of a surface Pb; empty = none.
+    hosts
+        NEB surface hosts to fill on (built as for ``neb.paths``).
+    element
+        Element of the vacancy (the paper's V_Br: ``Br``).
+    """
+
+    fillers: list[str] = Field(default_factory=list)
+    hosts: list[Literal["clean", "control", "anhi", "treated"]] = Field(
+        default_factory=lambda: ["control"]
+    )
+    element: Literal["Br", "I"] = "Br"
+
+    @field_validator("fillers", "hosts")
+    @classmethod
+    def _unique(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError(f"names must be unique, got {names}")
+        return names
+
+
 class NebOptions(_Strict):
     """Halide-migration (NEB) settings.
 
@@ -227,6 +256,8 @@ class NebOptions(_Strict):
     max_depth
         Slab hosts: sample hops between top-layer halides (0) and also top <-> subsurface
         (1, default).
+    fill
+        Halides / X-type ligands in a surface halide vacancy vs on top (:class:`FillOptions`).
     paths
         The paths to compute.
     """
@@ -239,6 +270,7 @@ class NebOptions(_Strict):
     max_depth: int = Field(default=1, ge=0, le=1)
     formation: bool = True
     coverage: float = Field(default=0.5, gt=0.0, le=1.0)
+    fill: FillOptions = Field(default_factory=FillOptions)
     paths: list[NebPath] = Field(
         default_factory=lambda: [
             NebPath(host="bulk"),

@@ -38,7 +38,10 @@ __all__ = [
 CalcKind = Literal["bulk", "slab", "molecule", "adsorbed"]
 
 #: Calculation roles that are NEB endpoints (relaxed more tightly than other structures).
-ENDPOINT_ROLES = frozenset({"neb_initial", "neb_final"})
+#: Roles relaxed to the tight endpoint criterion: the NEB endpoints and the pristine host
+#: they are cut from (the formation energy compares the two, and the initial endpoint
+#: starts from the relaxed host).
+ENDPOINT_ROLES = frozenset({"neb_initial", "neb_final", "vacancy_host"})
 
 
 def jsonable(value: Any) -> Any:
@@ -106,7 +109,7 @@ class CalcSpec:
 
     @property
     def is_endpoint(self) -> bool:
-        """Whether this is an NEB endpoint (relaxed more tightly)."""
+        """Whether this is relaxed tightly: an NEB endpoint or its pristine host."""
         return self.role in ENDPOINT_ROLES
 
     def as_dict(self) -> dict[str, Any]:
