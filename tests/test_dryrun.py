@@ -28,6 +28,7 @@ def plan() -> StudyPlan:
     # the default study with one named hop per host (all its hops would take minutes of IDPP)
     study = example_study().model_dump(mode="json")
     study["neb"]["formation"] = False  # vacancy formation references: tests/test_formation.py
+    study["neb"]["max_depth"] = 1  # top <-> subsurface hops (the full preset's)
     study["neb"]["paths"] = [
         {"host": "bulk", "hops": [BULK_NEB.removeprefix("neb-bulk-x2-")]},
         {"host": "control", "hops": ["VBr0-I1-updown-OAm3.8"]},
@@ -57,11 +58,16 @@ def snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
     }
 
 
-def test_default_study_writes_30_folders(dry: Path, plan: StudyPlan) -> None:
+def test_default_study_writes_36_folders(dry: Path, plan: StudyPlan) -> None:
     manifest = json.loads((dry / MANIFEST_FILE).read_text())
     assert manifest["study"] == "paper"
     entries = manifest["calculations"]
-    assert len(entries) == 30  # 27 calculations + 3 NEB folders
+    # 27 calculations + 6 vacancy-fill isomers (Br, I, OAc in a V_Br and on top) + 3 NEBs
+    assert len(entries) == 36
+    fills = [e for e in entries if e["role"] == "vacancy_fill"]
+    assert len(fills) == 6
+    for entry in fills:  # both isomers of a reaction with organic ligands carry D3(BJ)
+        assert "IVDW = 12" in (dry / entry["path"] / "INCAR").read_text()
     folders = sorted(p.name for p in dry.iterdir() if p.is_dir() and p.name != "esp")
     assert folders == sorted(e["path"] for e in entries)  # esp/: the ligand ESP single points
     kinds = {e["kind"] for e in entries}
@@ -76,7 +82,7 @@ def test_default_study_writes_30_folders(dry: Path, plan: StudyPlan) -> None:
             "role",
             "meta",
         }
-    assert len(manifest["bindings"]) == 13
+    assert len(manifest["bindings"]) == 16
     assert [n["label"].split(":")[0] for n in manifest["nebs"]] == ["bulk", "control", "treated"]
     binding = next(b for b in manifest["bindings"] if b["ligand"] == "OAm")
     assert binding["released"] == {"ref-CsBr": 1.0}
@@ -174,7 +180,7 @@ def test_rerun_changes_nothing(
 ) -> None:
     out = tmp_path / "out"
     first = write_study_inputs(plan, out, bands=bands)
-    assert len(first.written) == 30
+    assert len(first.written) == 36
     before = snapshot(out)
     second = write_study_inputs(plan, out, bands=bands)
     assert second.written == []

@@ -167,8 +167,9 @@ def test_default_plan_contents(plan: StudyPlan) -> None:
     names = [c.name for c in plan.calculations]
     n_nebs = len(plan.nebs)
     # + formation energies: 4 pristine hosts, Br2, I2, CsI, CsPbI3 (bulk-x0), Pb metal and
-    # ref-CsBr-nod3 (CsBr without D3: ref-CsBr carries D3 for the OAm reaction)
-    assert len(names) == len(set(names)) == 21 + 2 * n_nebs + 10
+    # ref-CsBr-nod3 (CsBr without D3: ref-CsBr carries D3 for the OAm reaction); + vacancy
+    # fills: Br, I, OAc in a V_Br of the control surface and on top (6)
+    assert len(names) == len(set(names)) == 21 + 2 * n_nebs + 10 + 6
     kinds = Counter(c.kind for c in plan.calculations)
     # 2 bulk (x=3, x=2) + CsBr; slabs CsX + PbX2; 4 ligand refs + HBr + amine, TMS ester,
     # TMS amine (TMSBr channels); 5 single (AnHI on both terminations) + control on CsX and
@@ -179,11 +180,17 @@ def test_default_plan_contents(plan: StudyPlan) -> None:
         "bulk": 3 + 2 * n_bulk_hops + 5,
         "slab": 2,
         "molecule": 8 + 2,
-        "adsorbed": 8 + 2 * (n_nebs - n_bulk_hops) + 3,
+        "adsorbed": 8 + 2 * (n_nebs - n_bulk_hops) + 3 + 6,
     }
     assert plan.get("bulk-x3").relax_cell
     assert not plan.get(plan.nebs[0].initial).relax_cell
-    assert len(plan.bindings) == 13  # 8 bindings + 5 TMSBr / HBr reaction channels
+    # 8 bindings + 5 TMSBr / HBr reaction channels + 3 vacancy fills
+    assert len(plan.bindings) == 16
+    assert [b.ligand for b in plan.bindings if b.meta["channel"] == "vacancy_fill"] == [
+        "Br",
+        "I",
+        "OAc",
+    ]
     assert plan.meta["skipped"] == [
         "treated on CsX-x3: fragments sum to formal charge +1 e (not charge-balanced)"
     ]
@@ -195,12 +202,15 @@ def test_default_plan_contents(plan: StudyPlan) -> None:
         "HBr",
         "control",
         "treated",
+        "Br",
+        "I",
     }
     assert [n.meta["host"] for n in plan.nebs] == sorted(
         (n.meta["host"] for n in plan.nebs), key=["bulk", "control", "anhi", "treated"].index
     )
     assert {n.meta["host"] for n in plan.nebs} == {"bulk", "control", "anhi", "treated"}
-    assert max(len(c.atoms) for c in plan.calculations) <= 85  # CHGNet-sized
+    # CHGNet-sized: the largest is the control surface with one more oleate in a vacancy
+    assert max(len(c.atoms) for c in plan.calculations) <= 95
 
 
 def test_binding_reactions_are_atom_balanced(plan: StudyPlan) -> None:

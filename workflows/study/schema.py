@@ -500,18 +500,24 @@ def load_study(path: str | Path) -> Study:
     return study_from_dict(data)
 
 
-def example_study(preset: Literal["paper", "quick"] = "paper") -> Study:
-    """Return the paper's default study (see :func:`example_study_yaml` for the reasoning).
+#: Example presets: ``paper`` (the default study, ``make study``), ``full`` (every
+#: top<->subsurface hop too, the site search and the fills on every surface) and ``quick``
+#: (migration only).
+PRESETS: tuple[str, ...] = ("paper", "full", "quick")
 
-    ``preset="quick"``: a quick look at the migration comparison only (no binding
-    energies): top-layer in-plane hops (``max_depth: 0``), the hop nearest to a ligand per
-    class, on the bulk, control and treated hosts.
+ExamplePreset = Literal["paper", "full", "quick"]
+
+
+def example_study(preset: ExamplePreset = "paper") -> Study:
+    """Return an example study (see :func:`example_study_yaml` for the reasoning).
+
+    ``preset="paper"``: the default study (binding, TMSBr channels, vacancy fills on the
+    control surface, top-layer in-plane hops nearest to a ligand on bulk and the three
+    surfaces). ``"full"``: the paper study plus top <-> subsurface hops, three site and
+    orientation candidates per ligand and the fills on every surface. ``"quick"``: a quick
+    look at the migration comparison only (no binding energies).
     """
-    if preset == "quick":
-        return study_from_dict(yaml.safe_load(_QUICK_YAML))
-    if preset != "paper":
-        raise StudyError(f"unknown example preset {preset!r}; allowed: paper, quick")
-    return Study()
+    return study_from_dict(yaml.safe_load(example_study_yaml(preset)))
 
 
 _EXAMPLE_YAML = """\
@@ -555,9 +561,12 @@ neb:
   bulk_supercell: [2, 2, 2]
   vacancy_charge: 1   # V_Br+ (NELECT = neutral - 1) in VASP; 0 = neutral (odd-electron) cell
   rattle: 0.03        # A, seeded rattle of the host (the ideal cube is a saddle point)
-  max_depth: 1        # slab hops: 0 = top layer in-plane only, 1 = also top <-> subsurface
+  max_depth: 0        # slab hops: 0 = top layer in-plane only, 1 = also top <-> subsurface
   formation: true     # vacancy formation energies (pristine hosts, X2/CsPbX3/CsX/Pb refs)
   coverage: 0.5       # ligands per top-layer cell on the covered hosts (2 on the 2x2 cell)
+  fill:               # the Fig. 1 mechanism: X-type species in a surface V_Br vs on top of a Pb
+    fillers: [Br, I, OAc]   # Br- (TMSBr's), I- (AnHI's), oleate (the control's)
+    hosts: [control]        # NEB surfaces to fill on (same host model as the bands)
   paths:
     # hops by geometry (pqdflow.structures.hops): all | spread | nearest | [names];
     # nearest = per class of elements, layers and direction, the hop closest to a ligand
@@ -599,13 +608,28 @@ neb:
 """
 
 
-def example_study_yaml(preset: Literal["paper", "quick"] = "paper") -> str:
-    """Return the paper's default study as commented YAML (``pqdflow inputs --example``).
+def example_study_yaml(preset: ExamplePreset = "paper") -> str:
+    """Return an example study as commented YAML (``pqdflow inputs --example [PRESET]``).
 
-    ``preset="quick"`` gives the quick-look study (see :func:`example_study`).
+    See :func:`example_study` for the presets.
     """
     if preset == "quick":
         return _QUICK_YAML
+    if preset == "full":
+        return _full_yaml()
     if preset != "paper":
-        raise StudyError(f"unknown example preset {preset!r}; allowed: paper, quick")
+        raise StudyError(f"unknown example preset {preset!r}; allowed: {', '.join(PRESETS)}")
     return _EXAMPLE_YAML
+
+
+def _full_yaml() -> str:
+    text = _EXAMPLE_YAML.replace("name: paper", "name: full", 1)
+    for old, new in (
+        ("  configurations: 1 ", "  configurations: 3 "),
+        ("  max_depth: 0 ", "  max_depth: 1 "),
+        ("    hosts: [control]  ", "    hosts: [control, anhi, treated]  "),
+    ):
+        if old not in text:  # pragma: no cover - guards the template against edits
+            raise AssertionError(f"full preset: {old!r} not in the paper template")
+        text = text.replace(old, new, 1)
+    return "# pqdflow full preset: the paper study with every hop class, site search and fill\n" + text

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pqdflow.errors import StudyError
+from pqdflow.workflows.study.schema import PRESETS
 
 if TYPE_CHECKING:
     from pqdflow.documents.plan import StudyPlan
@@ -38,13 +39,22 @@ def register(subparsers: Any) -> None:
         epilog=(
             "examples:\n"
             "  pqdflow inputs --example > study.yaml\n"
+            "  pqdflow inputs --example quick > quick.yaml\n"
             "  pqdflow inputs study.yaml --out runs/dry\n"
             "  pqdflow inputs study.yaml --out runs/dry --force\n"
             "  pqdflow inputs study.yaml --out runs/dry --prerelax chgnet"
         ),
     )
     parser.add_argument("study", nargs="?", type=Path, help="study YAML file")
-    parser.add_argument("--example", action="store_true", help="print the default study YAML")
+    parser.add_argument(
+        "--example",
+        nargs="?",
+        const="paper",
+        default=None,
+        choices=PRESETS,
+        metavar="PRESET",
+        help="the example study: paper (default), full or quick",
+    )
     parser.add_argument("--out", type=Path, help="output folder of the input tree")
     parser.add_argument(
         "--force",
@@ -86,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.example:
         if args.study is not None or args.out is not None:
             raise StudyError("--example prints the default study; give no STUDY or --out with it")
-        sys.stdout.write(example_study_yaml())
+        sys.stdout.write(example_study_yaml(args.example))
         return 0
     if args.study is None or args.out is None:
         raise StudyError(

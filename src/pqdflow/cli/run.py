@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pqdflow.errors import StudyError
+from pqdflow.workflows.study.schema import PRESETS
 
 __all__ = ["add_backend_arguments", "backend_settings", "custodian_options", "register", "run"]
 
@@ -132,7 +133,15 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("study", nargs="?", type=Path, help="study YAML file")
-    parser.add_argument("--example", action="store_true", help="run the default (paper) study")
+    parser.add_argument(
+        "--example",
+        nargs="?",
+        const="paper",
+        default=None,
+        choices=PRESETS,
+        metavar="PRESET",
+        help="the example study: paper (default), full or quick",
+    )
     add_backend_arguments(parser, default="chgnet")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
@@ -174,11 +183,11 @@ def run(args: argparse.Namespace) -> int:
     from pqdflow.workflows.engine.threads import request_threads
     from pqdflow.workflows.study import example_study, load_study, plan_study
 
-    if args.example == (args.study is not None):
+    if (args.example is not None) == (args.study is not None):
         raise StudyError("give either a study file or --example (not both, not neither)")
     settings = backend_settings(args)
     request_threads(args.threads)
-    study = example_study() if args.example else load_study(args.study)
+    study = example_study(args.example) if args.example else load_study(args.study)
     plan = plan_study(study)
     if args.backend == "vasp":
         from pqdflow.workflows.vasp.calc_inputs import VaspInputOptions
