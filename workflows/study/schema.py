@@ -632,4 +632,5 @@ def _full_yaml() -> str:
         if old not in text:  # pragma: no cover - guards the template against edits
             raise AssertionError(f"full preset: {old!r} not in the paper template")
         text = text.replace(old, new, 1)
-    return "# pqdflow full preset: the paper study with every hop class, site search and fill\n" + text
+    head = "# pqdflow full preset: the paper study with every hop class, site search and fill\n"
+    return head + text
