@@ -13,6 +13,11 @@ barriers into what a surface is compared on:
 
 A hop's barrier for the network is the larger of its forward and reverse barriers (the
 band crossed in either direction), since sustained transport uses each hop both ways.
+
+A hop whose forward and reverse barriers are both below :data:`BARRIERLESS_EV` (the noise of
+ML NEB barriers in CsPbBr3, ``NEB_NOTES``) is flagged ``barrierless``: its two endpoints are
+not separated minima (the vacancy there relaxes without a barrier), so the number is "no
+barrier", not a small one; ``lowest_bound_eV`` / ``lowest_bound_hop`` leave such hops out.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pqdflow.analysis.formation import FORMATION_REFERENCES, vacancy_formation_e
 from pqdflow.errors import InputError
 
 __all__ = [
+    "BARRIERLESS_EV",
     "hop_barrier",
     "plot_barrier_vs_ligand_distance",
     "summarize_migration",
@@ -35,6 +41,9 @@ __all__ = [
 ]
 
 Edge = tuple[int, int, Sequence[int], float]
+
+#: eV: a hop with both barriers below this is ``barrierless`` (ML barrier noise, NEB_NOTES).
+BARRIERLESS_EV: float = 0.015
 
 
 class _Offsets:
@@ -138,7 +147,9 @@ def summarize_migration(
     -------
     dict
         Surface tag -> ``{"host", "x", "hops": [labels + Ea_eV, Ea_reverse_eV, barrier_eV,
-        converged], "lowest_eV", "lowest_hop", "transport_limiting_eV" (sampled hops only;
+        barrierless, converged], "lowest_eV", "lowest_hop", "lowest_bound_eV",
+        "lowest_bound_hop" (barrierless hops left out), "n_barrierless",
+        "transport_limiting_eV" (sampled hops only;
         None if they do not connect across the cell), "transport_limiting_estimate_eV"
         (every unsampled hop class given the barrier of the sampled hop of the same
         elements, layers and direction), "n_offered", "n_sampled"}``.
@@ -159,6 +170,7 @@ def summarize_migration(
                 "Ea_eV": float(neb["Ea_eV"]),
                 "Ea_reverse_eV": float(neb.get("Ea_reverse_eV", neb["Ea_eV"])),
                 "barrier_eV": hop_barrier(neb),
+                "barrierless": hop_barrier(neb) < BARRIERLESS_EV,
                 "converged": bool(neb.get("converged", False)),
                 "unconverged_inputs": list(neb.get("unconverged_inputs", [])),
                 "path": neb.get("path", name),
@@ -186,12 +198,17 @@ def summarize_migration(
             (i, j, s, float(b)) for i, j, s, name in edges if (b := estimate.get(name)) is not None
         ]
         lowest = min(rows, key=lambda r: r["Ea_eV"]) if rows else None
+        bound = [r for r in rows if not r["barrierless"]]
+        lowest_bound = min(bound, key=lambda r: r["Ea_eV"]) if bound else None
         out[tag] = {
             "host": net.get("host"),
             "x": net.get("x"),
             "hops": rows,
             "lowest_eV": lowest["Ea_eV"] if lowest else None,
             "lowest_hop": lowest["name"] if lowest else None,
+            "lowest_bound_eV": lowest_bound["Ea_eV"] if lowest_bound else None,
+            "lowest_bound_hop": lowest_bound["name"] if lowest_bound else None,
+            "n_barrierless": len(rows) - len(bound),
             "transport_limiting_eV": transport_limiting_barrier(n, exact, axes),
             "transport_limiting_estimate_eV": transport_limiting_barrier(n, approx, axes),
             "n_offered": len(net.get("hops", [])),
@@ -256,6 +273,7 @@ _CSV_COLUMNS = (
     "Ea_eV",
     "Ea_reverse_eV",
     "barrier_eV",
+    "barrierless",
     "E_f_rich_eV",
     "E_f_poor_eV",
     "E_act_rich_eV",
@@ -290,6 +308,9 @@ def write_migration(
         "n_offered",
         "lowest_eV",
         "lowest_hop",
+        "lowest_bound_eV",
+        "lowest_bound_hop",
+        "n_barrierless",
         "transport_limiting_eV",
         "transport_limiting_estimate_eV",
     )

@@ -162,6 +162,26 @@ def test_summary_and_plot(tmp_path: Path, slab: Atoms) -> None:
     assert png.read_bytes().startswith(b"\x89PNG")
 
 
+def test_a_hop_within_the_noise_both_ways_is_barrierless_not_lowest_bound(slab: Atoms) -> None:
+    from pqdflow.analysis.migration import BARRIERLESS_EV
+
+    hops = sample_hops(slab)
+    net = {"host": "clean", "x": 3.0, "hops": [h.labels() for h in hops], **hop_network(slab, hops)}
+    nebs = [
+        {"Ea_eV": 0.004, "Ea_reverse_eV": 0.006, "meta": {"surface": "s", "hop": hops[0].labels()}},
+        {"Ea_eV": 0.30, "Ea_reverse_eV": 0.002, "meta": {"surface": "s", "hop": hops[1].labels()}},
+    ]
+    summary = summarize_migration(nebs, {"s": net})["s"]
+    rows = {r["name"]: r for r in summary["hops"]}
+    assert rows[hops[0].name]["barrierless"]  # 6 meV both ways < BARRIERLESS_EV
+    assert max(0.004, 0.006) < BARRIERLESS_EV
+    assert not rows[hops[1].name]["barrierless"]  # 0.30 eV one way is a real barrier
+    assert summary["lowest_eV"] == pytest.approx(0.004)
+    assert summary["lowest_bound_eV"] == pytest.approx(0.30)
+    assert summary["lowest_bound_hop"] == hops[1].name
+    assert summary["n_barrierless"] == 1
+
+
 def test_write_migration_csv(tmp_path: Path, slab: Atoms) -> None:
     from pqdflow.analysis.migration import write_migration
 
@@ -217,3 +237,24 @@ def test_mock_study_samples_every_hop_above_its_endpoints(tmp_path: Path) -> Non
         mu = summary["chemical_potentials"][row["vacancy_element"]]
         shift = row["E_f_rich_eV"] - row["E_f_poor_eV"]
         assert shift == pytest.approx(mu["rich"] - mu["poor"], abs=1e-5)
+
+
+def test_printed_summary_has_one_line_per_surface_with_its_barriers(slab: Atoms) -> None:
+    from pqdflow.analysis.report.writers import format_table
+    from pqdflow.documents.results import StudyResults
+
+    hops = sample_hops(slab)
+    net = {"host": "clean", "x": 3.0, "hops": [h.labels() for h in hops], **hop_network(slab, hops)}
+    nebs = [
+        {"Ea_eV": 0.004, "Ea_reverse_eV": 0.006, "meta": {"surface": "s", "hop": hops[0].labels()}},
+        {"Ea_eV": 0.31, "Ea_reverse_eV": 0.29, "meta": {"surface": "s", "hop": hops[1].labels()}},
+    ]
+    results = StudyResults(
+        study="t", backend="mock", migration=summarize_migration(nebs, {"s": net})
+    )
+    lines = format_table(results).splitlines()
+    (row,) = [line for line in lines if line.startswith("s ")]
+    # surface, 2 hops, lowest 0.004, lowest bound 0.310; the in-plane hop alone connects
+    # across the cell, so it limits transport at max(fwd, rev) = 0.006
+    assert row.split()[:5] == ["s", "2", "0.004", "0.310", "0.006"]
+    assert "(1 barrierless)" in row

@@ -62,6 +62,30 @@ def _neb_flags(n: Mapping[str, Any]) -> list[str]:
     return names + ([] if n.get("converged", True) else ["band"])
 
 
+def _migration_lines(migration: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Per surface: hops, lowest (bound) and transport-limiting barriers, formation range."""
+
+    def num(value: Any) -> str:
+        return "-" if value is None else f"{float(value):.3f}"
+
+    lines = [
+        f"{'surface':<13} {'hops':>4} {'lowest':>7} {'lowest bound':>12} {'transport':>9} "
+        f"{'E_f rich..poor (eV)':>20}"
+    ]
+    for tag, surf in migration.items():
+        hops = surf.get("hops") or []
+        rich = [h["E_f_rich_eV"] for h in hops if h.get("E_f_rich_eV") is not None]
+        poor = [h["E_f_poor_eV"] for h in hops if h.get("E_f_poor_eV") is not None]
+        formation = f"{min(rich):.2f}..{max(poor):.2f}" if rich and poor else "-"
+        flat = int(surf.get("n_barrierless") or 0)
+        lines.append(
+            f"{tag:<13} {len(hops):>4} {num(surf.get('lowest_eV')):>7} "
+            f"{num(surf.get('lowest_bound_eV')):>12} {num(surf.get('transport_limiting_eV')):>9} "
+            f"{formation:>20}" + (f"  ({flat} barrierless)" if flat else "")
+        )
+    return lines
+
+
 def format_table(results: StudyResults) -> str:
     """Plain-text tables: ligand, site, E_b (eV); NEB path, Ea forward/reverse (eV).
 
@@ -82,7 +106,11 @@ def format_table(results: StudyResults) -> str:
             bad = _binding_flags(b)
             mark = "*" if bad else " "
             state = f"NO: {', '.join(bad)}" if bad else "yes"
-            lines.append(f"{b['ligand']:<10} {b['site']:<18} {b['E_b_eV']:>9.3f}{mark} {state}")
+            site = str(b["site"])
+            meta = b.get("meta") or {}
+            if meta.get("channel") == "vacancy_fill":  # in the vacancy vs on top, per surface
+                site = f"V{meta.get('vacancy_element', 'X')} fill {meta.get('host', '')}"
+            lines.append(f"{b['ligand']:<10} {site:<18} {b['E_b_eV']:>9.3f}{mark} {state}")
     if results.neb:
         if lines:
             lines.append("")
@@ -95,6 +123,8 @@ def format_table(results: StudyResults) -> str:
                 f"{n['path']:<22} {n['label']:<9} {n['Ea_eV']:>8.3f}{mark}"
                 f"{n['Ea_reverse_eV']:>11.3f}  {state}"
             )
+    if results.migration:
+        lines += ["", *_migration_lines(results.migration)]
     if any(_binding_flags(b) for b in results.binding) or any(_neb_flags(n) for n in results.neb):
         lines.append("* rests on a relaxation or band that did not converge: read with care")
     for fail in results.failed:
