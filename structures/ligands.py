@@ -49,6 +49,7 @@ __all__ = [
     "REACTION_SPECIES",
     "REDOX_SPECIES",
     "REFERENCE_SPECIES",
+    "SILYL_HALIDES",
     "Ligand",
     "build_ligand",
     "build_ligand_reference",
@@ -283,12 +284,21 @@ def _build_anilinium() -> Atoms:
     return _align_first_h(atoms, [12, 13, 14])
 
 
-def _build_tmsbr() -> Atoms:
-    br, si = np.zeros(3), np.array([0.0, 0.0, 2.24])
+#: Si-X bond lengths of the trimethylsilyl halides, Å (gas-phase electron diffraction and
+#: microwave values, NIST CCCBDB: (CH3)3SiBr 2.24, (CH3)3SiI 2.48).
+_SI_X: dict[str, float] = {"Br": 2.24, "I": 2.48}
+
+
+def _build_tms_halide(halide: str) -> Atoms:
+    x, si = np.zeros(3), np.array([0.0, 0.0, _SI_X[halide]])
     ref = np.array([1.0, 0.0, -1.0])
-    carbons = [_place(ref, br, si, 1.87, 107.5, d) for d in (0.0, 120.0, 240.0)]
-    hs = [h for c in carbons for h in _ch3(br, si, c)]
-    return _molecule(["Br", "Si", "C", "C", "C"] + ["H"] * 9, [br, si, *carbons, *hs], {})
+    carbons = [_place(ref, x, si, 1.87, 107.5, d) for d in (0.0, 120.0, 240.0)]
+    hs = [h for c in carbons for h in _ch3(x, si, c)]
+    return _molecule([halide, "Si", "C", "C", "C"] + ["H"] * 9, [x, si, *carbons, *hs], {})
+
+
+def _build_tmsbr() -> Atoms:
+    return _build_tms_halide("Br")
 
 
 def _ion_pair(cation: Atoms, h_index: int, anion: str, h_dist: float) -> Atoms:
@@ -340,19 +350,31 @@ _LIGANDS: dict[str, Ligand] = {
         site="X_site",
         reference="TMSBr molecule",
     ),
+    "TMSI": Ligand(
+        "TMSI",
+        "iodotrimethylsilane (CH3)3SiI, intact, I on a surface Pb",
+        charge=0,
+        site="X_site",
+        reference="TMSI molecule",
+    ),
 }
+#: Silyl halides of the library -> the halide they donate (R3Si-X + RCOOH -> R3Si-OOCR + HX);
+#: :mod:`pqdflow.workflows.study.channels` plans their reaction channels.
+SILYL_HALIDES: dict[str, str] = {"TMSBr": "Br", "TMSI": "I"}
 _BUILTIN = frozenset(_LIGANDS)
 _BUILDERS: dict[str, Callable[[int | None], Atoms]] = {
     "OAm": _build_oam,
     "OAc": lambda n: _build_oac(n),
     "AnHI": lambda n: _build_anilinium(),
     "TMSBr": lambda n: _build_tmsbr(),
+    "TMSI": lambda n: _build_tms_halide("I"),
 }
 _REFERENCE_BUILDERS: dict[str, Callable[[int | None], Atoms]] = {
     "OAm": lambda n: _ion_pair(_build_oam(n), -3, "Br", 2.35),
     "OAc": lambda n: _build_oac(n, protonated=True),
     "AnHI": lambda n: _ion_pair(_build_anilinium(), 12, "I", 2.55),
     "TMSBr": lambda n: _build_tmsbr(),
+    "TMSI": lambda n: _build_tms_halide("I"),
 }
 
 
@@ -619,6 +641,10 @@ def _build_tms_ester(chain_length: int | None) -> Atoms:
 
 _REACTION_BUILDERS: dict[str, tuple[str, Callable[[int | None], Atoms]]] = {
     "amine": ("oleylamine model R-NH2 (neutral, chain as OAm)", _build_amine),
+    "ammonium_iodide": (
+        "oleylammonium iodide ion pair R-NH3+ I- (chain as OAm; HI + RNH2)",
+        lambda n: _ion_pair(_build_oam(n), -3, "I", 2.55),
+    ),
     "tms_ester": ("trimethylsilyl ester R-COO-Si(CH3)3 of the OAc acid", _build_tms_ester),
     "tms_amine": ("N-trimethylsilyl amine R-NH-Si(CH3)3 of the OAm amine", _build_tms_amine),
 }
@@ -629,9 +655,10 @@ REACTION_SPECIES: tuple[str, ...] = tuple(_REACTION_BUILDERS)
 def build_reaction_species(name: str, *, chain_length: int | None = None) -> Atoms:
     """Build a neutral molecule of the silyl-halide reaction channels, boxed.
 
-    ``"amine"``: the OAm amine R-NH2; ``"tms_ester"``: R-COO-Si(CH3)3, the silyl ester of
-    the OAc acid (TMSBr + RCOOH -> ester + HBr); ``"tms_amine"``: R-NH-Si(CH3)3 (TMSBr +
-    RNH2 -> silylamine + HBr). Chains as OAm / OAc (``chain_length`` carbons, default 4).
+    ``"amine"``: the OAm amine R-NH2; ``"ammonium_iodide"``: the R-NH3+ I- ion pair (HI +
+    RNH2, the iodide twin of the OAm reference pair); ``"tms_ester"``: R-COO-Si(CH3)3, the
+    silyl ester of the OAc acid (TMSBr + RCOOH -> ester + HBr); ``"tms_amine"``:
+    R-NH-Si(CH3)3 (TMSBr + RNH2 -> silylamine + HBr). Chains as OAm / OAc (``chain_length`` carbons, default 4).
     Si-C 1.87, Si-O 1.66, Si-N 1.74 Å. The box leaves :data:`MOLECULE_VACUUM` on each side.
 
     Raises

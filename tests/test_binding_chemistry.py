@@ -286,3 +286,43 @@ def test_dry_run_writes_every_reaction_calculation(tmp_path: Path) -> None:
         for name in spec.parents():
             assert Incar.from_file(tmp_path / "dry" / name / "INCAR")["IVDW"] == 12, name
     assert "IVDW" not in Incar.from_file(tmp_path / "dry" / "bulk-x3" / "INCAR")
+
+
+def test_every_silyl_halide_gets_its_channels_with_its_own_halide() -> None:
+    data = {
+        "ligands": {"names": ["OAm", "OAc", "TMSBr", "TMSI"], "surfaces": []},
+        "terminations": ["CsX", "PbX2"],
+        "neb": {"paths": [], "fill": {"fillers": []}},
+    }
+    plan = plan_study(study_from_dict(data))
+    by_silyl: dict[str, dict[str, object]] = {}
+    for b in plan.bindings:
+        if "silyl" in b.meta:
+            by_silyl.setdefault(str(b.meta["silyl"]), {})[str(b.meta["channel"])] = b
+    assert set(by_silyl) == {"TMSBr", "TMSI"}
+    expected = {"solution_acid", "solution_amine", "surface_exchange", "etching"}
+    assert set(by_silyl["TMSBr"]) == expected | {"hbr_capture"}
+    assert set(by_silyl["TMSI"]) == expected | {"hi_capture"}
+    tmsi = by_silyl["TMSI"]
+    assert tmsi["solution_acid"].released == {"ref-HI": 1.0}  # type: ignore[attr-defined]
+    assert tmsi["hi_capture"].adsorbed == "rx-ammonium_iodide"  # type: ignore[attr-defined]
+    assert "TMSI + RCOOH" in tmsi["solution_acid"].meta["reaction"]  # type: ignore[attr-defined]
+    # the oleate's surface site takes the donated iodide: one Br of the clean slab becomes I
+    product = plan.get(tmsi["surface_exchange"].adsorbed)  # type: ignore[attr-defined]
+    clean = plan.get("slab-CsX-x3")
+    diff = [
+        (a, b)
+        for a, b in zip(
+            clean.atoms.get_chemical_symbols(), product.atoms.get_chemical_symbols(), strict=True
+        )
+        if a != b
+    ]
+    assert diff == [("Br", "I")]
+    assert tmsi["etching"].adsorbed == product.name  # type: ignore[attr-defined]
+    # the TMSBr channels keep their names; every reaction was atom- and charge-checked
+    assert "reaction-surface_exchange-x3" in {b.name for b in plan.bindings}
+    assert "reaction-surface_exchange-TMSI-x3" in {b.name for b in plan.bindings}
+    adducts = {b.ligand for b in plan.bindings if b.meta["channel"] == "adduct"}
+    assert adducts == {"TMSBr", "TMSI"}
+    for b in plan.bindings:
+        assert "equation" in b.meta  # set by Reaction.check in add_reaction

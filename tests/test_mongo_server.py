@@ -232,6 +232,7 @@ def socket_study(tmp_path_factory: pytest.TempPathFactory) -> SocketStudy:
     data["ligands"].update(names=["TMSBr"], surfaces=[])
     data["neb"]["paths"] = [{"host": "bulk", "hops": ["VBr-Br-bulk-a"]}]
     data["neb"]["formation"] = False
+    data["neb"]["fill"] = {"fillers": []}  # vacancy fills: tests/test_vacancy_fill.py
     path = tmp_path_factory.mktemp("study") / "socket.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return SocketStudy(path, plan_study(load_study(path)))
