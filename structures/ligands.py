@@ -658,7 +658,8 @@ def build_reaction_species(name: str, *, chain_length: int | None = None) -> Ato
     ``"amine"``: the OAm amine R-NH2; ``"ammonium_iodide"``: the R-NH3+ I- ion pair (HI +
     RNH2, the iodide twin of the OAm reference pair); ``"tms_ester"``: R-COO-Si(CH3)3, the
     silyl ester of the OAc acid (TMSBr + RCOOH -> ester + HBr); ``"tms_amine"``:
-    R-NH-Si(CH3)3 (TMSBr + RNH2 -> silylamine + HBr). Chains as OAm / OAc (``chain_length`` carbons, default 4).
+    R-NH-Si(CH3)3 (TMSBr + RNH2 -> silylamine + HBr). Chains as OAm / OAc
+    (``chain_length`` carbons, default 4).
     Si-C 1.87, Si-O 1.66, Si-N 1.74 Å. The box leaves :data:`MOLECULE_VACUUM` on each side.
 
     Raises
