@@ -9,7 +9,9 @@ are closed-shell, and NEB endpoint pairs of the halide-vacancy hops that a study
 direction, the hop nearest to a ligand; named by geometry, the same names and atoms as
 ``pqdflow inputs`` / ``run`` / ``submit`` give on the same host) in the bulk (2x2x2
 supercell), on the clean CsX surface and on the control and treated PbX2 surfaces (the
-same termination for both, so the comparison is fair). Independent of x: each
+same termination for both, so the comparison is fair), and on each PbX2 NEB host the two
+isomers of Br-, I- and oleate in a surface V_Br vs on top of a Pb
+(:func:`~pqdflow.structures.passivation.fill_isomers`, the study's rule). Independent of x: each
 ligand's neutral reference molecule in vacuum and the released reference species (CsBr,
 CsI, HBr, HI, Br2, I2).
 """
@@ -39,7 +41,11 @@ from pqdflow.structures.ligands import (
     build_ligand_reference,
     get_ligand,
 )
+from pqdflow.structures.passivation import HALIDE_FILLERS, fill_isomers
 from pqdflow.structures.slabs import TERMINATIONS, build_slab
+
+#: Vacancy fillers of the model set: TMSBr's Br-, AnHI's I- and the control's oleate.
+FILLERS: tuple[str, ...] = ("Br", "I", "OAc")
 
 __all__ = ["MODEL_KINDS", "ModelEntry", "ModelKind", "build_model_set", "x_label"]
 
@@ -274,4 +280,19 @@ def _entries_for_x(
                         meta=dict(meta),
                     )
                 )
+        if host_term == "PbX2":  # a filler in a surface V_Br vs on top (same atoms)
+            (index, _, _), pairs = fill_isomers(host, FILLERS, chain_length=chain_length)
+            for filler, (top, inside) in pairs.items():
+                for where, atoms in (("ontop", top), ("vacancy", inside)):
+                    out.append(
+                        ModelEntry(
+                            f"fill-{label}-{tag}-VBr{index}-{filler}-{where}",
+                            "adsorbed",
+                            atoms,
+                            [*lig_names, *([filler] if filler not in HALIDE_FILLERS else [])],
+                            host_term,
+                            x,
+                            meta={"vacancy_fill": dict(atoms.info["vacancy_fill"])},
+                        )
+                    )
     return out

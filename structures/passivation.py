@@ -20,10 +20,12 @@ above a surface Pb, which a PbX2-terminated host has and a CsX-terminated one do
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 from ase import Atoms
+from ase.geometry import find_mic
 
 from pqdflow.errors import ClashError, InputError, UnknownLigandError, UnknownSiteError
 from pqdflow.structures.adsorption import (
@@ -34,11 +36,24 @@ from pqdflow.structures.adsorption import (
     find_clashes,
     surface_sites,
 )
-from pqdflow.structures.defects import _check_halide, _is_slab, _layer_from_top, _remove
+from pqdflow.structures.defects import (
+    _check_halide,
+    _halides,
+    _is_slab,
+    _layer_from_top,
+    _remove,
+)
 from pqdflow.structures.ligands import build_ligand, get_ligand, known_ligands
 from pqdflow.structures.slabs import MIN_VACUUM, slab_layers
 
-__all__ = ["HALIDE_FILLERS", "FillWhere", "fill_vacancy", "vacancy_fillers"]
+__all__ = [
+    "HALIDE_FILLERS",
+    "FillWhere",
+    "fill_isomers",
+    "fill_site_candidates",
+    "fill_vacancy",
+    "vacancy_fillers",
+]
 
 #: Halide ions that can fill a halide vacancy (framework ions, formal charge -1).
 HALIDE_FILLERS: tuple[str, ...] = ("Br", "I")
@@ -228,3 +243,74 @@ def _place_fragment(
     if best is None:  # pragma: no cover - every ligand has at least one rotation
         raise ClashError(f"no rotation of {filler} fits")
     return best[1], best[2]
+
+
+def fill_site_candidates(host: Atoms, element: str) -> list[tuple[int, str | None, float | None]]:
+    """Top-layer ``element`` halides of a slab host, farthest from any ligand first.
+
+    Returns
+    -------
+    list of (host index, nearest ligand name or None, its nearest atom's distance in Å)
+    """
+    from pqdflow.structures.hops import _ligand_of
+
+    layer = _layer_from_top(host)
+    owner = _ligand_of(host)
+    lig = np.array(sorted(owner), dtype=int)
+    out: list[tuple[int, str | None, float | None]] = []
+    for i in _halides(host):
+        if layer[i] != 0 or host[i].symbol != element:
+            continue
+        if lig.size:
+            vec = find_mic(host.positions[lig] - host.positions[i], host.cell, host.pbc)[0]
+            d = np.linalg.norm(vec, axis=1)
+            k = int(np.argmin(d))
+            out.append((i, owner[int(lig[k])], round(float(d[k]), 2)))
+        else:
+            out.append((i, None, None))
+    return sorted(out, key=lambda c: (-(c[2] if c[2] is not None else np.inf), c[0]))
+
+
+def fill_isomers(
+    host: Atoms,
+    fillers: Sequence[str],
+    *,
+    element: str = "Br",
+    chain_length: int | None = None,
+) -> tuple[tuple[int, str | None, float | None], dict[str, tuple[Atoms, Atoms]]]:
+    """Both isomers of every filler on the first vacancy site where all of them fit.
+
+    Sites are tried in the order of :func:`fill_site_candidates` (most room first).
+
+    Returns
+    -------
+    tuple
+        ``(site, {filler: (on_top, in_vacancy)})`` with ``site`` as in
+        :func:`fill_site_candidates`.
+
+    Raises
+    ------
+    InputError
+        No top-layer ``element`` site takes every filler in both isomers (each site's
+        reason listed), or an unknown filler.
+    """
+    for filler in fillers:
+        _check_filler(filler)
+    tried: list[str] = []
+    for site in fill_site_candidates(host, element):
+        try:
+            pairs = {
+                f: (
+                    fill_vacancy(host, site[0], f, where="on_top", chain_length=chain_length),
+                    fill_vacancy(host, site[0], f, where="vacancy", chain_length=chain_length),
+                )
+                for f in fillers
+            }
+        except InputError as exc:  # ClashError, UnknownSiteError
+            tried.append(f"{element}{site[0]}: {exc}")
+            continue
+        return site, pairs
+    raise InputError(
+        f"no top-layer {element} vacancy takes every filler {list(fillers)} in both isomers "
+        f"({'; '.join(tried) or 'no such halide'})"
+    )

@@ -53,6 +53,20 @@ def test_neb_pairs_correspond(entries) -> None:
             assert 3 <= e.meta["n_images"] <= 7
 
 
+def test_vacancy_fill_isomers_on_every_pbx2_host(entries) -> None:
+    fills = [e for e in entries if e.name.startswith("fill-")]
+    hosts = {e.name.split("-")[1] for e in fills}
+    assert hosts == {"anhi", "control", "treated"}  # the PbX2 NEB hosts (clean is CsX)
+    by_name = {e.name: e for e in fills}
+    for e in fills:
+        if e.name.endswith("-vacancy"):
+            top = by_name[e.name.removesuffix("-vacancy") + "-ontop"]
+            assert e.atoms.get_chemical_symbols() == top.atoms.get_chemical_symbols()
+            assert e.meta["vacancy_fill"]["where"] == "vacancy"
+            assert top.meta["vacancy_fill"]["where"] == "on_top"
+    assert {e.name.split("-")[-2] for e in fills} == {"Br", "I", "OAc"}
+
+
 def test_bad_x_raises_before_anything() -> None:
     with pytest.raises(CompositionError, match=r"x=4"):
         build_model_set((3.0, 4.0))

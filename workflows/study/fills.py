@@ -19,50 +19,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from ase.geometry import find_mic
-
 from pqdflow.documents.plan import BindingSpec
-from pqdflow.errors import ClashError, InputError, StudyError
+from pqdflow.errors import InputError, StudyError
 
 if TYPE_CHECKING:
-    from ase import Atoms
-
     from pqdflow.workflows.study.planner import _Planner
 
-__all__ = ["fill_site_candidates", "plan_vacancy_fills"]
-
-
-def fill_site_candidates(host: Atoms, element: str) -> list[tuple[int, str | None, float | None]]:
-    """Top-layer ``element`` halides of a slab host, farthest from any ligand first.
-
-    Returns
-    -------
-    list of (host index, nearest ligand name or None, its nearest atom's distance in Å)
-    """
-    from pqdflow.structures.defects import _halides, _layer_from_top
-    from pqdflow.structures.hops import _ligand_of
-
-    layer = _layer_from_top(host)
-    owner = _ligand_of(host)
-    lig = np.array(sorted(owner), dtype=int)
-    out: list[tuple[int, str | None, float | None]] = []
-    for i in _halides(host):
-        if layer[i] != 0 or host[i].symbol != element:
-            continue
-        if lig.size:
-            vec = find_mic(host.positions[lig] - host.positions[i], host.cell, host.pbc)[0]
-            d = np.linalg.norm(vec, axis=1)
-            k = int(np.argmin(d))
-            out.append((i, owner[int(lig[k])], round(float(d[k]), 2)))
-        else:
-            out.append((i, None, None))
-    return sorted(out, key=lambda c: (-(c[2] if c[2] is not None else np.inf), c[0]))
+__all__ = ["plan_vacancy_fills"]
 
 
 def plan_vacancy_fills(planner: _Planner) -> None:
     """Add the vacancy-filling isomers and reactions of ``neb.fill`` to ``planner``."""
-    from pqdflow.structures.passivation import fill_vacancy, vacancy_fillers
+    from pqdflow.structures.passivation import fill_isomers, vacancy_fillers
     from pqdflow.workflows.study.planner import _unbalanced, _x_tag
     from pqdflow.workflows.study.schema import NebPath
 
@@ -81,29 +49,15 @@ def plan_vacancy_fills(planner: _Planner) -> None:
     for host_name in fill.hosts:
         host = planner.neb_host(NebPath(host=host_name))
         tag = f"{host_name}-{_x_tag(study.neb.x)}"
-        chosen: tuple[tuple[int, str | None, float | None], dict[str, tuple[Atoms, Atoms]]] | None
-        chosen = None
-        tried: list[str] = []
-        for site in fill_site_candidates(host, fill.element):
-            pairs: dict[str, tuple[Atoms, Atoms]] = {}
-            try:
-                for filler in fill.fillers:
-                    pairs[filler] = (
-                        fill_vacancy(host, site[0], filler, where="on_top", chain_length=chain),
-                        fill_vacancy(host, site[0], filler, where="vacancy", chain_length=chain),
-                    )
-            except (ClashError, InputError) as exc:
-                tried.append(f"{fill.element}{site[0]}: {exc}")
-                continue
-            chosen = (site, pairs)
-            break
-        if chosen is None:
-            raise StudyError(
-                f"neb.fill on {tag}: no top-layer {fill.element} vacancy takes every filler "
-                f"{fill.fillers} in both isomers ({'; '.join(tried) or 'no such halide'}); "
-                "use a PbX2 termination, fewer fillers or a lower neb.coverage"
+        try:
+            (index, ligand, distance), pairs = fill_isomers(
+                host, fill.fillers, element=fill.element, chain_length=chain
             )
-        (index, ligand, distance), pairs = chosen
+        except InputError as exc:
+            raise StudyError(
+                f"neb.fill on {tag}: {exc}; use a PbX2 termination, fewer fillers or a lower "
+                "neb.coverage"
+            ) from None
         site_label = f"V{fill.element}{index}"
         for filler, (top, inside) in pairs.items():
             reason = _unbalanced(inside)
