@@ -199,6 +199,9 @@ class NebPath(_Strict):
         return hops
 
 
+FillHost = Literal["clean", "control", "anhi", "treated"]
+
+
 class FillOptions(_Strict):
     """Vacancy filling on the NEB surfaces (:mod:`pqdflow.workflows.study.fills`).
 
@@ -214,9 +217,7 @@ class FillOptions(_Strict):
     """
 
     fillers: list[str] = Field(default_factory=list)
-    hosts: list[Literal["clean", "control", "anhi", "treated"]] = Field(
-        default_factory=lambda: ["control"]
-    )
+    hosts: list[FillHost] = Field(default_factory=lambda: list[FillHost](["control"]))
     element: Literal["Br", "I"] = "Br"
 
     @field_validator("fillers", "hosts")
