@@ -326,3 +326,51 @@ def test_every_silyl_halide_gets_its_channels_with_its_own_halide() -> None:
     assert adducts == {"TMSBr", "TMSI"}
     for b in plan.bindings:
         assert "equation" in b.meta  # set by Reaction.check in add_reaction
+
+
+def test_solvent_references_put_every_reaction_term_in_vaspsol_and_ml_refuses(
+    tmp_path: Path,
+) -> None:
+    from pymatgen.io.vasp import Incar
+
+    from pqdflow.errors import BackendError
+    from pqdflow.workflows.backends import get_backend
+    from pqdflow.workflows.engine.runner import run_study
+    from pqdflow.workflows.fireworks.builder import build_workflow
+    from pqdflow.workflows.vasp.dryrun import write_study_inputs
+
+    data = {
+        "name": "solvated",
+        "terminations": ["CsX"],
+        "ligands": {
+            "names": ["OAm"],
+            "surfaces": [],
+            "references": "solvent",
+            "solvent_epsilon": 2.38,
+        },
+        "slab": {"layers": 3, "fixed_layers": 1},
+        "neb": {"paths": [{"host": "bulk", "hops": ["VBr-Br-bulk-a"]}], "formation": False},
+    }
+    plan = plan_study(study_from_dict(data))
+    in_reactions = {n for b in plan.bindings for n in b.parents()}
+    assert "ligand-OAm" in in_reactions  # the OAmBr ion pair is a solvated reference
+    for calc in plan.calculations:
+        solvated = calc.meta.get("solvent") == {"model": "implicit", "epsilon": 2.38}
+        assert solvated == (calc.name in in_reactions), calc.name  # NEB cells in vacuum
+    dry = tmp_path / "dry"
+    write_study_inputs(plan, dry)
+    incar = Incar.from_file(dry / "ligand-OAm" / "INCAR")
+    assert incar["LSOL"] is True
+    assert incar["EB_K"] == pytest.approx(2.38)
+    assert incar["TAU"] == 0.0
+    assert "LSOL" not in Incar.from_file(dry / "bulk-x2" / "INCAR")
+    # backends without a solvent model refuse before anything is written
+    out = tmp_path / "run"
+    with pytest.raises(BackendError, match="references: gas"):
+        run_study(plan, get_backend("mock"), out, progress=False, echo=False, plots=False)
+    assert not out.exists()
+    with pytest.raises(BackendError, match="vasp"):
+        build_workflow(plan, "mock", root=tmp_path / "fw")
+    build_workflow(plan, "vasp", root=tmp_path / "fw")  # VASP (VASPsol) takes it
+    gas = plan_study(study_from_dict({**data, "ligands": {**data["ligands"], "references": "gas"}}))
+    assert not any(c.meta.get("solvent") for c in gas.calculations)

@@ -40,6 +40,7 @@ __all__ = [
     "BackendEntry",
     "backend_entry",
     "backend_names",
+    "check_plan_support",
     "get_backend",
     "register_backend",
     "resolve_env",
@@ -101,6 +102,9 @@ class BackendEntry:
         pre-relaxation and the local runner without any external program.
     physics
         False for plumbing-only backends (``mock``): their numbers are never results.
+    solvent
+        Computes calculations in an implicit solvent (``meta["solvent"]``; VASP with
+        VASPsol); a plan that needs one is refused by the others (:func:`check_plan_support`).
     """
 
     name: str
@@ -108,6 +112,7 @@ class BackendEntry:
     summary: str
     in_process: bool = True
     physics: bool = True
+    solvent: bool = False
 
 
 _REGISTRY: dict[str, BackendEntry] = {}
@@ -175,6 +180,27 @@ def get_backend(name: str, *, env: Mapping[str, Any] | None = None, **settings: 
     """
     entry = backend_entry(name)
     return entry.factory(settings, dict(env or {}))
+
+
+def check_plan_support(plan: Any, name: str) -> None:
+    """Refuse a plan that needs what backend ``name`` cannot compute (before anything runs).
+
+    Raises
+    ------
+    BackendError
+        Calculations in an implicit solvent (``ligands.references: solvent``) on a backend
+        without a solvent model, naming them and the backends that have one.
+    """
+    solvated = [c.name for c in plan.calculations if c.meta.get("solvent")]
+    entry = _REGISTRY.get(name)
+    if solvated and not (entry is not None and entry.solvent):
+        able = sorted(n for n, e in _REGISTRY.items() if e.solvent)
+        raise BackendError(
+            f"backend {name!r} has no implicit-solvent model, but {len(solvated)} "
+            f"calculation(s) of this study need one (ligands.references: solvent; e.g. "
+            f"{solvated[0]}); run them with {', '.join(able)} (VASPsol), or set "
+            "ligands.references: gas"
+        )
 
 
 def resolve_env(value: Any, env: Mapping[str, Any], *, strict: bool = True) -> Any:
@@ -268,4 +294,6 @@ register_backend(
     )
 )
 register_backend(BackendEntry("gpaw", _gpaw, "GPAW PBE/PAW plane-wave DFT, in this process"))
-register_backend(BackendEntry("vasp", _vasp, "VASP PBE/PAW under custodian", in_process=False))
+register_backend(
+    BackendEntry("vasp", _vasp, "VASP PBE/PAW under custodian", in_process=False, solvent=True)
+)

@@ -24,7 +24,7 @@ from pqdflow.documents.plan import StudyPlan
 from pqdflow.documents.results import StudyResults
 from pqdflow.errors import CalculationFailed, InputError, RunInterrupted, StudyError
 from pqdflow.interrupt import INTERRUPT_MESSAGE, interruptible
-from pqdflow.workflows.backends import Backend
+from pqdflow.workflows.backends import Backend, check_plan_support
 from pqdflow.workflows.engine.threads import thread_record
 from pqdflow.workflows.study.scheduler import schedule
 from pqdflow.workflows.study.session import run_session
@@ -88,6 +88,7 @@ def run_study(
         raise InputError(
             f"unknown binding-energy definition {definition!r}; choose 'exchange' or 'interaction'"
         )
+    check_plan_support(plan, backend.name)
     steps = schedule(plan)
     out = Path(out)
     if out.exists() and not out.is_dir():

@@ -25,7 +25,7 @@ from fireworks import Firework, LaunchPad, Workflow
 
 from pqdflow.documents.plan import StudyPlan
 from pqdflow.errors import InputError
-from pqdflow.workflows.backends import backend_entry
+from pqdflow.workflows.backends import backend_entry, check_plan_support
 from pqdflow.workflows.fireworks.tasks import StepTask
 from pqdflow.workflows.study.scheduler import schedule
 
@@ -89,6 +89,7 @@ def build_workflow(
         Unknown Firework kinds in ``categories``.
     """
     backend_entry(backend)  # unknown name: BackendError listing the known ones
+    check_plan_support(plan, backend)  # e.g. an implicit solvent the backend lacks
     cats = dict(DEFAULT_CATEGORIES if categories is None else categories)
     unknown = sorted(set(cats) - set(DEFAULT_CATEGORIES))
     if unknown:

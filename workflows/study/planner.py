@@ -383,8 +383,25 @@ class _Planner:
             calc.meta = {**calc.meta, "dispersion": "d3bj" if on else "none"}
         for spec in self.bindings:
             spec.meta["dispersion"] = self.calcs[spec.adsorbed].meta["dispersion"]
+        self.set_solvent()
         for neb in nebs:
             neb.meta = {**neb.meta, "dispersion": "d3bj" if mode == "d3bj" else "none"}
+
+    def set_solvent(self) -> None:
+        """Record ``meta["solvent"]`` on every calculation and reaction of a binding reaction.
+
+        Only with ``ligands.references: solvent``: a reaction's energy then uses one
+        Hamiltonian (every term in the same implicit solvent); NEB cells stay in vacuum.
+        """
+        opts = self.study.ligands
+        if opts.references != "solvent":
+            return
+        solvent = {"model": "implicit", "epsilon": float(opts.solvent_epsilon)}
+        for spec in self.bindings:
+            spec.meta["solvent"] = dict(solvent)
+            for name in spec.parents():
+                calc = self.calcs[name]
+                calc.meta = {**calc.meta, "solvent": dict(solvent)}
 
     def formation_twins(self, organic: set[str]) -> None:
         """Plan a dispersion-free twin of each formation reference that a reaction needs with D3.

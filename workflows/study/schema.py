@@ -124,6 +124,15 @@ class LigandOptions(_Strict):
         Plan the TMSBr reaction channels (surface oleate exchange, acid / amine silylation
         releasing HBr, HBr etching of surface oleate) next to the intact adduct, when the
         single ligands include TMSBr, OAc and OAm.
+    references
+        ``gas`` (default): every reaction calculation in vacuum, ion pairs (OAmBr, AnHI) as
+        gas-phase pairs. ``solvent``: every calculation of a reaction (surfaces, ligand
+        references, released species) in an implicit solvent of permittivity
+        ``solvent_epsilon`` (VASPsol: LSOL, EB_K; backends without a solvent model refuse
+        the study before anything runs).
+    solvent_epsilon
+        Relative permittivity of the implicit solvent: 2.38, toluene, the solvent of the
+        paper's AnHI/TMSBr treatment.
     """
 
     names: list[str] = Field(default_factory=lambda: ["OAm", "OAc", "AnHI", "TMSBr"])
@@ -133,6 +142,8 @@ class LigandOptions(_Strict):
     coverage: int = Field(default=1, ge=1, le=4)
     allow_redox: bool = False
     silyl_channels: bool = True
+    references: Literal["gas", "solvent"] = "gas"
+    solvent_epsilon: float = Field(default=2.38, gt=1.0, le=200.0)
 
     @field_validator("names")
     @classmethod

@@ -131,12 +131,19 @@ def input_set_for(calc: CalcSpec, options: VaspInputOptions) -> VaspInputSet:
     The kind's preset (bulk with ``relax_cell`` -> ISIF 3, else ISIF 2), the study's k-point
     density and dispersion, and its INCAR overrides for that kind; NEB endpoints get
     ``EDIFFG = neb_endpoint_ediffg`` unless the study overrides EDIFFG; the cell's net charge
-    (``calc.charge``, e.g. +1 for V_Br+) sets NELECT.
+    (``calc.charge``, e.g. +1 for V_Br+) sets NELECT. A calculation in an implicit solvent
+    (``calc.meta["solvent"]``, ``ligands.references: solvent``) gets VASPsol's LSOL, EB_K
+    (its permittivity) and TAU 0 (the cavitation term is fitted to water), unless the study
+    overrides them; it needs a VASPsol-patched VASP.
     """
     overrides = dict(options.incar_overrides.get(calc.kind, {}))
     ediffg = options.neb_endpoint_ediffg
     if calc.is_endpoint and ediffg is not None and "EDIFFG" not in overrides:
         overrides["EDIFFG"] = float(ediffg)
+    solvent = calc.meta.get("solvent")
+    if solvent:  # VASPsol; TAU 0: the cavitation term is parameterised for water only
+        for tag, value in (("LSOL", True), ("EB_K", float(solvent["epsilon"])), ("TAU", 0.0)):
+            overrides.setdefault(tag, value)
     return get_input_set(
         calc.kind,
         relax_cell=calc.relax_cell,

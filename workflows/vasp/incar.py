@@ -47,6 +47,11 @@ _VTST_TAGS: Mapping[str, str] = MappingProxyType(
         "FNMIN": "int",
     }
 )
+# VASPsol tags (implicit solvation, Mathew et al., J. Chem. Phys. 140, 084106 (2014); LSOL
+# itself is in pymatgen's table).
+_VASPSOL_TAGS: Mapping[str, str] = MappingProxyType(
+    {"EB_K": "float", "TAU": "float", "LAMBDA_D_K": "float", "NC_K": "float", "SIGMA_K": "float"}
+)
 # VTST-only tags that must not appear without VTST.
 _VTST_ONLY = frozenset(_VTST_TAGS)
 # pymatgen's table types SPRING as int; VASP reads a real (eV/A^2).
@@ -59,13 +64,15 @@ def _tag_type(tag: str) -> str | None:
         return _TYPE_FIXES[tag]
     if tag in _VTST_TAGS:
         return _VTST_TAGS[tag]
+    if tag in _VASPSOL_TAGS:
+        return _VASPSOL_TAGS[tag]
     params: Mapping[Any, Any] = Incar.INCAR_PARAMS
     entry = params.get(tag)
     return None if entry is None else str(entry.get("type", "str"))
 
 
 def _known_tags() -> list[str]:
-    return sorted(set(Incar.INCAR_PARAMS) | set(_VTST_TAGS))
+    return sorted(set(Incar.INCAR_PARAMS) | set(_VTST_TAGS) | set(_VASPSOL_TAGS))
 
 
 def _check_value(tag: str, value: Any, declared: str) -> Any:
@@ -102,7 +109,7 @@ def validate_incar(tags: Mapping[str, Any], *, allow_none: bool = True) -> dict[
     ----------
     tags
         Tag -> value. Tag names must be UPPERCASE VASP tags (pymatgen's INCAR table plus the
-        VTST tags). ``None`` means "remove this tag" when ``allow_none``.
+        VTST and VASPsol tags). ``None`` means "remove this tag" when ``allow_none``.
     allow_none
         Accept ``None`` values (override semantics).
 
