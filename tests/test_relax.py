@@ -181,3 +181,25 @@ def test_physics_backends_default_to_the_preconditioned_optimizer() -> None:
     pytest.importorskip("chgnet")
     assert get_backend("chgnet").describe()["optimizer"] == "precon"
     assert get_backend("chgnet", optimizer="fire").describe()["optimizer"] == "fire"
+
+
+def test_preconditioned_lbfgs_never_stores_a_zero_step_or_searches_a_nan_direction() -> None:
+    from ase.optimize.precon import Exp
+
+    from pqdflow.workflows.engine.relax import SafePreconLBFGS
+
+    atoms = slab()
+    atoms.calc = MockPairCalculator()
+    opt = SafePreconLBFGS(atoms, precon=Exp(A=3), use_armijo=True, logfile=None)
+    r = atoms.get_positions()
+    f = atoms.get_forces()
+    opt.update(r, f, r, f)  # a zero step (what a failed Armijo search leaves): not stored
+    assert opt.rho == []
+    r1 = r + 0.01
+    f1 = f * 0.9
+    opt.update(r1, f1, r, f)
+    assert len(opt.rho) <= 1
+    assert all(np.isfinite(opt.rho))
+    opt.p = np.full((len(atoms), 3), np.nan)
+    with pytest.raises(RuntimeError, match="non-finite"):
+        opt.line_search(r.ravel(), -f.ravel(), atoms.get_potential_energy(), False)

@@ -37,6 +37,7 @@ __all__ = [
     "OPTIMIZERS",
     "PRECON_MIN_ATOMS",
     "RESULT_FILE",
+    "SafePreconLBFGS",
     "make_optimizer",
     "max_force",
     "relax_structure",
@@ -44,6 +45,40 @@ __all__ = [
 ]
 
 OptimizerName = Literal["fire", "bfgs", "lbfgs", "precon"]
+#: Smallest cell ``"precon"`` preconditions (molecules and small bulk cells use BFGS).
+PRECON_MIN_ATOMS: int = 8
+
+
+class SafePreconLBFGS(PreconLBFGS):
+    """ASE's preconditioned LBFGS, guarded against the two ways it fails on ML energies.
+
+    After an Armijo line search that gives up, ASE resets the Hessian with a zero step; the
+    next curvature pair then has ``s = 0`` and ``rho = 1 / (y . s)`` is infinite, the search
+    direction becomes NaN and the line search never ends (seen on a 83-atom CHGNet NEB
+    endpoint: the relaxation hung). Here a pair without positive, finite curvature is not
+    stored, and a non-finite direction or a second zero step in a row raises
+    ``RuntimeError`` (which :func:`relax_structure` answers by finishing with BFGS).
+    """
+
+    def update(self, r: Any, f: Any, r0: Any, f0: Any) -> None:
+        """Store the curvature pair of the last step only when ``y . s`` is positive."""
+        if not self._just_reset_hessian and r0 is not None and f0 is not None:
+            s0 = np.ravel(r) - np.ravel(r0)
+            y0 = np.ravel(f0) - np.ravel(f)
+            curvature = float(np.dot(y0, s0))
+            if not (math.isfinite(curvature) and curvature > 1e-12):
+                return
+        super().update(r, f, r0, f0)
+
+    def line_search(self, r: Any, g: Any, e: Any, previously_reset_hessian: bool) -> None:
+        """Refuse a non-finite search direction instead of searching along it."""
+        if not np.all(np.isfinite(self.p)):
+            raise RuntimeError("preconditioned LBFGS produced a non-finite search direction")
+        super().line_search(r, g, e, previously_reset_hessian)
+        if self.alpha_k == 0.0 and previously_reset_hessian:
+            raise RuntimeError("preconditioned LBFGS makes no progress after a Hessian reset")
+
+
 #: Optimisers accepted by name. ``"precon"``: ASE's preconditioned LBFGS with the
 #: exponential preconditioner of Packwood et al., J. Chem. Phys. 144, 164109 (2016) (``Exp``,
 #: A = 3, Armijo line search), built for stiff/soft mixtures such as organic ligands on soft
@@ -53,10 +88,8 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
     "fire": FIRE,
     "bfgs": BFGS,
     "lbfgs": LBFGS,
-    "precon": PreconLBFGS,
+    "precon": SafePreconLBFGS,
 }
-#: Smallest cell ``"precon"`` preconditions (molecules and small bulk cells use BFGS).
-PRECON_MIN_ATOMS: int = 8
 
 
 @contextmanager
@@ -84,7 +117,7 @@ def make_optimizer(name: str, target: Any, *, relax_cell: bool = False) -> tuple
     if name == "precon":
         if relax_cell or len(target) < PRECON_MIN_ATOMS:
             return BFGS(target, logfile=None), "bfgs"
-        return PreconLBFGS(target, precon=Exp(A=3), use_armijo=True, logfile=None), "precon"
+        return SafePreconLBFGS(target, precon=Exp(A=3), use_armijo=True, logfile=None), "precon"
     return OPTIMIZERS[name](target, logfile=None), name
 
 
