@@ -330,3 +330,21 @@ def test_formation_references_share_the_bands_dispersion(plan: StudyPlan) -> Non
             assert used.meta["dispersion"] == "none", name
     for net in plan.meta["hop_networks"].values():
         assert plan.get(net["host_calc"]).meta["dispersion"] == "none"
+
+
+def test_plan_fingerprint_ignores_reaction_labels_but_not_their_energy_settings() -> None:
+    study = study_from_dict(
+        {
+            "ligands": {"names": ["TMSBr"], "surfaces": []},
+            "terminations": ["PbX2"],
+            "neb": {"paths": []},
+        }
+    )
+    plan = plan_study(study)
+    before = plan.fingerprint("mock")
+    plan.bindings[0].meta["channel"] = "renamed label"
+    assert plan.fingerprint("mock") == before
+    plan.bindings[0].meta["dispersion"] = (
+        "none" if plan.bindings[0].meta["dispersion"] != "none" else "d3bj"
+    )
+    assert plan.fingerprint("mock") != before

@@ -285,13 +285,26 @@ class StudyPlan:
                 )
 
     def fingerprint(self, backend: str, backend_options: Mapping[str, Any] | None = None) -> str:
-        """SHA-256 of the plan's content, the backend and its options (same study, same value)."""
+        """SHA-256 of the plan's content, the backend and its options (same study, same value).
+
+        A reaction counts by what it combines (its calculations and coefficients) and by the
+        settings that change its energy (``dispersion``, ``solvent``), not by its labels, so
+        a renamed channel label never orphans a finished run folder.
+        """
+        energetic = ("dispersion", "solvent")
+        reactions = [
+            {
+                **{k: v for k, v in b.as_dict().items() if k != "meta"},
+                "meta": {k: b.meta[k] for k in energetic if k in b.meta},
+            }
+            for b in self.bindings
+        ]
         payload = {
             "name": self.name,
             "backend": backend,
             "backend_options": dict(backend_options or {}),
             "calculations": [c.as_dict() for c in self.calculations],
-            "bindings": [b.as_dict() for b in self.bindings],
+            "bindings": reactions,
             "nebs": [n.as_dict() for n in self.nebs],
             "incar_overrides": self.incar_overrides,
         }
