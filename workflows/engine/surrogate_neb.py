@@ -70,6 +70,7 @@ from pqdflow.workflows.engine.saddle_check import (
     finite_difference_hvp,
     free_mask,
 )
+from pqdflow.workflows.engine.surrogate_seed import anchored_calculators
 
 __all__ = [
     "CalculatorOracle",
@@ -117,6 +118,11 @@ class SurrogateSettings:
         Longest atomic displacement of one Newton step (Å).
     cheap
         Recipe of the cheap seed band (its barrier is never reported).
+    anchor_cheap
+        Converge the cheap band on the cheap potential plus a first-order correction
+        interpolated from the oracle's endpoints
+        (:func:`~pqdflow.workflows.engine.surrogate_seed.anchored_calculators`; no oracle
+        calls), so the host stays in the oracle's endpoint basins (default True).
     """
 
     barrier_tol: float = 0.010
@@ -127,6 +133,7 @@ class SurrogateSettings:
     probe_step: float = 0.01
     maxstep: float = 0.2
     cheap: NebSettings = field(default_factory=_default_cheap)
+    anchor_cheap: bool = True
 
     def __post_init__(self) -> None:
         for name in ("barrier_tol", "probe_step", "maxstep"):
@@ -286,6 +293,7 @@ def surrogate_band(
     *,
     e_initial: float,
     e_final: float,
+    endpoint_forces: tuple[np.ndarray, np.ndarray] | None = None,
     on_stage: Callable[[str, list[Atoms]], None] | None = None,
 ) -> SurrogateOutcome:
     """Converge a band with few oracle calls; report a barrier the oracle confirmed.
@@ -303,6 +311,9 @@ def surrogate_band(
         The recipe (defaults: :class:`SurrogateSettings`).
     e_initial, e_final
         The oracle's energies of the relaxed endpoints (eV), kept fixed.
+    endpoint_forces
+        The oracle's forces at the endpoints (eV/Å), for ``anchor_cheap``; None: zero,
+        as at relaxed endpoints.
     on_stage
         Called with a stage name (``"cheap"``, ``"round N"``, ``"finish"``) and the images.
 
@@ -326,11 +337,15 @@ def surrogate_band(
             f"first batch of {n} images and one more call; raise it to at least {n + 1}"
         )
     cheap = cheap_factory()
-    e_ci, _ = _cheap_point(cheap, images[0])
-    e_cf, _ = _cheap_point(cheap, images[-1])
-    cheap_out = optimize_band(
-        images, [cheap_factory() for _ in range(n)], settings.cheap, e_initial=e_ci, e_final=e_cf
-    )
+    e_ci, f_ci = _cheap_point(cheap, images[0])
+    e_cf, f_cf = _cheap_point(cheap, images[-1])
+    calcs: list[Calculator] = [cheap_factory() for _ in range(n)]
+    if settings.anchor_cheap:
+        f_i, f_f = endpoint_forces or (np.zeros_like(f_ci), np.zeros_like(f_cf))
+        deltas = ((e_initial - e_ci, f_i - f_ci), (e_final - e_cf, f_f - f_cf))
+        calcs = list(anchored_calculators(images, calcs, deltas))
+        e_ci, e_cf = e_initial, e_final
+    cheap_out = optimize_band(images, calcs, settings.cheap, e_initial=e_ci, e_final=e_cf)
     if on_stage is not None:
         on_stage("cheap", images)
     oracle_calc = OracleCalculator(oracle, settings.max_oracle_calls)
