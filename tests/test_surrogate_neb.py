@@ -17,6 +17,7 @@ from pqdflow.documents.results import NebDoc
 from pqdflow.errors import BackendError, InputError, OverwriteError
 from pqdflow.workflows.engine.calculators import MockPairCalculator
 from pqdflow.workflows.engine.neb import interpolate_images
+from pqdflow.workflows.engine.saddle_check import recycled_estimate
 from pqdflow.workflows.engine.surrogate_neb import (
     CalculatorOracle,
     SurrogateOutcome,
@@ -197,14 +198,17 @@ def test_anchored_band_interpolates_endpoint_corrections_and_spares_the_hopper()
     images = interpolate_images(initial, final, 3)
     hopper = int(np.argmax(np.linalg.norm(final.positions - initial.positions, axis=1)))
     ones = np.ones((len(initial), 3))
+    deltas = ((1.0, ones), (3.0, 2.0 * ones))
     calcs = anchored_calculators(
-        images, [MockPairCalculator() for _ in range(3)], ((1.0, ones), (3.0, 2.0 * ones))
+        images, [MockPairCalculator() for _ in range(3)], deltas, mobile_cutoff=1.0
     )
     assert [c.delta_e for c in calcs] == pytest.approx([1.5, 2.0, 2.5])
     host = [i for i in range(len(initial)) if i != hopper]
     assert np.allclose(calcs[0].delta_f[host], 1.25)
     assert np.allclose(calcs[2].delta_f[host], 1.75)
     assert all(np.allclose(c.delta_f[hopper], 0.0) for c in calcs)
+    default = anchored_calculators(images, [MockPairCalculator() for _ in range(3)], deltas)
+    assert np.allclose(default[0].delta_f[hopper], 1.25)  # by default every atom is corrected
     assert all(
         np.allclose(c.anchor, im.positions) for c, im in zip(calcs, images[1:-1], strict=True)
     )
@@ -274,3 +278,30 @@ def test_benchmark_reference_moves_an_endpoint_into_the_basin_its_band_found(
     # no image below an endpoint: nothing is relaxed
     ref = {"energies": [e_i] + [e_i + 0.1] * n + [e_f], "images": band}
     assert bench.settle_endpoints(ep, ref, oracle_calculator) == []
+
+
+def test_recycled_probes_reach_the_soft_mode_one_check_leaves_out() -> None:
+    rng = np.random.default_rng(7)
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    curvatures = np.array([-1.0, 0.05, 1.0, 2.0, 3.0, 4.0])  # one negative, one soft (eV/Å²)
+    hessian = q @ np.diag(curvatures) @ q.T
+    offset = rng.normal(0.0, 0.1, size=6)  # image minus saddle (Å)
+    forces = -(hessian @ offset)
+
+    def pairs(vectors: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(v, hessian @ v) for v in vectors]
+
+    full = recycled_estimate(forces.reshape(2, 3), pairs(np.eye(6)))
+    assert full.status == "ok"
+    assert np.allclose(full.step.reshape(-1), -offset, atol=1e-10)  # exactly onto the saddle
+    assert full.shift == pytest.approx(0.5 * float(forces @ offset), rel=1e-10)
+    # the soft mode alone: a check whose probes miss it cannot step along it
+    soft = q[:, 1]
+    partial = recycled_estimate(forces.reshape(2, 3), pairs(q[:, [0, 2, 3]].T))
+    assert abs(float(partial.step.reshape(-1) @ soft)) < 1e-10
+    assert abs(float(full.step.reshape(-1) @ soft)) == pytest.approx(abs(offset @ soft))
+    # a repeated direction adds nothing
+    repeated = recycled_estimate(forces.reshape(2, 3), pairs(np.vstack([np.eye(6), np.eye(6)[:1]])))
+    assert repeated.n_probes == 6
+    with pytest.raises(InputError, match="pairs"):
+        recycled_estimate(forces.reshape(2, 3), [])

@@ -65,10 +65,12 @@ from pqdflow.workflows.engine.oracle import (
 )
 from pqdflow.workflows.engine.relax import write_frame
 from pqdflow.workflows.engine.saddle_check import (
+    HessianVectorProduct,
     SaddleEstimate,
     estimate_saddle_error,
     finite_difference_hvp,
     free_mask,
+    recycled_estimate,
 )
 from pqdflow.workflows.engine.surrogate_seed import anchored_calculators
 
@@ -123,6 +125,11 @@ class SurrogateSettings:
         interpolated from the oracle's endpoints
         (:func:`~pqdflow.workflows.engine.surrogate_seed.anchored_calculators`; no oracle
         calls), so the host stays in the oracle's endpoint basins (default True).
+    recycle_probes
+        Most oracle Hessian-vector products, this check's and earlier ones', whose
+        subspace gives the Newton step between two checks
+        (:func:`~pqdflow.workflows.engine.saddle_check.recycled_estimate`; no extra calls;
+        0: this check's only). The stopping rule uses this check's probes alone.
     """
 
     barrier_tol: float = 0.010
@@ -134,6 +141,7 @@ class SurrogateSettings:
     maxstep: float = 0.2
     cheap: NebSettings = field(default_factory=_default_cheap)
     anchor_cheap: bool = True
+    recycle_probes: int = 24
 
     def __post_init__(self) -> None:
         for name in ("barrier_tol", "probe_step", "maxstep"):
@@ -144,6 +152,10 @@ class SurrogateSettings:
                 )
         if self.max_rounds < 0:
             raise InputError(f"surrogate setting max_rounds must be >= 0, got {self.max_rounds}")
+        if self.recycle_probes < 0:
+            raise InputError(
+                f"surrogate setting recycle_probes must be >= 0, got {self.recycle_probes}"
+            )
         for name, least in (("max_oracle_calls", 1), ("oracle_checks", 1), ("check_probes", 2)):
             if getattr(self, name) < least:
                 raise InputError(
@@ -364,6 +376,7 @@ def surrogate_band(
     x_c, (e_c, f_c) = climbing.positions.copy(), results[c - 1]
     cheap_probe = CountingCalculator(cheap_factory())
     estimate: SaddleEstimate | None = None
+    memory: list[tuple[np.ndarray, np.ndarray]] = []
     stopped = ""
     oracle_checks = 0
     try:
@@ -382,7 +395,10 @@ def surrogate_band(
             point = climbing.copy()
             point.positions = x_c
             calc: Calculator = oracle_calc if on_oracle else cheap_probe
-            hvp = finite_difference_hvp(point, calc, f_c, step=settings.probe_step)
+            fresh: list[tuple[np.ndarray, np.ndarray]] = []
+            hvp = _recording(
+                finite_difference_hvp(point, calc, f_c, step=settings.probe_step), fresh
+            )
             estimate = estimate_saddle_error(
                 _free(point, f_c), tangent, hvp, max_probes=settings.check_probes
             )
@@ -392,17 +408,26 @@ def surrogate_band(
                 "oracle_eV": e_c - e_initial,
                 **estimate.as_dict(),
             }
+            step = estimate.step
+            if on_oracle and settings.recycle_probes:
+                # the oracle's earlier probes near this point: a larger subspace for the step
+                memory = (fresh + memory)[: settings.recycle_probes]
+                if len(memory) > len(fresh):
+                    recycled = recycled_estimate(_free(point, f_c), memory)
+                    record["recycled"] = recycled.as_dict()
+                    if recycled.status == "ok":
+                        step = recycled.step
             rounds.append(record)
             _LOG.info("surrogate NEB round %s: %s", k, record)
             if on_oracle:
                 oracle_checks += 1
-                if estimate.within(settings.barrier_tol):
-                    break
-            if settings.max_oracle_calls - oracle_calls(oracle_calc) < 1:
+                if estimate.within(settings.barrier_tol) or oracle_checks >= settings.oracle_checks:
+                    break  # the reported point is always the last checked one
+            if settings.max_oracle_calls - oracle_calls(oracle_calc) < 1 + settings.check_probes:
                 stopped = f"oracle budget of {settings.max_oracle_calls} calls spent"
                 break
             moved = climbing.copy()
-            moved.positions = x_c + _capped(estimate.step, settings.maxstep)
+            moved.positions = x_c + _capped(step, settings.maxstep)
             ((energy, forces),) = oracle_calc.evaluate([moved], [f"round {k}"])
             record["predicted_shift_eV"] = estimate.shift
             record["oracle_shift_eV"] = energy - e_c
@@ -429,6 +454,19 @@ def surrogate_band(
         rounds=rounds,
         cheap_barrier=max(cheap_out.energies) - cheap_out.energies[0],
     )
+
+
+def _recording(
+    hvp: HessianVectorProduct, pairs: list[tuple[np.ndarray, np.ndarray]]
+) -> HessianVectorProduct:
+    """Wrap ``hvp`` so that every ``(v, H v)`` it computes is appended to ``pairs``."""
+
+    def recorded(v: np.ndarray) -> np.ndarray:
+        product = hvp(v)
+        pairs.append((np.asarray(v, dtype=float).reshape(-1).copy(), product.copy()))
+        return product
+
+    return recorded
 
 
 def oracle_calls(oracle_calc: OracleCalculator) -> int:
