@@ -16,7 +16,7 @@ from ase.optimize import BFGS
 from pqdflow.documents.results import NebDoc
 from pqdflow.errors import BackendError, InputError, OverwriteError
 from pqdflow.workflows.engine.calculators import MockPairCalculator
-from pqdflow.workflows.engine.neb import interpolate_images
+from pqdflow.workflows.engine.neb import NebSettings, interpolate_images
 from pqdflow.workflows.engine.saddle_check import recycled_estimate
 from pqdflow.workflows.engine.surrogate_neb import (
     CalculatorOracle,
@@ -27,7 +27,11 @@ from pqdflow.workflows.engine.surrogate_neb import (
     run_surrogate_band,
     surrogate_band,
 )
-from pqdflow.workflows.engine.surrogate_seed import AnchoredCalculator, anchored_calculators
+from pqdflow.workflows.engine.surrogate_seed import (
+    AnchoredCalculator,
+    anchored_calculators,
+    seed_band,
+)
 
 from .test_neb import vbr_endpoints
 
@@ -305,3 +309,36 @@ def test_recycled_probes_reach_the_soft_mode_one_check_leaves_out() -> None:
     assert repeated.n_probes == 6
     with pytest.raises(InputError, match="pairs"):
         recycled_estimate(forces.reshape(2, 3), [])
+
+
+def test_seed_band_falls_back_to_the_bare_cheap_band_when_the_anchored_one_fails(
+    oracle_endpoints: tuple[Atoms, Atoms, float, float],
+) -> None:
+    initial, final, e_i, e_f = oracle_endpoints
+    settings = NebSettings(climb_fmax=0.01, barrier_check=False, saddle_first=False, max_steps=60)
+    images = interpolate_images(initial, final, 3)
+    good = seed_band(images, MockPairCalculator, settings, anchor=True, e_initial=e_i, e_final=e_f)
+    assert good.seed == "anchored"
+    assert good.outcome.converged
+    assert good.outcome.energies[0] == e_i  # on the oracle's scale at the endpoints
+    # endpoint forces no relaxed endpoint has: the corrected band runs away and is dropped
+    wild = np.zeros((len(initial), 3))
+    wild[:, 0] = 30.0
+    images = interpolate_images(initial, final, 3)
+    bad = seed_band(
+        images,
+        MockPairCalculator,
+        settings,
+        anchor=True,
+        e_initial=e_i,
+        e_final=e_f,
+        endpoint_forces=(wild, -wild),
+    )
+    assert bad.seed.startswith("cheap (anchored")
+    bare_images = interpolate_images(initial, final, 3)
+    bare = seed_band(
+        bare_images, MockPairCalculator, settings, anchor=False, e_initial=e_i, e_final=e_f
+    )
+    assert bare.seed == "cheap"
+    assert bad.outcome.energies == pytest.approx(bare.outcome.energies, abs=1e-9)
+    assert bad.n_force_calls > bare.n_force_calls  # the failed attempt is counted

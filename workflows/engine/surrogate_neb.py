@@ -55,7 +55,7 @@ from pqdflow.documents.results import NebDoc
 from pqdflow.errors import BackendError, InputError
 from pqdflow.fileio import guard_outputs, move_outputs_aside
 from pqdflow.workflows.engine.calculators import CountingCalculator
-from pqdflow.workflows.engine.neb import BandOutcome, optimize_band, write_band_document
+from pqdflow.workflows.engine.neb import BandOutcome, write_band_document
 from pqdflow.workflows.engine.neb_band import NebSettings, interpolate_images
 from pqdflow.workflows.engine.oracle import (
     CalculatorOracle,
@@ -72,7 +72,7 @@ from pqdflow.workflows.engine.saddle_check import (
     free_mask,
     recycled_estimate,
 )
-from pqdflow.workflows.engine.surrogate_seed import anchored_calculators
+from pqdflow.workflows.engine.surrogate_seed import seed_band
 
 __all__ = [
     "CalculatorOracle",
@@ -135,7 +135,7 @@ class SurrogateSettings:
     barrier_tol: float = 0.010
     max_oracle_calls: int = 60
     max_rounds: int = 0
-    oracle_checks: int = 5
+    oracle_checks: int = 6
     check_probes: int = 6
     probe_step: float = 0.01
     maxstep: float = 0.2
@@ -188,6 +188,7 @@ class SurrogateOutcome(BandOutcome):
     energy_sources: list[str] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     cheap_barrier: float = math.nan
+    seed: str = ""
 
 
 class _OracleBudgetSpent(Exception):
@@ -255,12 +256,6 @@ class OracleCalculator(Calculator):
         else:
             energy, forces = known
         self.results = {"energy": energy, "free_energy": energy, "forces": forces.copy()}
-
-
-def _cheap_point(cheap: Calculator, atoms: Atoms) -> tuple[float, np.ndarray]:
-    work = atoms.copy()
-    work.calc = cheap
-    return float(work.get_potential_energy()), np.array(work.get_forces(apply_constraint=False))
 
 
 def registry_oracle(
@@ -348,16 +343,16 @@ def surrogate_band(
             f"surrogate NEB: max_oracle_calls={settings.max_oracle_calls} cannot cover the "
             f"first batch of {n} images and one more call; raise it to at least {n + 1}"
         )
-    cheap = cheap_factory()
-    e_ci, f_ci = _cheap_point(cheap, images[0])
-    e_cf, f_cf = _cheap_point(cheap, images[-1])
-    calcs: list[Calculator] = [cheap_factory() for _ in range(n)]
-    if settings.anchor_cheap:
-        f_i, f_f = endpoint_forces or (np.zeros_like(f_ci), np.zeros_like(f_cf))
-        deltas = ((e_initial - e_ci, f_i - f_ci), (e_final - e_cf, f_f - f_cf))
-        calcs = list(anchored_calculators(images, calcs, deltas))
-        e_ci, e_cf = e_initial, e_final
-    cheap_out = optimize_band(images, calcs, settings.cheap, e_initial=e_ci, e_final=e_cf)
+    seeded = seed_band(
+        images,
+        cheap_factory,
+        settings.cheap,
+        anchor=settings.anchor_cheap,
+        e_initial=e_initial,
+        e_final=e_final,
+        endpoint_forces=endpoint_forces,
+    )
+    cheap_out = seeded.outcome
     if on_stage is not None:
         on_stage("cheap", images)
     oracle_calc = OracleCalculator(oracle, settings.max_oracle_calls)
@@ -449,10 +444,11 @@ def surrogate_band(
         oracle_calc,
         stopped,
         settings,
-        counts=(2 + cheap_out.n_force_calls + cheap_probe.n_calls, cheap_out.n_force_calls),
+        counts=(seeded.n_force_calls + cheap_probe.n_calls, cheap_out.n_force_calls),
         others_fmax=max(others, default=0.0),
         rounds=rounds,
         cheap_barrier=max(cheap_out.energies) - cheap_out.energies[0],
+        seed=seeded.seed,
     )
 
 
@@ -504,6 +500,7 @@ def _outcome(
     others_fmax: float,
     rounds: list[dict[str, Any]],
     cheap_barrier: float,
+    seed: str = "",
 ) -> SurrogateOutcome:
     """Report the oracle's energy at the climbing image, never a surrogate's."""
     e_conf, f_conf = confirmed
@@ -552,6 +549,7 @@ def _outcome(
         energy_sources=["oracle"] * len(images),
         rounds=rounds,
         cheap_barrier=cheap_barrier,
+        seed=seed,
     )
 
 
@@ -628,6 +626,7 @@ def run_surrogate_band(
     details = {
         "barrier_eV": outcome.barrier,
         "cheap_barrier_eV": outcome.cheap_barrier,
+        "seed": outcome.seed,
         "n_oracle_batches": outcome.n_oracle_batches,
         "energy_sources": outcome.energy_sources,
         "rounds": outcome.rounds,
