@@ -20,10 +20,15 @@ Recipes (5 intermediate images; every oracle force call on an interior image or 
 counted; endpoint relaxations excluded, identical for all):
 
 * ``reference``: IDPP + FIRE + climbing image, every image to 0.01 eV/Å and the climbing
-  image to 0.003 eV/Å (oracle);
-* ``surrogate``: :func:`pqdflow.workflows.engine.surrogate_neb.surrogate_band` (CHGNet band,
-  one oracle batch on its images, CHGNet + first-order oracle corrections for a few rounds,
-  then the climbing image on the oracle until the stopping rule holds);
+  image to 0.003 eV/Å (oracle). Where an interior image ends more than 5 meV below its
+  endpoint, the band found a lower host (tilt) basin next to it: that image is relaxed on
+  the oracle and, if it stays on the endpoint's site and ends lower, becomes the endpoint of
+  every recipe and the reference is run again (:func:`settle_endpoints`; protocol 2). A
+  barrier measured from an endpoint in another basin than its band mixes the hop with the
+  host's relaxation (bulk V_Br seed 0: 23 meV);
+* ``surrogate``: :func:`pqdflow.workflows.engine.surrogate_neb.surrogate_band` (CHGNet band
+  anchored to the oracle's endpoints, one oracle batch on its images, then the climbing
+  image on the oracle until the stopping rule holds);
 * ``pqdflow``: :func:`pqdflow.workflows.engine.neb.optimize_band` on the oracle alone, with the
   barrier stopping rule (default settings);
 * ``pqdflow 0.02``: the same without the stopping rule (the issue's recipe: climbing image
@@ -345,6 +350,7 @@ def pqdflow_surrogate(
         "converged": out.converged,
         "stop_reason": out.stop_reason,
         "rounds": len(out.rounds),
+        "seed": out.seed,
     }
 
 
