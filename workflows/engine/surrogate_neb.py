@@ -6,8 +6,10 @@ Phys. 147, 152720, 2017; ML-NEB, Garrido Torres et al., Phys. Rev. Lett. 122, 15
 same barrier. This recipe seeds the surrogate with a cheap universal potential and keeps
 the oracle for what only it can settle:
 
-1. **Cheap band.** The cheap potential (CHGNet) converges the band between the oracle's
-   relaxed endpoints (:func:`~pqdflow.workflows.engine.neb.optimize_band`, cheap calls).
+1. **Cheap band.** The cheap potential (CHGNet), anchored to the oracle's relaxed endpoints
+   by a first-order correction that keeps the host in their tilt basins
+   (:func:`~pqdflow.workflows.engine.surrogate_seed.seed_band`, cheap calls only),
+   converges the band between them.
 2. **First batch.** The oracle evaluates every interior image in one batch (one FireWorks
    round for VASP).
 3. **Surrogate rounds.** The highest image is the climbing image; its tangent comes from
@@ -25,8 +27,8 @@ the oracle for what only it can settle:
 The reported barrier is always the oracle energy of the climbing image minus the oracle
 energy of the initial endpoint. The other images stay at the cheap band's geometries (they
 give the tangent; their first-batch oracle energies are kept in ``rounds[0]``): the result
-is the first-order saddle the cheap band leads to, as for any climbing-image NEB. An oracle budget
-that runs out stops the band with the last confirmed point and ``stopped_early``.
+is the first-order saddle the cheap band leads to, as for any climbing-image NEB. An oracle
+budget that runs out stops the band with the last confirmed point and ``stopped_early``.
 
 The oracle is a batch function (:data:`Oracle`): a list of structures in, one
 ``(energy, forces)`` per structure out. :func:`calculator_oracle` makes one from any ASE
@@ -41,14 +43,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from pqdflow.documents.results import NebDoc
@@ -60,8 +62,9 @@ from pqdflow.workflows.engine.neb_band import NebSettings, interpolate_images
 from pqdflow.workflows.engine.oracle import (
     CalculatorOracle,
     Oracle,
+    OracleBudgetSpent,
+    OracleCalculator,
     calculator_oracle,
-    evaluate_batch,
 )
 from pqdflow.workflows.engine.relax import write_frame
 from pqdflow.workflows.engine.saddle_check import (
@@ -192,73 +195,6 @@ class SurrogateOutcome(BandOutcome):
     rounds: list[dict[str, Any]] = field(default_factory=list)
     cheap_barrier: float = math.nan
     seed: str = ""
-
-
-class _OracleBudgetSpent(Exception):
-    """Raised inside a band optimisation when the oracle budget is spent."""
-
-
-class OracleCalculator(Calculator):
-    """An ASE calculator that sends each structure to a batch oracle as a batch of one.
-
-    Keeps every result (``history``; :meth:`find`) so a caller can check that a reported
-    energy is the oracle's at the reported geometry.
-
-    Parameters
-    ----------
-    oracle
-        The batch oracle (:data:`Oracle`).
-    budget
-        Most calls; one more raises an internal stop that :func:`surrogate_band` turns
-        into ``stopped_early`` (None: unlimited).
-    """
-
-    implemented_properties = ["energy", "forces"]  # noqa: RUF012  # ASE's convention
-    nolabel = True
-
-    def __init__(self, oracle: Oracle, budget: int | None = None) -> None:
-        super().__init__()
-        self.oracle = oracle
-        self.budget = budget
-        self.n_calls = 0
-        self.n_batches = 0
-        self.history: list[tuple[np.ndarray, float, np.ndarray]] = []
-
-    def evaluate(
-        self, structures: Sequence[Atoms], labels: Sequence[str]
-    ) -> list[tuple[float, np.ndarray]]:
-        """One oracle batch, checked and counted (budget enforced)."""
-        if self.budget is not None and self.n_calls + len(structures) > self.budget:
-            raise _OracleBudgetSpent
-        results = evaluate_batch(self.oracle, structures, labels)
-        self.n_calls += len(structures)
-        self.n_batches += 1
-        for atoms, (energy, forces) in zip(structures, results, strict=True):
-            self.history.append((atoms.positions.copy(), energy, forces))
-        return results
-
-    def find(self, positions: np.ndarray) -> tuple[float, np.ndarray] | None:
-        """Return the oracle's energy and forces at ``positions`` (Å) if it was evaluated there."""
-        for done, energy, forces in reversed(self.history):
-            if done.shape == np.shape(positions) and np.allclose(done, positions, atol=1e-8):
-                return energy, forces
-        return None
-
-    def calculate(
-        self,
-        atoms: Atoms | None = None,
-        properties: Sequence[str] = ("energy",),
-        system_changes: Sequence[str] = tuple(all_changes),
-    ) -> None:
-        """Energy and forces of ``atoms`` from the oracle (its earlier result, if any)."""
-        super().calculate(atoms, properties, system_changes)
-        assert self.atoms is not None
-        known = self.find(self.atoms.positions)
-        if known is None:  # a point evaluated before is not paid for twice
-            ((energy, forces),) = self.evaluate([self.atoms.copy()], ["climbing image"])
-        else:
-            energy, forces = known
-        self.results = {"energy": energy, "free_energy": energy, "forces": forces.copy()}
 
 
 def registry_oracle(
@@ -433,7 +369,7 @@ def surrogate_band(
             if on_stage is not None:
                 climbing.positions = x_c
                 on_stage(f"round {k}", images)
-    except _OracleBudgetSpent:
+    except OracleBudgetSpent:
         stopped = f"oracle budget of {settings.max_oracle_calls} calls spent"
     climbing.positions = x_c
     if on_stage is not None:
