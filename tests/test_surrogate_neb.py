@@ -342,3 +342,20 @@ def test_seed_band_falls_back_to_the_bare_cheap_band_when_the_anchored_one_fails
     assert bare.seed == "cheap"
     assert bad.outcome.energies == pytest.approx(bare.outcome.energies, abs=1e-9)
     assert bad.n_force_calls > bare.n_force_calls  # the failed attempt is counted
+
+
+def test_surrogate_reports_its_last_checked_point_not_an_unchecked_step(
+    oracle_endpoints: tuple[Atoms, Atoms, float, float],
+) -> None:
+    initial, final, e_i, e_f = oracle_endpoints
+    oracle = calculator_oracle(oracle_calculator)
+    images = interpolate_images(initial, final, 3)
+    settings = SurrogateSettings(oracle_checks=1, barrier_tol=1e-7)
+    out = surrogate_band(images, MockPairCalculator, oracle, settings, e_initial=e_i, e_final=e_f)
+    (check,) = out.rounds[1:]
+    assert not out.converged
+    assert "above" in out.stop_reason or "barrier check" in out.stop_reason
+    # the first batch and one check's probes; no step was paid for after it
+    assert out.n_oracle_calls == 3 + check["n_probes"]
+    assert out.barrier_error == pytest.approx(check["error_eV"])
+    assert out.barrier == pytest.approx(check["oracle_eV"], abs=1e-12)
