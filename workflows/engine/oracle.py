@@ -16,11 +16,18 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator
+from ase.calculators.calculator import Calculator, all_changes
 
 from pqdflow.errors import CalculationFailed
 
-__all__ = ["CalculatorOracle", "Oracle", "calculator_oracle", "evaluate_batch"]
+__all__ = [
+    "CalculatorOracle",
+    "Oracle",
+    "OracleBudgetSpent",
+    "OracleCalculator",
+    "calculator_oracle",
+    "evaluate_batch",
+]
 
 #: A batch oracle: structures in, ``(energy eV, forces eV/Å of shape (n_atoms, 3))`` out.
 Oracle = Callable[[Sequence[Atoms]], Sequence[tuple[float, np.ndarray]]]
@@ -93,3 +100,71 @@ def evaluate_batch(
             )
         checked.append((float(energy), array))
     return checked
+
+
+class OracleBudgetSpent(Exception):
+    """Raised inside a band optimisation when the oracle budget is spent."""
+
+
+class OracleCalculator(Calculator):
+    """An ASE calculator that sends each structure to a batch oracle as a batch of one.
+
+    Keeps every result (``history``; :meth:`find`) so a caller can check that a reported
+    energy is the oracle's at the reported geometry.
+
+    Parameters
+    ----------
+    oracle
+        The batch oracle (:data:`Oracle`).
+    budget
+        Most calls; one more raises :class:`OracleBudgetSpent`, which
+        :func:`~pqdflow.workflows.engine.surrogate_neb.surrogate_band` turns into
+        ``stopped_early`` (None: unlimited).
+    """
+
+    implemented_properties = ["energy", "forces"]  # noqa: RUF012  # ASE's convention
+    nolabel = True
+
+    def __init__(self, oracle: Oracle, budget: int | None = None) -> None:
+        super().__init__()
+        self.oracle = oracle
+        self.budget = budget
+        self.n_calls = 0
+        self.n_batches = 0
+        self.history: list[tuple[np.ndarray, float, np.ndarray]] = []
+
+    def evaluate(
+        self, structures: Sequence[Atoms], labels: Sequence[str]
+    ) -> list[tuple[float, np.ndarray]]:
+        """One oracle batch, checked and counted (budget enforced)."""
+        if self.budget is not None and self.n_calls + len(structures) > self.budget:
+            raise OracleBudgetSpent
+        results = evaluate_batch(self.oracle, structures, labels)
+        self.n_calls += len(structures)
+        self.n_batches += 1
+        for atoms, (energy, forces) in zip(structures, results, strict=True):
+            self.history.append((atoms.positions.copy(), energy, forces))
+        return results
+
+    def find(self, positions: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """Return the oracle's energy and forces at ``positions`` (Å) if it was evaluated there."""
+        for done, energy, forces in reversed(self.history):
+            if done.shape == np.shape(positions) and np.allclose(done, positions, atol=1e-8):
+                return energy, forces
+        return None
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = tuple(all_changes),
+    ) -> None:
+        """Energy and forces of ``atoms`` from the oracle (its earlier result, if any)."""
+        super().calculate(atoms, properties, system_changes)
+        assert self.atoms is not None
+        known = self.find(self.atoms.positions)
+        if known is None:  # a point evaluated before is not paid for twice
+            ((energy, forces),) = self.evaluate([self.atoms.copy()], ["climbing image"])
+        else:
+            energy, forces = known
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces.copy()}

@@ -47,6 +47,7 @@ __all__ = [
     "estimate_saddle_error",
     "finite_difference_hvp",
     "free_mask",
+    "recycled_estimate",
 ]
 
 #: ``v -> H v`` for a unit vector ``v`` over all ``3 n_atoms`` coordinates (eV/Å²).
@@ -316,3 +317,55 @@ def estimate_saddle_error(
             previous = estimate.error
         candidate = _orthonormal(products[-1], basis)
     return estimate
+
+
+def recycled_estimate(
+    forces: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]], *, min_new: float = 0.3
+) -> SaddleEstimate:
+    """Rebuild the quadratic model of :func:`estimate_saddle_error` from recorded probes.
+
+    A saddle search that checks its point several times has spent one Hessian-vector
+    product per probe at each point. Near a saddle the Hessian changes little between
+    them, so all of them together span a larger subspace than any one check: the Newton
+    step in that subspace reaches soft modes a single check leaves out. No force call is
+    made.
+
+    Parameters
+    ----------
+    forces
+        True forces at the current point (eV/Å), shape ``(n_atoms, 3)``; fixed atoms' rows
+        zero.
+    pairs
+        ``(v, H v)`` pairs over all ``3 n_atoms`` coordinates (eV/Å²), the current point's
+        first, its path tangent the very first (it defines ``tangent_curvature`` and the
+        mode followed where the model is refused). They are orthonormalised in order.
+    min_new
+        A direction is kept only if more than this fraction of its norm lies outside the
+        span of those before it (older, nearly parallel probes would add noise).
+
+    Raises
+    ------
+    InputError
+        No pairs, or pairs whose size differs from the forces'.
+    """
+    f = np.asarray(forces, dtype=float).reshape(-1)
+    if not pairs or any(np.size(v) != f.size or np.size(p) != f.size for v, p in pairs):
+        raise InputError(f"recycled estimate needs (v, Hv) pairs of {f.size} values each")
+    basis: list[np.ndarray] = []
+    products: list[np.ndarray] = []
+    for v, p in pairs:
+        w = np.asarray(v, dtype=float).reshape(-1).copy()
+        hw = np.asarray(p, dtype=float).reshape(-1).copy()
+        norm0 = float(np.linalg.norm(w))
+        if norm0 == 0.0:
+            continue
+        for b, hb in zip(basis, products, strict=True):
+            overlap = float(np.dot(b, w))
+            w -= overlap * b
+            hw -= overlap * hb
+        norm = float(np.linalg.norm(w))
+        if norm <= min_new * norm0:
+            continue
+        basis.append(w / norm)
+        products.append(hw / norm)
+    return _model(basis, products, f, f.size // 3)

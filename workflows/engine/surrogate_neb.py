@@ -6,8 +6,10 @@ Phys. 147, 152720, 2017; ML-NEB, Garrido Torres et al., Phys. Rev. Lett. 122, 15
 same barrier. This recipe seeds the surrogate with a cheap universal potential and keeps
 the oracle for what only it can settle:
 
-1. **Cheap band.** The cheap potential (CHGNet) converges the band between the oracle's
-   relaxed endpoints (:func:`~pqdflow.workflows.engine.neb.optimize_band`, cheap calls).
+1. **Cheap band.** The cheap potential (CHGNet), anchored to the oracle's relaxed endpoints
+   by a first-order correction that keeps the host in their tilt basins
+   (:func:`~pqdflow.workflows.engine.surrogate_seed.seed_band`, cheap calls only),
+   converges the band between them.
 2. **First batch.** The oracle evaluates every interior image in one batch (one FireWorks
    round for VASP).
 3. **Surrogate rounds.** The highest image is the climbing image; its tangent comes from
@@ -25,8 +27,8 @@ the oracle for what only it can settle:
 The reported barrier is always the oracle energy of the climbing image minus the oracle
 energy of the initial endpoint. The other images stay at the cheap band's geometries (they
 give the tangent; their first-batch oracle energies are kept in ``rounds[0]``): the result
-is the first-order saddle the cheap band leads to, as for any climbing-image NEB. An oracle budget
-that runs out stops the band with the last confirmed point and ``stopped_early``.
+is the first-order saddle the cheap band leads to, as for any climbing-image NEB. An oracle
+budget that runs out stops the band with the last confirmed point and ``stopped_early``.
 
 The oracle is a batch function (:data:`Oracle`): a list of structures in, one
 ``(energy, forces)`` per structure out. :func:`calculator_oracle` makes one from any ASE
@@ -41,35 +43,39 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from pqdflow.documents.results import NebDoc
 from pqdflow.errors import BackendError, InputError
 from pqdflow.fileio import guard_outputs, move_outputs_aside
 from pqdflow.workflows.engine.calculators import CountingCalculator
-from pqdflow.workflows.engine.neb import BandOutcome, optimize_band, write_band_document
+from pqdflow.workflows.engine.neb import BandOutcome, write_band_document
 from pqdflow.workflows.engine.neb_band import NebSettings, interpolate_images
 from pqdflow.workflows.engine.oracle import (
     CalculatorOracle,
     Oracle,
+    OracleBudgetSpent,
+    OracleCalculator,
     calculator_oracle,
-    evaluate_batch,
 )
 from pqdflow.workflows.engine.relax import write_frame
 from pqdflow.workflows.engine.saddle_check import (
+    HessianVectorProduct,
     SaddleEstimate,
     estimate_saddle_error,
     finite_difference_hvp,
     free_mask,
+    recycled_estimate,
 )
+from pqdflow.workflows.engine.surrogate_seed import seed_band
 
 __all__ = [
     "CalculatorOracle",
@@ -117,16 +123,31 @@ class SurrogateSettings:
         Longest atomic displacement of one Newton step (Å).
     cheap
         Recipe of the cheap seed band (its barrier is never reported).
+    anchor_cheap
+        Converge the cheap band on the cheap potential plus a first-order correction
+        interpolated from the oracle's endpoints
+        (:func:`~pqdflow.workflows.engine.surrogate_seed.anchored_calculators`; no oracle
+        calls), so the host stays in the oracle's endpoint basins (default True).
+    recycle_probes
+        Most oracle Hessian-vector products, this check's and earlier ones', whose
+        subspace gives the Newton step between two checks
+        (:func:`~pqdflow.workflows.engine.saddle_check.recycled_estimate`; no extra calls).
+        The stopping rule uses this check's probes alone. Default 0 (this check's only):
+        with 24, older probes (taken up to 0.2 Å away) mostly gave a model with several
+        negative curvatures, and on the V_I hop the steps it did take cost 10 more oracle
+        calls and left the band unconverged.
     """
 
     barrier_tol: float = 0.010
     max_oracle_calls: int = 60
     max_rounds: int = 0
-    oracle_checks: int = 5
+    oracle_checks: int = 6
     check_probes: int = 6
     probe_step: float = 0.01
     maxstep: float = 0.2
     cheap: NebSettings = field(default_factory=_default_cheap)
+    anchor_cheap: bool = True
+    recycle_probes: int = 0
 
     def __post_init__(self) -> None:
         for name in ("barrier_tol", "probe_step", "maxstep"):
@@ -137,6 +158,10 @@ class SurrogateSettings:
                 )
         if self.max_rounds < 0:
             raise InputError(f"surrogate setting max_rounds must be >= 0, got {self.max_rounds}")
+        if self.recycle_probes < 0:
+            raise InputError(
+                f"surrogate setting recycle_probes must be >= 0, got {self.recycle_probes}"
+            )
         for name, least in (("max_oracle_calls", 1), ("oracle_checks", 1), ("check_probes", 2)):
             if getattr(self, name) < least:
                 raise InputError(
@@ -169,79 +194,7 @@ class SurrogateOutcome(BandOutcome):
     energy_sources: list[str] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     cheap_barrier: float = math.nan
-
-
-class _OracleBudgetSpent(Exception):
-    """Raised inside a band optimisation when the oracle budget is spent."""
-
-
-class OracleCalculator(Calculator):
-    """An ASE calculator that sends each structure to a batch oracle as a batch of one.
-
-    Keeps every result (``history``; :meth:`find`) so a caller can check that a reported
-    energy is the oracle's at the reported geometry.
-
-    Parameters
-    ----------
-    oracle
-        The batch oracle (:data:`Oracle`).
-    budget
-        Most calls; one more raises an internal stop that :func:`surrogate_band` turns
-        into ``stopped_early`` (None: unlimited).
-    """
-
-    implemented_properties = ["energy", "forces"]  # noqa: RUF012  # ASE's convention
-    nolabel = True
-
-    def __init__(self, oracle: Oracle, budget: int | None = None) -> None:
-        super().__init__()
-        self.oracle = oracle
-        self.budget = budget
-        self.n_calls = 0
-        self.n_batches = 0
-        self.history: list[tuple[np.ndarray, float, np.ndarray]] = []
-
-    def evaluate(
-        self, structures: Sequence[Atoms], labels: Sequence[str]
-    ) -> list[tuple[float, np.ndarray]]:
-        """One oracle batch, checked and counted (budget enforced)."""
-        if self.budget is not None and self.n_calls + len(structures) > self.budget:
-            raise _OracleBudgetSpent
-        results = evaluate_batch(self.oracle, structures, labels)
-        self.n_calls += len(structures)
-        self.n_batches += 1
-        for atoms, (energy, forces) in zip(structures, results, strict=True):
-            self.history.append((atoms.positions.copy(), energy, forces))
-        return results
-
-    def find(self, positions: np.ndarray) -> tuple[float, np.ndarray] | None:
-        """Return the oracle's energy and forces at ``positions`` (Å) if it was evaluated there."""
-        for done, energy, forces in reversed(self.history):
-            if done.shape == np.shape(positions) and np.allclose(done, positions, atol=1e-8):
-                return energy, forces
-        return None
-
-    def calculate(
-        self,
-        atoms: Atoms | None = None,
-        properties: Sequence[str] = ("energy",),
-        system_changes: Sequence[str] = tuple(all_changes),
-    ) -> None:
-        """Energy and forces of ``atoms`` from the oracle (its earlier result, if any)."""
-        super().calculate(atoms, properties, system_changes)
-        assert self.atoms is not None
-        known = self.find(self.atoms.positions)
-        if known is None:  # a point evaluated before is not paid for twice
-            ((energy, forces),) = self.evaluate([self.atoms.copy()], ["climbing image"])
-        else:
-            energy, forces = known
-        self.results = {"energy": energy, "free_energy": energy, "forces": forces.copy()}
-
-
-def _cheap_point(cheap: Calculator, atoms: Atoms) -> tuple[float, np.ndarray]:
-    work = atoms.copy()
-    work.calc = cheap
-    return float(work.get_potential_energy()), np.array(work.get_forces(apply_constraint=False))
+    seed: str = ""
 
 
 def registry_oracle(
@@ -286,6 +239,7 @@ def surrogate_band(
     *,
     e_initial: float,
     e_final: float,
+    endpoint_forces: tuple[np.ndarray, np.ndarray] | None = None,
     on_stage: Callable[[str, list[Atoms]], None] | None = None,
 ) -> SurrogateOutcome:
     """Converge a band with few oracle calls; report a barrier the oracle confirmed.
@@ -303,6 +257,9 @@ def surrogate_band(
         The recipe (defaults: :class:`SurrogateSettings`).
     e_initial, e_final
         The oracle's energies of the relaxed endpoints (eV), kept fixed.
+    endpoint_forces
+        The oracle's forces at the endpoints (eV/Å), for ``anchor_cheap``; None: zero,
+        as at relaxed endpoints.
     on_stage
         Called with a stage name (``"cheap"``, ``"round N"``, ``"finish"``) and the images.
 
@@ -325,12 +282,16 @@ def surrogate_band(
             f"surrogate NEB: max_oracle_calls={settings.max_oracle_calls} cannot cover the "
             f"first batch of {n} images and one more call; raise it to at least {n + 1}"
         )
-    cheap = cheap_factory()
-    e_ci, _ = _cheap_point(cheap, images[0])
-    e_cf, _ = _cheap_point(cheap, images[-1])
-    cheap_out = optimize_band(
-        images, [cheap_factory() for _ in range(n)], settings.cheap, e_initial=e_ci, e_final=e_cf
+    seeded = seed_band(
+        images,
+        cheap_factory,
+        settings.cheap,
+        anchor=settings.anchor_cheap,
+        e_initial=e_initial,
+        e_final=e_final,
+        endpoint_forces=endpoint_forces,
     )
+    cheap_out = seeded.outcome
     if on_stage is not None:
         on_stage("cheap", images)
     oracle_calc = OracleCalculator(oracle, settings.max_oracle_calls)
@@ -349,6 +310,7 @@ def surrogate_band(
     x_c, (e_c, f_c) = climbing.positions.copy(), results[c - 1]
     cheap_probe = CountingCalculator(cheap_factory())
     estimate: SaddleEstimate | None = None
+    memory: list[tuple[np.ndarray, np.ndarray]] = []
     stopped = ""
     oracle_checks = 0
     try:
@@ -367,7 +329,10 @@ def surrogate_band(
             point = climbing.copy()
             point.positions = x_c
             calc: Calculator = oracle_calc if on_oracle else cheap_probe
-            hvp = finite_difference_hvp(point, calc, f_c, step=settings.probe_step)
+            fresh: list[tuple[np.ndarray, np.ndarray]] = []
+            hvp = _recording(
+                finite_difference_hvp(point, calc, f_c, step=settings.probe_step), fresh
+            )
             estimate = estimate_saddle_error(
                 _free(point, f_c), tangent, hvp, max_probes=settings.check_probes
             )
@@ -377,17 +342,26 @@ def surrogate_band(
                 "oracle_eV": e_c - e_initial,
                 **estimate.as_dict(),
             }
+            step = estimate.step
+            if on_oracle and settings.recycle_probes:
+                # the oracle's earlier probes near this point: a larger subspace for the step
+                memory = (fresh + memory)[: settings.recycle_probes]
+                if len(memory) > len(fresh):
+                    recycled = recycled_estimate(_free(point, f_c), memory)
+                    record["recycled"] = recycled.as_dict()
+                    if recycled.status == "ok":
+                        step = recycled.step
             rounds.append(record)
             _LOG.info("surrogate NEB round %s: %s", k, record)
             if on_oracle:
                 oracle_checks += 1
-                if estimate.within(settings.barrier_tol):
-                    break
-            if settings.max_oracle_calls - oracle_calls(oracle_calc) < 1:
+                if estimate.within(settings.barrier_tol) or oracle_checks >= settings.oracle_checks:
+                    break  # the reported point is always the last checked one
+            if settings.max_oracle_calls - oracle_calls(oracle_calc) < 1 + settings.check_probes:
                 stopped = f"oracle budget of {settings.max_oracle_calls} calls spent"
                 break
             moved = climbing.copy()
-            moved.positions = x_c + _capped(estimate.step, settings.maxstep)
+            moved.positions = x_c + _capped(step, settings.maxstep)
             ((energy, forces),) = oracle_calc.evaluate([moved], [f"round {k}"])
             record["predicted_shift_eV"] = estimate.shift
             record["oracle_shift_eV"] = energy - e_c
@@ -395,7 +369,7 @@ def surrogate_band(
             if on_stage is not None:
                 climbing.positions = x_c
                 on_stage(f"round {k}", images)
-    except _OracleBudgetSpent:
+    except OracleBudgetSpent:
         stopped = f"oracle budget of {settings.max_oracle_calls} calls spent"
     climbing.positions = x_c
     if on_stage is not None:
@@ -409,11 +383,25 @@ def surrogate_band(
         oracle_calc,
         stopped,
         settings,
-        counts=(2 + cheap_out.n_force_calls + cheap_probe.n_calls, cheap_out.n_force_calls),
+        counts=(seeded.n_force_calls + cheap_probe.n_calls, cheap_out.n_force_calls),
         others_fmax=max(others, default=0.0),
         rounds=rounds,
         cheap_barrier=max(cheap_out.energies) - cheap_out.energies[0],
+        seed=seeded.seed,
     )
+
+
+def _recording(
+    hvp: HessianVectorProduct, pairs: list[tuple[np.ndarray, np.ndarray]]
+) -> HessianVectorProduct:
+    """Wrap ``hvp`` so that every ``(v, H v)`` it computes is appended to ``pairs``."""
+
+    def recorded(v: np.ndarray) -> np.ndarray:
+        product = hvp(v)
+        pairs.append((np.asarray(v, dtype=float).reshape(-1).copy(), product.copy()))
+        return product
+
+    return recorded
 
 
 def oracle_calls(oracle_calc: OracleCalculator) -> int:
@@ -451,6 +439,7 @@ def _outcome(
     others_fmax: float,
     rounds: list[dict[str, Any]],
     cheap_barrier: float,
+    seed: str = "",
 ) -> SurrogateOutcome:
     """Report the oracle's energy at the climbing image, never a surrogate's."""
     e_conf, f_conf = confirmed
@@ -499,6 +488,7 @@ def _outcome(
         energy_sources=["oracle"] * len(images),
         rounds=rounds,
         cheap_barrier=cheap_barrier,
+        seed=seed,
     )
 
 
@@ -575,6 +565,7 @@ def run_surrogate_band(
     details = {
         "barrier_eV": outcome.barrier,
         "cheap_barrier_eV": outcome.cheap_barrier,
+        "seed": outcome.seed,
         "n_oracle_batches": outcome.n_oracle_batches,
         "energy_sources": outcome.energy_sources,
         "rounds": outcome.rounds,
