@@ -72,7 +72,7 @@ class SafePreconLBFGS(PreconLBFGS):
 
     def line_search(self, r: Any, g: Any, e: Any, previously_reset_hessian: bool) -> None:
         """Refuse a non-finite search direction instead of searching along it."""
-        if not np.all(np.isfinite(self.p)):
+        if self.p is None or not np.all(np.isfinite(np.asarray(self.p, dtype=float))):
             raise RuntimeError("preconditioned LBFGS produced a non-finite search direction")
         super().line_search(r, g, e, previously_reset_hessian)
         if self.alpha_k == 0.0 and previously_reset_hessian:
