@@ -27,6 +27,13 @@ def test_example_prints_the_default_study(
     path = tmp_path / "study.yaml"
     path.write_text(text)
     assert load_study(path) == example_study()
+    for preset in ("full", "quick"):  # --example PRESET prints that preset
+        assert main(["inputs", "--example", preset]) == 0
+        path.write_text(capsys.readouterr().out)
+        assert load_study(path) == example_study(preset)
+        assert load_study(path).name == preset
+    assert example_study("full").neb.max_depth == 1
+    assert example_study("paper").neb.max_depth == 0
 
 
 def test_writes_a_study_and_reruns_unchanged(

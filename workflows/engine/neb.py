@@ -43,7 +43,8 @@ the ML-seeded surrogate NEB for an expensive oracle in
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ __all__ = [
     "BandOutcome",
     "NebSettings",
     "TieredNEB",
+    "band_trajectory",
     "interpolate_images",
     "optimize_band",
     "resolve_optimizer",
@@ -457,13 +459,7 @@ def run_band(
     directory.mkdir(parents=True, exist_ok=True)
     calculators = [calculator_factory() for _ in range(n_images)]
     probe = calculator_factory() if settings.barrier_check else None
-    with (directory / "neb.extxyz").open("w") as handle:
-
-        def record(stage: str, band: list[Atoms]) -> None:
-            for image in band:
-                image.info["neb_stage"] = stage
-                write_frame(handle, image)
-
+    with band_trajectory(directory) as record:
         outcome = optimize_band(
             images,
             calculators,
@@ -486,6 +482,23 @@ def run_band(
         barrier_tol=settings.barrier_tol if settings.barrier_check else None,
         meta=meta,
     )
+
+
+@contextmanager
+def band_trajectory(directory: Path) -> Iterator[Callable[[str, list[Atoms]], None]]:
+    """Open ``directory/neb.extxyz``; yield ``record(stage, band)`` appending every image.
+
+    Each image is written with its energy and forces and tagged ``info["neb_stage"]``; the
+    band recipes pass ``record`` as their ``on_stage`` callback.
+    """
+    with (Path(directory) / "neb.extxyz").open("w") as handle:
+
+        def record(stage: str, band: list[Atoms]) -> None:
+            for image in band:
+                image.info["neb_stage"] = stage
+                write_frame(handle, image)
+
+        yield record
 
 
 def write_band_document(

@@ -57,7 +57,7 @@ from pqdflow.documents.results import NebDoc
 from pqdflow.errors import BackendError, InputError
 from pqdflow.fileio import guard_outputs, move_outputs_aside
 from pqdflow.workflows.engine.calculators import CountingCalculator
-from pqdflow.workflows.engine.neb import BandOutcome, write_band_document
+from pqdflow.workflows.engine.neb import BandOutcome, band_trajectory, write_band_document
 from pqdflow.workflows.engine.neb_band import NebSettings, interpolate_images
 from pqdflow.workflows.engine.oracle import (
     CalculatorOracle,
@@ -66,7 +66,6 @@ from pqdflow.workflows.engine.oracle import (
     OracleCalculator,
     calculator_oracle,
 )
-from pqdflow.workflows.engine.relax import write_frame
 from pqdflow.workflows.engine.saddle_check import (
     HessianVectorProduct,
     SaddleEstimate,
@@ -546,13 +545,7 @@ def run_surrogate_band(
     if force:
         move_outputs_aside(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    with (directory / "neb.extxyz").open("w") as handle:
-
-        def record(stage: str, band: list[Atoms]) -> None:
-            for image in band:
-                image.info["neb_stage"] = stage
-                write_frame(handle, image)
-
+    with band_trajectory(directory) as record:
         outcome = surrogate_band(
             images,
             cheap_factory,

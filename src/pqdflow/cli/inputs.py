@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pqdflow.cli.run import add_example_argument
 from pqdflow.errors import StudyError
-from pqdflow.workflows.study.schema import PRESETS
 
 if TYPE_CHECKING:
     from pqdflow.documents.plan import StudyPlan
@@ -46,15 +46,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("study", nargs="?", type=Path, help="study YAML file")
-    parser.add_argument(
-        "--example",
-        nargs="?",
-        const="paper",
-        default=None,
-        choices=PRESETS,
-        metavar="PRESET",
-        help="the example study: paper (default), full or quick",
-    )
+    add_example_argument(parser)
     parser.add_argument("--out", type=Path, help="output folder of the input tree")
     parser.add_argument(
         "--force",

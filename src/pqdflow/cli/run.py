@@ -26,6 +26,19 @@ from pqdflow.workflows.study.schema import PRESETS
 __all__ = ["add_backend_arguments", "backend_settings", "custodian_options", "register", "run"]
 
 
+def add_example_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--example [PRESET]`` (an example study: paper, the default; full; quick)."""
+    parser.add_argument(
+        "--example",
+        nargs="?",
+        const="paper",
+        default=None,
+        choices=PRESETS,
+        metavar="PRESET",
+        help="the example study: paper (default), full or quick",
+    )
+
+
 def add_backend_arguments(parser: argparse.ArgumentParser, *, default: str | None) -> None:
     """Add ``--backend`` (choices from the registry) and the VASP command options."""
     from pqdflow.workflows.backends import backend_entry, backend_names
@@ -133,15 +146,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("study", nargs="?", type=Path, help="study YAML file")
-    parser.add_argument(
-        "--example",
-        nargs="?",
-        const="paper",
-        default=None,
-        choices=PRESETS,
-        metavar="PRESET",
-        help="the example study: paper (default), full or quick",
-    )
+    add_example_argument(parser)
     add_backend_arguments(parser, default="chgnet")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
