@@ -228,10 +228,13 @@ def resolve_env(value: Any, env: Mapping[str, Any], *, strict: bool = True) -> A
 
 
 # ----------------------------------------------------------------------------- built-ins
-#: Relaxation optimiser of the physics backends unless a setting says otherwise: the
-#: preconditioned LBFGS needed 437 steps where BFGS needed 669 to relax the 84-atom AnHI
-#: NEB host to 0.005 eV/Å on CHGNet, and ended 45 meV lower (``make study``'s cells).
-PHYSICS_OPTIMIZER = "precon"
+#: Relaxation optimiser of the physics backends unless a setting says otherwise: BFGS, one
+#: force call per step. The preconditioned LBFGS (``"precon"``) takes fewer *steps* (437 vs
+#: 669 on the 84-atom AnHI NEB host, CHGNet, to 0.005 eV/Å) but its Armijo line search
+#: needs an energy decrease that CHGNet's single-precision energies cannot resolve near a
+#: tight minimum: on the 83-atom AnHI+TMSBr endpoint it spent 15707 force calls in 1000
+#: steps (40 min) without converging (``make study``, 2026-12-01).
+PHYSICS_OPTIMIZER = "bfgs"
 
 
 def _ase(name: str, calculators: str, **defaults: Any) -> BackendFactory:

@@ -9,6 +9,7 @@ overwritten silently (:func:`guard_outputs`).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "find_outputs",
+    "folder_lock",
     "guard_outputs",
     "move_outputs_aside",
     "sha256_of_files",
@@ -162,3 +164,45 @@ def sha256_of_files(directory: str | Path, names: list[str] | None = None) -> st
         digest.update(b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def folder_lock(directory: str | Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock on a calculation folder for the duration of the block.
+
+    Two processes computing the same calculation (the launcher and a lookahead worker of
+    one run) would write one folder twice; this lock makes one of them wait or skip. The
+    lock is ``fcntl.flock`` on ``.<name>.lock`` beside the folder (the folder itself is not
+    created); the kernel drops it when its holder exits, even on ``kill -9``.
+
+    Yields
+    ------
+    bool
+        Whether the lock is held: always True with ``wait`` (the block starts once the other
+        holder is done), False without ``wait`` when another process holds it.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    path = directory.with_name(f".{directory.name}.lock").resolve()
+    if path in _HELD:  # re-entered by the holder (a worker running the step it locked)
+        yield True
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        _HELD.add(path)
+        try:
+            yield True
+        finally:
+            _HELD.discard(path)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+#: Folder locks this process holds (flock is per open file: a second flock would block).
+_HELD: set[Path] = set()

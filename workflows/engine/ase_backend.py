@@ -70,8 +70,8 @@ class AseSettings:
         Relaxation step limit.
     optimizer
         Relaxation optimiser: ``"bfgs"``, ``"lbfgs"``, ``"fire"`` or ``"precon"``
-        (:data:`~pqdflow.workflows.engine.relax.OPTIMIZERS`; the chgnet and gpaw backends
-        default to ``"precon"``).
+        (:data:`~pqdflow.workflows.engine.relax.OPTIMIZERS`; every backend defaults to
+        ``"bfgs"``, see :data:`~pqdflow.workflows.backends.PHYSICS_OPTIMIZER`).
     neb
         Band recipe (:class:`~pqdflow.workflows.engine.neb.NebSettings`).
     calculator

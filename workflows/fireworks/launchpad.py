@@ -618,6 +618,7 @@ def run_plan_on_launchpad(
     wait: float = 0.0,
     backend_options: Mapping[str, Any] | None = None,
     plots: bool = True,
+    workers: int = 1,
 ) -> Path:
     """Run a study through FireWorks and write ``out/results.json``; return its path.
 
@@ -646,6 +647,10 @@ def run_plan_on_launchpad(
         Settings of the backend (see ``build_workflow``).
     plots
         Write the PNG plots next to ``results.json``.
+    workers
+        Processes computing the run: the launcher and ``workers - 1`` lookahead workers
+        (:class:`~pqdflow.workflows.fireworks.lookahead.LookaheadPool`), each with the
+        thread count of :func:`~pqdflow.workflows.engine.threads.resolve_threads`.
 
     Raises
     ------
@@ -671,6 +676,10 @@ def run_plan_on_launchpad(
     from pqdflow.workflows.study.session import run_session
     from pqdflow.workflows.study.steps import assemble_results, prepare_run_folder
 
+    from pqdflow.workflows.fireworks.lookahead import LookaheadPool, describe_workers
+
+    if not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be a whole number >= 1, got {workers!r}")
     start = time.perf_counter()
     out = Path(out).resolve()
     wf = build_workflow(plan, backend_name, root=out, backend_options=backend_options)
@@ -679,7 +688,9 @@ def run_plan_on_launchpad(
         # holding the store: a folder of another study is refused before anything runs
         out.mkdir(parents=True, exist_ok=True)
         prepare_run_folder(plan, out, backend_name, described)
-        with run_session(out, since=start, launcher="fireworks", **thread_record()) as session:
+        threads = thread_record()
+        info = {"launcher": "fireworks", "workers": workers, **threads}
+        with run_session(out, since=start, **info) as session:
             recovered = getattr(lp, "recovered_fw_ids", [])
             if recovered and progress:
                 print(f"pqdflow: reran lost Firework(s) of a killed launcher: {recovered}")
@@ -692,7 +703,17 @@ def run_plan_on_launchpad(
                 print(f"pqdflow: {verb} workflow {wf.name!r} ({len(wf.fws)} Fireworks) in {out}")
                 if resumed:
                     print(f"pqdflow: rerunning interrupted: {[r['name'] for r in resumed]}")
-            launch_rapidfire(lp, out / LAUNCHES_DIRNAME, progress=progress)
+            pool = LookaheadPool(
+                workers,
+                nodes,
+                store_file=getattr(lp, "store_file", None),
+                launchpad_file=None if isinstance(lp, EmbeddedLaunchPad) else launchpad_file,
+                threads=threads.get("threads"),
+            )
+            if progress:
+                print(describe_workers(workers, threads))
+            with pool.running():
+                launch_rapidfire(lp, out / LAUNCHES_DIRNAME, progress=progress)
             interrupted = session.interrupts.requested
             if interrupted:  # the Firework the signal stopped goes back to READY
                 rerun_fireworks(lp, nodes, which="interrupted")

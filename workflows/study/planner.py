@@ -490,6 +490,7 @@ class _Planner:
         if study.neb.formation:
             self.hop_networks[tag]["host_calc"] = self.vacancy_references(host, tag, kind)
         specs = []
+        initials: dict[int, str] = {}  # vacancy site -> its initial endpoint (one per site)
         for hop in chosen:
             initial, final = build_neb_endpoints(
                 host,
@@ -508,7 +509,14 @@ class _Planner:
                 "charge": study.neb.vacancy_charge,
             }
             name = f"neb-{tag}-{hop.name}"
-            first = self.add(f"{name}-initial", kind, initial, role="neb_initial", meta=meta)
+            # hops out of one vacancy share its initial endpoint: the same rattled host less
+            # the same atom, relaxed once (its energy is also the vacancy's formation energy)
+            shared = self.calcs.get(initials.get(hop.vacancy_index, ""))
+            if shared is not None and _same_structure(shared.atoms, initial):
+                first = shared
+            else:
+                first = self.add(f"{name}-initial", kind, initial, role="neb_initial", meta=meta)
+                initials[hop.vacancy_index] = first.name
             last = self.add(f"{name}-final", kind, final, role="neb_final", meta=meta)
             specs.append(
                 NebSpec(
@@ -522,3 +530,13 @@ class _Planner:
                 )
             )
         return specs
+
+
+def _same_structure(a: Atoms, b: Atoms) -> bool:
+    """Whether two planned structures are the same atoms at the same positions."""
+    return (
+        len(a) == len(b)
+        and list(a.numbers) == list(b.numbers)
+        and np.allclose(a.cell[:], b.cell[:])
+        and np.allclose(a.positions, b.positions)
+    )

@@ -46,7 +46,7 @@ from pqdflow.errors import (
     InputError,
     StudyError,
 )
-from pqdflow.fileio import atomic_write_text
+from pqdflow.fileio import atomic_write_text, folder_lock
 from pqdflow.provenance import provenance
 from pqdflow.structures.defects import check_endpoints, final_in_initial_basin
 from pqdflow.workflows.backends import Backend
@@ -325,6 +325,19 @@ def execute_step(
         raise InputError(f"{step.kind} {step.name!r} needs a backend")
     directory = Path(directory) if directory is not None else step_directory(step, root)
     assert directory is not None
+    # one process computes a folder; another one of the same run (a lookahead worker)
+    # waits here and then reads the finished result
+    with folder_lock(directory):
+        return _execute_in(step, spec, backend, docs, directory)
+
+
+def _execute_in(
+    step: Step,
+    spec: CalcSpec | NebSpec,
+    backend: Backend,
+    docs: Mapping[str, Any],
+    directory: Path,
+) -> RelaxDoc | NebDoc:
     settings = reuse_settings(backend.describe())
     if step.kind in ("relax", "single_point"):
         settings.pop("neb", None)  # the band recipe does not change a relaxation

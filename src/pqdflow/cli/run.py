@@ -175,9 +175,26 @@ def register(subparsers: Any) -> None:
         help="CPU threads of the ML potential (default: $PQDFLOW_THREADS, else "
         "$OMP_NUM_THREADS, else 1: more threads than free cores slow CHGNet down)",
     )
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default="auto",
+        metavar="N",
+        help="processes computing the run, with --launcher fireworks: the launcher plus N-1 "
+        "lookahead workers (default auto: one per --threads usable cores, at most 4, for "
+        "chgnet/gpaw; 1 for mock and vasp)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.set_defaults(func=run)
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"give a whole number >= 1 or auto, got {text!r}")
+    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,8 +220,13 @@ def run(args: argparse.Namespace) -> int:
     if args.launcher == "fireworks":
         if args.definition != "exchange":
             raise StudyError("--definition other than exchange needs --launcher direct")
+        from pqdflow.workflows.engine.threads import resolve_threads
         from pqdflow.workflows.fireworks.launchpad import run_plan_on_launchpad
+        from pqdflow.workflows.fireworks.lookahead import default_workers
 
+        workers = args.workers
+        if workers == "auto":
+            workers = default_workers(args.backend, resolve_threads(args.threads)[0])
         path = run_plan_on_launchpad(
             plan,
             args.backend,
@@ -213,12 +235,15 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             backend_options=settings,
             plots=not args.no_plots,
+            workers=int(workers),
         )
         print(f"results: {path}")
         _warn_unconverged(StudyResults.read(path).unconverged)
         return 0
     if args.launchpad is not None:
         raise StudyError("--launchpad needs --launcher fireworks")
+    if args.workers not in ("auto", 1):
+        raise StudyError("--workers needs --launcher fireworks (the direct launcher is serial)")
     results = run_study(
         plan,
         backend,
