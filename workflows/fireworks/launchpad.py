@@ -673,10 +673,9 @@ def run_plan_on_launchpad(
         workflow_failures,
         workflow_states,
     )
+    from pqdflow.workflows.fireworks.lookahead import LookaheadPool, describe_workers
     from pqdflow.workflows.study.session import run_session
     from pqdflow.workflows.study.steps import assemble_results, prepare_run_folder
-
-    from pqdflow.workflows.fireworks.lookahead import LookaheadPool, describe_workers
 
     if not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be a whole number >= 1, got {workers!r}")

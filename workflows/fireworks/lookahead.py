@@ -47,7 +47,7 @@ POLL_S = 2.0
 
 
 def default_workers(backend: str, threads: int | None) -> int:
-    """Processes for a local run of ``backend`` with ``threads`` torch threads each.
+    """Return the processes for a local run of ``backend`` with ``threads`` threads each.
 
     One per ``threads`` usable cores for the in-process ML/DFT backends (CHGNet, GPAW), at
     most 4; 1 for the mock (milliseconds per step: a worker would cost more than it saves)
