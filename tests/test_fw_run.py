@@ -362,3 +362,127 @@ def test_a_failing_firework_is_reported_and_completed_results_kept(
     partial = StudyResults.read(out / "results.json")
     assert sorted(c["name"] for c in partial.calculations) == ["ads", "neb-a", "neb-b", "slab"]
     assert partial.binding == []
+
+
+# ----------------------------------------------------------------- lookahead workers
+from pqdflow.documents.results import RESULT_FILE  # noqa: E402
+from pqdflow.fileio import folder_lock  # noqa: E402
+from pqdflow.workflows.fireworks.builder import add_workflow_once, build_workflow  # noqa: E402
+from pqdflow.workflows.fireworks.lookahead import (  # noqa: E402
+    LookaheadPool,
+    default_workers,
+    lookahead_candidates,
+    lookahead_worker,
+)
+
+
+def test_folder_lock_is_exclusive_between_processes_and_reentrant_within_one(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "calcs" / "relax-a"
+    holder = textwrap.dedent(
+        f"""
+        import sys, time
+        from pqdflow.fileio import folder_lock
+        with folder_lock({str(folder)!r}):
+            print("held", flush=True)
+            sys.stdin.readline()
+        """
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        assert proc.stdout.readline().strip() == "held"
+        with folder_lock(folder, wait=False) as held:
+            assert held is False  # the other process computes it
+        proc.communicate("\n", timeout=30)
+    with folder_lock(folder, wait=False) as held:
+        assert held is True
+        with folder_lock(folder, wait=False) as again:  # the holder re-enters (execute_step)
+            assert again is True
+    assert not folder.exists()  # the lock never creates the calculation folder
+
+
+class _StopAfter:
+    """A stop event that is set after ``n`` checks (the worker loop runs in this process)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def is_set(self) -> bool:
+        self.n -= 1
+        return self.n < 0
+
+    def wait(self, timeout: float) -> bool:
+        return self.is_set()
+
+
+def test_worker_computes_ready_steps_ahead_and_the_launcher_reuses_them(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    plan = small_plan(n_extra=2)
+    wf = build_workflow(plan, "mock", root=out, backend_options=FAST_NEB)
+    store = embedded_store_path(out)
+    out.mkdir()
+    with open_embedded_launchpad(store) as lp:
+        fw_id, _ = add_workflow_once(lp, wf)
+        nodes = [int(r["fw_id"]) for r in workflow_states(lp, fw_id)]
+        ready = lookahead_candidates(lp, nodes, set())
+    names = [r["name"] for r in ready]
+    # relaxations with no parents are READY; the binding and the band wait on them
+    assert names
+    assert all(n.startswith("relax/") for n in names)
+    # the worker starts from the end of the launcher's queue
+    with open_embedded_launchpad(store, readonly=True) as lp:
+        queue = lp.fireworks.find(
+            {"fw_id": {"$in": nodes}, "state": "READY"}, sort=[("spec._priority", -1)]
+        )
+        assert [r["fw_id"] for r in ready] == [r["fw_id"] for r in reversed(list(queue))]
+
+    lookahead_worker(
+        nodes, store_file=str(store), launchpad_file=None, threads=1, stop=_StopAfter(2)
+    )
+    done = sorted(p.parent.name for p in (out / "calcs").glob(f"*/{RESULT_FILE}"))
+    assert len(done) == 2  # one step per loop pass
+    with open_embedded_launchpad(store, readonly=True) as lp:  # the store is untouched
+        states = {r["name"]: r["state"] for r in workflow_states(lp, nodes[0])}
+    assert set(states.values()) <= {"READY", "WAITING"}
+    stamps = {n: (out / "calcs" / n / RESULT_FILE).stat().st_mtime_ns for n in done}
+
+    path = run_plan_on_launchpad(
+        plan, "mock", out, progress=False, backend_options=FAST_NEB, plots=False
+    )
+    results = StudyResults.read(path)
+    assert not results.failed
+    # the launcher read the worker's results instead of recomputing them
+    assert {n: (out / "calcs" / n / RESULT_FILE).stat().st_mtime_ns for n in done} == stamps
+
+
+def test_run_with_two_processes_completes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    path = run_plan_on_launchpad(
+        small_plan(n_extra=3),
+        "mock",
+        out,
+        progress=False,
+        backend_options=FAST_NEB,
+        plots=False,
+        workers=2,
+    )
+    results = StudyResults.read(path)
+    assert not results.failed
+    assert results.sessions[-1]["workers"] == 2
+    assert results.sessions[-1]["outcome"] == "completed"
+
+
+def test_worker_counts() -> None:
+    assert default_workers("mock", 1) == 1
+    assert default_workers("vasp", 1) == 1
+    n = default_workers("chgnet", 1)
+    assert 1 <= n <= 4
+    assert default_workers("chgnet", 64) == 1
+    with pytest.raises(InputError, match="workers"):
+        LookaheadPool(0, [1], store_file="x")
+    with pytest.raises(InputError, match="either"):
+        LookaheadPool(2, [1])

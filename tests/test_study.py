@@ -169,18 +169,28 @@ def test_default_plan_contents(plan: StudyPlan) -> None:
     # + formation energies: 4 pristine hosts, Br2, I2, CsI, CsPbI3 (bulk-x0), Pb metal and
     # ref-CsBr-nod3 (CsBr without D3: ref-CsBr carries D3 for the OAm reaction); + vacancy
     # fills: Br, I, OAc in a V_Br of the control surface and on top (6)
-    assert len(names) == len(set(names)) == 21 + 2 * n_nebs + 10 + 6
+    # one final endpoint per hop; one initial endpoint per vacancy site (hops out of the same
+    # vacancy share it: the same rattled host less the same atom)
+    n_initials = len({n.initial for n in plan.nebs})
+    assert n_initials == len({(n.meta["surface"], n.meta["vacancy_index"]) for n in plan.nebs})
+    assert n_initials < n_nebs  # e.g. VBr-Br and VBr-I out of one V_Br
+    for neb in plan.nebs:  # each hop's band starts from exactly its own vacancy
+        initial = plan.get(neb.initial)
+        assert initial.meta["vacancy_index"] == neb.meta["vacancy_index"]
+    n_endpoints = n_initials + n_nebs
+    assert len(names) == len(set(names)) == 21 + n_endpoints + 10 + 6
     kinds = Counter(c.kind for c in plan.calculations)
     # 2 bulk (x=3, x=2) + CsBr; slabs CsX + PbX2; 4 ligand refs + HBr + amine, TMS ester,
     # TMS amine (TMSBr channels); 5 single (AnHI on both terminations) + control on CsX and
     # PbX2 + treated on PbX2 (not charge-balanced on CsX); two endpoints per sampled hop
     n_bulk_hops = sum(n.meta["host"] == "bulk" for n in plan.nebs)
     assert n_bulk_hops == 3  # VBr-Br, VBr-I, VI-I in CsPbBr2I
+    bulk_initials = len({n.initial for n in plan.nebs if n.meta["host"] == "bulk"})
     assert kinds == {
-        "bulk": 3 + 2 * n_bulk_hops + 5,
+        "bulk": 3 + bulk_initials + n_bulk_hops + 5,
         "slab": 2,
         "molecule": 8 + 2,
-        "adsorbed": 8 + 2 * (n_nebs - n_bulk_hops) + 3 + 6,
+        "adsorbed": 8 + n_endpoints - bulk_initials - n_bulk_hops + 3 + 6,
     }
     assert plan.get("bulk-x3").relax_cell
     assert not plan.get(plan.nebs[0].initial).relax_cell

@@ -6,9 +6,10 @@ A lookahead worker is a separate process that uses another core for the same run
 touching the store's state: it reads a snapshot of the store (the file, saved atomically
 after every change; or its own connection to MongoDB), picks a READY Firework whose step
 needs a backend (a relaxation, a band, a single point) — the one the launcher would reach
-*last* — and runs that Firework's own task (:class:`~pqdflow.workflows.fireworks.tasks.
-StepTask`) into the run folder. When the launcher reaches that Firework, its task finds the
-finished result and reuses it (same inputs record) in a second. FireWorks' states, launch
+*last* — and runs that Firework's own task
+(:class:`~pqdflow.workflows.fireworks.tasks.StepTask`) into the run folder. When the
+launcher reaches that Firework, its task finds the finished result and reuses it (same
+inputs record) in a second. FireWorks' states, launch
 records and documents are written by the launcher alone, as in a one-process run.
 
 Each calculation folder is computed by one process: :func:`~pqdflow.fileio.folder_lock`
