@@ -98,6 +98,13 @@ def test_hand_made_plan_graph_is_exact(tmp_path: Path) -> None:
     # nothing else hangs off the relaxations
     assert set(wf.links[relax["slab-Cu"]]) == {binding}
     assert set(wf.links[relax["neb-Cu-initial"]]) == {neb, relax["neb-Cu-final"]}
+    # priority = calculations on the longest chain to an end: the NEB chain goes first
+    priority = {fw.fw_id: fw.spec["_priority"] for fw in wf.fws}
+    assert priority[relax["neb-Cu-initial"]] == 3  # initial -> final -> band
+    assert priority[relax["neb-Cu-final"]] == 2
+    assert priority[neb] == 1
+    assert priority[analysis] == priority[binding] == 0
+    assert priority[relax["slab-Cu"]] == priority[relax["ligand-H2"]] == 1
     assert all(type(fw.tasks[0]) is StepTask for fw in wf.fws)
     kinds = {fw.name: fw.tasks[0]["step"]["kind"] for fw in wf.fws}
     assert kinds["binding: binding-H-Cu"] == "binding"

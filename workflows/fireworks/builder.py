@@ -27,7 +27,7 @@ from pqdflow.documents.plan import StudyPlan
 from pqdflow.errors import InputError
 from pqdflow.workflows.backends import backend_entry, check_plan_support
 from pqdflow.workflows.fireworks.tasks import StepTask
-from pqdflow.workflows.study.scheduler import schedule
+from pqdflow.workflows.study.scheduler import Step, schedule
 
 __all__ = [
     "DEFAULT_CATEGORIES",
@@ -104,12 +104,16 @@ def build_workflow(
 
         options["inputs"] = VaspInputOptions.from_plan(plan).as_dict()
     fws: dict[str, Firework] = {}
-    for step in schedule(plan):
+    steps = schedule(plan)
+    priority = _chain_lengths(steps)
+    for step in steps:
         task: dict[str, Any] = {"step": step.as_dict(), "root": root_str}
         if step.kind in ("relax", "neb"):
             task |= {"backend": backend, "backend_options": options}
         spec: dict[str, Any] = {
-            "_pqdflow": {"study": plan.name, "kind": step.kind, "name": step.name}
+            "_pqdflow": {"study": plan.name, "kind": step.kind, "name": step.name},
+            # long chains first (NEB endpoint -> final endpoint -> band): they set the wall time
+            "_priority": priority[step.name],
         }
         category = cats.get(_CATEGORY_OF[step.kind])
         if category:
@@ -128,6 +132,24 @@ def build_workflow(
         "pqdflow_root": root_str,
     }
     return Workflow(list(fws.values()), name=f"pqdflow: {plan.name} ({backend})", metadata=metadata)
+
+
+def _chain_lengths(steps: list[Step]) -> dict[str, int]:
+    """Count the calculations on the longest chain from each step to an end of the graph.
+
+    The Firework priority: a launcher takes READY Fireworks with the highest first, so the
+    NEB chains (initial endpoint, final endpoint, band) start before the one-step relaxations.
+    """
+    children: dict[str, list[str]] = {s.name: [] for s in steps}
+    for s in steps:
+        for parent in s.parents:
+            children[parent].append(s.name)
+    kind = {s.name: s.kind for s in steps}
+    length: dict[str, int] = {}
+    for s in reversed(steps):  # schedule() lists parents before children
+        own = 1 if kind[s.name] in ("relax", "neb", "single_point") else 0
+        length[s.name] = own + max((length[c] for c in children[s.name]), default=0)
+    return length
 
 
 def find_workflow(lp: LaunchPad, fingerprint: str) -> int | None:
