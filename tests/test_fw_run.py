@@ -448,7 +448,19 @@ def test_worker_computes_ready_steps_ahead_and_the_launcher_reuses_them(tmp_path
     with open_embedded_launchpad(store, readonly=True) as lp:  # the store is untouched
         states = {r["name"]: r["state"] for r in workflow_states(lp, nodes[0])}
     assert set(states.values()) <= {"READY", "WAITING"}
+    # a second pass goes down the chains: the final endpoint once the initial's folder holds
+    # a result, the band once both do, although the store still has them WAITING
+    lookahead_worker(
+        nodes, store_file=str(store), launchpad_file=None, threads=1, stop=_StopAfter(40)
+    )
+    band = out / "neb" / "neb-Cu" / RESULT_FILE
+    assert band.is_file()
+    done = sorted(p.parent.name for p in (out / "calcs").glob(f"*/{RESULT_FILE}"))
+    assert len(done) == len(plan.calculations)
+    with open_embedded_launchpad(store, readonly=True) as lp:
+        assert {r["state"] for r in workflow_states(lp, nodes[0])} <= {"READY", "WAITING"}
     stamps = {n: (out / "calcs" / n / RESULT_FILE).stat().st_mtime_ns for n in done}
+    stamps["band"] = band.stat().st_mtime_ns
 
     path = run_plan_on_launchpad(
         plan, "mock", out, progress=False, backend_options=FAST_NEB, plots=False
@@ -456,7 +468,8 @@ def test_worker_computes_ready_steps_ahead_and_the_launcher_reuses_them(tmp_path
     results = StudyResults.read(path)
     assert not results.failed
     # the launcher read the worker's results instead of recomputing them
-    assert {n: (out / "calcs" / n / RESULT_FILE).stat().st_mtime_ns for n in done} == stamps
+    after = {n: (out / "calcs" / n / RESULT_FILE).stat().st_mtime_ns for n in done}
+    assert {**after, "band": band.stat().st_mtime_ns} == stamps
 
 
 def test_run_with_two_processes_completes(tmp_path: Path) -> None:

@@ -5,8 +5,8 @@ The embedded store lives in the memory of one launcher process (see
 A lookahead worker is a separate process that uses another core for the same run without
 touching the store's state: it reads a snapshot of the store (the file, saved atomically
 after every change; or its own connection to MongoDB), picks a READY Firework whose step
-needs a backend (a relaxation, a band, a single point) — the one the launcher would reach
-*last* — and runs that Firework's own task
+needs a backend (a relaxation, a band, a single point) and whose parents' folders hold
+finished results — the one the launcher would reach *last* — and runs that Firework's own task
 (:class:`~pqdflow.workflows.fireworks.tasks.StepTask`) into the run folder. When the
 launcher reaches that Firework, its task finds the finished result and reuses it (same
 inputs record) in a second. FireWorks' states, launch
@@ -61,31 +61,70 @@ def default_workers(backend: str, threads: int | None) -> int:
 
 
 def lookahead_candidates(lp: Any, nodes: list[int], skip: set[int]) -> list[dict[str, Any]]:
-    """READY Fireworks of ``nodes`` with a backend step, in the launcher's order reversed.
+    """Backend steps of ``nodes`` a worker can compute now, in the launcher's order reversed.
 
-    The launcher checks out READY Fireworks by ``spec._priority`` (highest first) and then in
-    the store's order; a worker starts from the other end so that the two rarely meet.
-    Fireworks in ``skip`` (failed in a worker) and steps whose folder already holds a result
-    are left out.
+    A step can be computed once every parent calculation has a finished result in its
+    folder, whether the launcher has already marked that parent COMPLETED or not: READY
+    Fireworks, and WAITING ones whose parents a worker finished (the launcher is busy on a
+    long band, the chain goes on). Each row gains ``docs``: the parents' documents read from
+    their folders (what the launcher will push when it reuses them). The launcher checks out
+    by ``spec._priority`` (highest first) and then in the store's order; a worker starts
+    from the other end so that the two rarely meet. Fireworks in ``skip`` (failed in a
+    worker) and steps whose folder already holds a result are left out.
     """
+    from pqdflow.documents.results import RESULT_FILE, NebDoc, RelaxDoc
+    from pqdflow.workflows.fireworks.tasks import doc_to_dict
+    from pqdflow.workflows.study.scheduler import Step
+    from pqdflow.workflows.study.steps import step_directory
+
     rows = list(
         lp.fireworks.find(
-            {"fw_id": {"$in": nodes}, "state": "READY"},
-            {"fw_id": 1, "name": 1, "spec": 1},
+            {"fw_id": {"$in": nodes}},
+            {"fw_id": 1, "name": 1, "spec": 1, "state": 1},
             sort=[("spec._priority", -1)],
         )
     )
+    steps: dict[str, tuple[Step, Path | None]] = {}
+    for row in rows:
+        task = _task(row)
+        if task.get("step"):
+            step = Step.from_dict(task["step"])
+            root = task.get("root")
+            steps[step.name] = (step, step_directory(step, root) if root else None)
+
+    def finished(name: str) -> Path | None:
+        step, directory = steps.get(name, (None, None))
+        if step is None or directory is None:
+            return None
+        path = directory / RESULT_FILE
+        return path if path.is_file() else None
+
     out = []
     for row in reversed(rows):
-        if row["fw_id"] in skip:
+        task = _task(row)
+        if row["state"] not in ("READY", "WAITING") or row["fw_id"] in skip:
             continue
-        tasks = row["spec"].get("_tasks") or []
-        task = tasks[0] if tasks else {}
-        step = task.get("step") or {}
-        if step.get("kind") not in BACKEND_KINDS or not task.get("root"):
+        kind = (task.get("step") or {}).get("kind")
+        if kind not in BACKEND_KINDS or not task.get("root"):
             continue
-        out.append(row)
+        step, directory = steps[Step.from_dict(task["step"]).name]
+        if directory is None or finished(step.name) is not None:
+            continue
+        paths = [finished(p) for p in step.parents]
+        if any(path is None for path in paths):
+            continue
+        docs = []
+        for parent, path in zip(step.parents, paths, strict=True):
+            cls = NebDoc if steps[parent][0].kind == "neb" else RelaxDoc
+            assert path is not None
+            docs.append(doc_to_dict(cls.read(path)))
+        out.append({**row, "docs": docs})
     return out
+
+
+def _task(row: Mapping[str, Any]) -> dict[str, Any]:
+    tasks = row.get("spec", {}).get("_tasks") or []
+    return dict(tasks[0]) if tasks else {}
 
 
 def _open_snapshot(store_file: Path | None, launchpad_file: Path | None) -> Any:
@@ -117,7 +156,7 @@ def lookahead_worker(
     from pqdflow.fileio import folder_lock
     from pqdflow.interrupt import catch_interrupts, interrupt_requested
     from pqdflow.workflows.engine.threads import request_threads
-    from pqdflow.workflows.fireworks.tasks import StepTask
+    from pqdflow.workflows.fireworks.tasks import DOCS_KEY, StepTask
     from pqdflow.workflows.study.scheduler import Step
     from pqdflow.workflows.study.steps import step_directory
 
@@ -132,7 +171,7 @@ def lookahead_worker(
             snapshot = lp if lp is not None else _open_snapshot(store, None)
             started = False
             for row in lookahead_candidates(snapshot, nodes, skip):
-                task = dict(row["spec"]["_tasks"][0])
+                task = _task(row)
                 step = Step.from_dict(task["step"])
                 directory = step_directory(step, task["root"])
                 if directory is None or (directory / RESULT_FILE).is_file():
@@ -142,8 +181,9 @@ def lookahead_worker(
                         continue  # the launcher (or another worker) is on it
                     started = True
                     _LOG.info("lookahead worker %d: %s", worker, step.name)
+                    spec = {**row["spec"], DOCS_KEY: row["docs"]}
                     try:
-                        StepTask.from_dict(task).run_task(dict(row["spec"]))
+                        StepTask.from_dict(task).run_task(spec)
                     except KeyboardInterrupt:
                         return
                     except Exception as exc:  # the launcher reruns it and records the error
