@@ -366,7 +366,7 @@ def test_a_failing_firework_is_reported_and_completed_results_kept(
 
 # ----------------------------------------------------------------- lookahead workers
 from pqdflow.documents.results import RESULT_FILE  # noqa: E402
-from pqdflow.fileio import folder_lock  # noqa: E402
+from pqdflow.fileio import folder_lock, folder_locking  # noqa: E402
 from pqdflow.workflows.fireworks.builder import add_workflow_once, build_workflow  # noqa: E402
 from pqdflow.workflows.fireworks.lookahead import (  # noqa: E402
     LookaheadPool,
@@ -383,8 +383,8 @@ def test_folder_lock_is_exclusive_between_processes_and_reentrant_within_one(
     holder = textwrap.dedent(
         f"""
         import sys, time
-        from pqdflow.fileio import folder_lock
-        with folder_lock({str(folder)!r}):
+        from pqdflow.fileio import folder_lock, folder_locking
+        with folder_locking(), folder_lock({str(folder)!r}):
             print("held", flush=True)
             sys.stdin.readline()
         """
@@ -395,14 +395,19 @@ def test_folder_lock_is_exclusive_between_processes_and_reentrant_within_one(
         assert proc.stdout is not None
         assert proc.stdin is not None
         assert proc.stdout.readline().strip() == "held"
-        with folder_lock(folder, wait=False) as held:
+        with folder_locking(), folder_lock(folder, wait=False) as held:
             assert held is False  # the other process computes it
         proc.communicate("\n", timeout=30)
-    with folder_lock(folder, wait=False) as held:
+    with folder_locking(), folder_lock(folder, wait=False) as held:
         assert held is True
         with folder_lock(folder, wait=False) as again:  # the holder re-enters (execute_step)
             assert again is True
     assert not folder.exists()  # the lock never creates the calculation folder
+    # a one-process run takes no locks and leaves no lock files in the user's folders
+    other = tmp_path / "single" / "relax-b"
+    with folder_lock(other, wait=False) as held:
+        assert held is True
+    assert not other.parent.exists()
 
 
 class _StopAfter:

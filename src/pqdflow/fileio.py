@@ -30,6 +30,7 @@ __all__ = [
     "atomic_write_text",
     "find_outputs",
     "folder_lock",
+    "folder_locking",
     "guard_outputs",
     "move_outputs_aside",
     "sha256_of_files",
@@ -173,7 +174,9 @@ def folder_lock(directory: str | Path, *, wait: bool = True) -> Iterator[bool]:
     Two processes computing the same calculation (the launcher and a lookahead worker of
     one run) would write one folder twice; this lock makes one of them wait or skip. The
     lock is ``fcntl.flock`` on ``.<name>.lock`` beside the folder (the folder itself is not
-    created); the kernel drops it when its holder exits, even on ``kill -9``.
+    created); the kernel drops it when its holder exits, even on ``kill -9``. Locks are only
+    taken while :func:`folder_locking` is on (a run with lookahead workers); otherwise the
+    block runs at once and no lock file is written.
 
     Yields
     ------
@@ -181,6 +184,9 @@ def folder_lock(directory: str | Path, *, wait: bool = True) -> Iterator[bool]:
         Whether the lock is held: always True with ``wait`` (the block starts once the other
         holder is done), False without ``wait`` when another process holds it.
     """
+    if not _LOCKING:  # one process computes the run: no lock files in the user's tree
+        yield True
+        return
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     path = directory.with_name(f".{directory.name}.lock").resolve()
@@ -206,3 +212,15 @@ def folder_lock(directory: str | Path, *, wait: bool = True) -> Iterator[bool]:
 
 #: Folder locks this process holds (flock is per open file: a second flock would block).
 _HELD: set[Path] = set()
+_LOCKING = False
+
+
+@contextlib.contextmanager
+def folder_locking() -> Iterator[None]:
+    """Turn :func:`folder_lock` on in this process for the duration of the block."""
+    global _LOCKING
+    before, _LOCKING = _LOCKING, True
+    try:
+        yield
+    finally:
+        _LOCKING = before

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pqdflow.errors import InputError
+from pqdflow.fileio import folder_lock, folder_locking
 
 __all__ = [
     "BACKEND_KINDS",
@@ -153,7 +154,6 @@ def lookahead_worker(
     changes the launchpad.
     """
     from pqdflow.documents.results import RESULT_FILE
-    from pqdflow.fileio import folder_lock
     from pqdflow.interrupt import catch_interrupts, interrupt_requested
     from pqdflow.workflows.engine.threads import request_threads
     from pqdflow.workflows.fireworks.tasks import DOCS_KEY, StepTask
@@ -166,7 +166,7 @@ def lookahead_worker(
     store = Path(store_file) if store_file else None
     mongo = Path(launchpad_file) if launchpad_file else None
     lp = None if store is not None else _open_snapshot(None, mongo)
-    with catch_interrupts():
+    with catch_interrupts(), folder_locking():
         while not stop.is_set() and not interrupt_requested() and os.getppid() == parent:
             snapshot = lp if lp is not None else _open_snapshot(store, None)
             started = False
@@ -232,6 +232,9 @@ class LookaheadPool:
     @contextlib.contextmanager
     def running(self) -> Iterator[LookaheadPool]:
         """Start the processes; stop them (after their current step) when the block ends."""
+        if self.workers == 1:
+            yield self
+            return
         # spawn, not fork: the launcher may already run torch threads
         ctx = mp.get_context("spawn")
         stop = ctx.Event()
@@ -252,7 +255,8 @@ class LookaheadPool:
             proc.start()
             self._processes.append(proc)
         try:
-            yield self
+            with folder_locking():  # the launcher waits for a folder a worker computes
+                yield self
         finally:
             stop.set()
             for proc in self._processes:
