@@ -148,7 +148,10 @@ def lookahead_worker(
     stop: Any,
     worker: int = 1,
 ) -> None:
-    """Compute READY backend steps of a run ahead of its launcher until ``stop`` is set.
+    """Compute backend steps of a run ahead of its launcher until ``stop`` is set.
+
+    Takes the steps :func:`lookahead_candidates` offers (READY, or WAITING on parents whose
+    folders hold results), one at a time, each under its folder lock.
 
     The target of each :class:`LookaheadPool` process (see the module docstring). Never
     changes the launchpad.
@@ -269,11 +272,6 @@ class LookaheadPool:
                 if proc.is_alive():  # pragma: no cover - a step that ignores SIGTERM
                     proc.kill()
                     proc.join()
-
-    @property
-    def pids(self) -> list[int]:
-        """Process ids of the running workers."""
-        return [int(p.pid) for p in self._processes if p.pid is not None]
 
 
 def describe_workers(workers: int, threads: Mapping[str, Any]) -> str:

@@ -512,7 +512,7 @@ class _Planner:
             # hops out of one vacancy share its initial endpoint: the same rattled host less
             # the same atom, relaxed once (its energy is also the vacancy's formation energy)
             shared = self.calcs.get(initials.get(hop.vacancy_index, ""))
-            if shared is not None and _same_structure(shared.atoms, initial):
+            if shared is not None and shared.atoms == initial:  # ASE: same atoms, positions, cell
                 first = shared
             else:
                 first = self.add(f"{name}-initial", kind, initial, role="neb_initial", meta=meta)
@@ -530,13 +530,3 @@ class _Planner:
                 )
             )
         return specs
-
-
-def _same_structure(a: Atoms, b: Atoms) -> bool:
-    """Whether two planned structures are the same atoms at the same positions."""
-    return (
-        len(a) == len(b)
-        and list(a.numbers) == list(b.numbers)
-        and np.allclose(a.cell[:], b.cell[:])
-        and np.allclose(a.positions, b.positions)
-    )
