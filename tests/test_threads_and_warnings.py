@@ -14,7 +14,12 @@ from ase.calculators.calculator import Calculator, all_changes
 from pqdflow.cli import main
 from pqdflow.errors import InputError
 from pqdflow.workflows.engine.ase_backend import CHGNET_TENSOR_WARNING, quiet_chgnet
-from pqdflow.workflows.engine.threads import DEFAULT_THREADS, THREADS_ENV, resolve_threads
+from pqdflow.workflows.engine.threads import (
+    DEFAULT_THREADS,
+    THREADS_ENV,
+    limit_blas_threads,
+    resolve_threads,
+)
 
 
 @pytest.mark.parametrize(
@@ -46,6 +51,20 @@ def test_cli_threads_checked_before_anything_is_written(
     assert main(["run", "--example", "--backend", "mock", "--out", str(out), "--threads", "0"]) == 2
     assert "--threads" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_blas_threads_capped_with_the_torch_count() -> None:
+    """numpy's BLAS (one thread per core by default) is capped at the chosen count."""
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    np.linalg.eigh(np.eye(4))  # BLAS loaded
+    with threadpool_limits(limits=None):  # restores the original counts afterwards
+        assert limit_blas_threads(1) == 1
+        blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        assert blas and set(blas) == {1}
+        # None (the caller's OMP_NUM_THREADS rules) changes nothing and reports what is set
+        assert limit_blas_threads(None) == 1
 
 
 class Noisy(Calculator):
