@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase import Atoms
-from ase.build import molecule
+from ase.build import bulk, molecule
 from ase.constraints import FixAtoms
 from ase.io import read
 
 from pqdflow.documents.results import RelaxDoc
-from pqdflow.errors import InputError
+from pqdflow.errors import BackendError, InputError
+from pqdflow.workflows.engine.ase_backend import AseSettings
 from pqdflow.workflows.engine.calculators import MockPairCalculator
-from pqdflow.workflows.engine.relax import relax_structure
+from pqdflow.workflows.engine.relax import BFGS_ALPHA, make_optimizer, relax_structure
 
 
 def slab() -> Atoms:
@@ -205,3 +206,26 @@ def test_preconditioned_lbfgs_never_stores_a_zero_step_or_searches_a_nan_directi
     opt.p = np.full((len(atoms), 3), np.nan)
     with pytest.raises(RuntimeError, match="non-finite"):
         opt.line_search(r.ravel(), -f.ravel(), atoms.get_potential_energy(), False)
+
+
+def test_bfgs_initial_hessian_is_softer_than_ases_and_recorded(tmp_path: Path) -> None:
+    """BFGS starts from BFGS_ALPHA (not ASE's 70), every BFGS the relaxation may use records it."""
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.rattle(0.05, seed=1)
+    opt, used = make_optimizer("bfgs", atoms)
+    assert used == "bfgs"
+    assert opt.alpha == BFGS_ALPHA == 20.0
+    fallback, used = make_optimizer("precon", atoms, relax_cell=True, bfgs_alpha=35.0)
+    assert used == "bfgs"
+    assert fallback.alpha == 35.0
+    doc = relax_structure(
+        atoms, MockPairCalculator(), tmp_path / "a", name="a", backend="mock", bfgs_alpha=50.0
+    )
+    assert doc.settings["bfgs_alpha"] == 50.0
+    with pytest.raises(InputError, match="bfgs_alpha"):
+        relax_structure(
+            atoms, MockPairCalculator(), tmp_path / "z", name="z", backend="mock", bfgs_alpha=0.0
+        )
+    assert not (tmp_path / "z").exists()
+    with pytest.raises(BackendError, match="bfgs_alpha"):
+        AseSettings(bfgs_alpha=-1.0)

@@ -62,7 +62,8 @@ def test_blas_threads_capped_with_the_torch_count() -> None:
     with threadpool_limits(limits=None):  # restores the original counts afterwards
         assert limit_blas_threads(1) == 1
         blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-        assert blas and set(blas) == {1}
+        assert blas
+        assert set(blas) == {1}
         # None (the caller's OMP_NUM_THREADS rules) changes nothing and reports what is set
         assert limit_blas_threads(None) == 1
 

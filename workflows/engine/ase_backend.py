@@ -31,7 +31,7 @@ from pqdflow.errors import BackendError, BackendNotInstalledError, InputError
 from pqdflow.workflows.engine.calculators import MockPairCalculator
 from pqdflow.workflows.engine.dispersion import dispersion_record, with_dispersion
 from pqdflow.workflows.engine.neb import NebSettings, run_band
-from pqdflow.workflows.engine.relax import OPTIMIZERS, OptimizerName, relax_structure
+from pqdflow.workflows.engine.relax import BFGS_ALPHA, OPTIMIZERS, OptimizerName, relax_structure
 from pqdflow.workflows.engine.threads import apply_threads
 
 __all__ = [
@@ -72,6 +72,9 @@ class AseSettings:
         Relaxation optimiser: ``"bfgs"``, ``"lbfgs"``, ``"fire"`` or ``"precon"``
         (:data:`~pqdflow.workflows.engine.relax.OPTIMIZERS`; every backend defaults to
         ``"bfgs"``, see :data:`~pqdflow.workflows.backends.PHYSICS_OPTIMIZER`).
+    bfgs_alpha
+        Initial Hessian of BFGS, eV/Å² (:data:`~pqdflow.workflows.engine.relax.BFGS_ALPHA`,
+        20: ASE's 70 is far stiffer than the octahedral tilts).
     neb
         Band recipe (:class:`~pqdflow.workflows.engine.neb.NebSettings`).
     calculator
@@ -83,11 +86,12 @@ class AseSettings:
     endpoint_fmax: float = 0.005
     max_steps: int = 1000
     optimizer: OptimizerName = "bfgs"
+    bfgs_alpha: float = BFGS_ALPHA
     neb: NebSettings = field(default_factory=NebSettings)
     calculator: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("fmax", "endpoint_fmax"):
+        for name in ("fmax", "endpoint_fmax", "bfgs_alpha"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise BackendError(
@@ -175,6 +179,7 @@ class AseBackend:
             relax_cell=spec.relax_cell,
             max_steps=s.max_steps,
             optimizer=s.optimizer,
+            bfgs_alpha=s.bfgs_alpha,
             settings={
                 "tight": tight,
                 "charge": spec.charge,
