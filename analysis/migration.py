@@ -18,6 +18,12 @@ A hop whose forward and reverse barriers are both below :data:`BARRIERLESS_EV` (
 ML NEB barriers in CsPbBr3, ``NEB_NOTES``) is flagged ``barrierless``: its two endpoints are
 not separated minima (the vacancy there relaxes without a barrier), so the number is "no
 barrier", not a small one; ``lowest_bound_eV`` / ``lowest_bound_hop`` leave such hops out.
+
+A hop whose final endpoint relaxed back into the initial state, even when rebuilt in the
+initial's basin (the band's ``meta["endpoint_check"]["same_state"]``), is ``blocked``: the
+vacancy is no minimum at the hopping atom's site, so the hop has no final state and no
+barrier. It is left out of the lowest barriers and of the transport network (no edge), and
+counted in ``n_blocked``; its row keeps what the band gave.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from pqdflow.errors import InputError
 __all__ = [
     "BARRIERLESS_EV",
     "hop_barrier",
+    "hop_blocked",
     "plot_barrier_vs_ligand_distance",
     "summarize_migration",
     "transport_limiting_barrier",
@@ -109,6 +116,12 @@ def transport_limiting_barrier(
     return None
 
 
+def hop_blocked(neb: Mapping[str, Any]) -> bool:
+    """Return True when the band's endpoints relaxed into one state (module docstring)."""
+    check = (neb.get("meta") or {}).get("endpoint_check") or {}
+    return check.get("passed") is False and bool(check.get("same_state"))
+
+
 def hop_barrier(neb: Mapping[str, Any]) -> float:
     """Return the barrier of a hop for transport: max(forward, reverse) of its band, eV."""
     return float(max(neb["Ea_eV"], neb.get("Ea_reverse_eV", neb["Ea_eV"])))
@@ -148,7 +161,8 @@ def summarize_migration(
     dict
         Surface tag -> ``{"host", "x", "hops": [labels + Ea_eV, Ea_reverse_eV, barrier_eV,
         barrierless, converged], "lowest_eV", "lowest_hop", "lowest_bound_eV",
-        "lowest_bound_hop" (barrierless hops left out), "n_barrierless",
+        "lowest_bound_hop" (barrierless hops left out), "n_barrierless", "n_blocked",
+        "blocked_hops" (no final state: left out of the lowest and transport barriers),
         "transport_limiting_eV" (sampled hops only;
         None if they do not connect across the cell), "transport_limiting_estimate_eV"
         (every unsampled hop class given the barrier of the sampled hop of the same
@@ -170,7 +184,8 @@ def summarize_migration(
                 "Ea_eV": float(neb["Ea_eV"]),
                 "Ea_reverse_eV": float(neb.get("Ea_reverse_eV", neb["Ea_eV"])),
                 "barrier_eV": hop_barrier(neb),
-                "barrierless": hop_barrier(neb) < BARRIERLESS_EV,
+                "barrierless": hop_barrier(neb) < BARRIERLESS_EV and not hop_blocked(neb),
+                "blocked": hop_blocked(neb),
                 "converged": bool(neb.get("converged", False)),
                 "unconverged_inputs": list(neb.get("unconverged_inputs", [])),
                 "path": neb.get("path", name),
@@ -184,9 +199,10 @@ def summarize_migration(
                 row["E_act_rich_eV"] = round(formation["E_f_rich_eV"] + row["Ea_eV"], 6)
                 row["E_act_poor_eV"] = round(formation["E_f_poor_eV"] + row["Ea_eV"], 6)
             rows.append(row)
-        sampled = {r["name"]: r["barrier_eV"] for r in rows}
+        usable = [r for r in rows if not r["blocked"]]
+        sampled = {r["name"]: r["barrier_eV"] for r in usable}
         by_class: dict[str, float] = {}
-        for r in rows:
+        for r in usable:
             key = _class(r["name"])
             by_class[key] = min(by_class.get(key, np.inf), r["barrier_eV"])
         estimate = {h["name"]: by_class.get(_class(h["name"])) for h in net.get("hops", [])}
@@ -197,8 +213,8 @@ def summarize_migration(
         approx = [
             (i, j, s, float(b)) for i, j, s, name in edges if (b := estimate.get(name)) is not None
         ]
-        lowest = min(rows, key=lambda r: r["Ea_eV"]) if rows else None
-        bound = [r for r in rows if not r["barrierless"]]
+        lowest = min(usable, key=lambda r: r["Ea_eV"]) if usable else None
+        bound = [r for r in usable if not r["barrierless"]]
         lowest_bound = min(bound, key=lambda r: r["Ea_eV"]) if bound else None
         out[tag] = {
             "host": net.get("host"),
@@ -208,7 +224,9 @@ def summarize_migration(
             "lowest_hop": lowest["name"] if lowest else None,
             "lowest_bound_eV": lowest_bound["Ea_eV"] if lowest_bound else None,
             "lowest_bound_hop": lowest_bound["name"] if lowest_bound else None,
-            "n_barrierless": len(rows) - len(bound),
+            "n_barrierless": len(usable) - len(bound),
+            "n_blocked": len(rows) - len(usable),
+            "blocked_hops": [r["name"] for r in rows if r["blocked"]],
             "transport_limiting_eV": transport_limiting_barrier(n, exact, axes),
             "transport_limiting_estimate_eV": transport_limiting_barrier(n, approx, axes),
             "n_offered": len(net.get("hops", [])),
@@ -231,7 +249,8 @@ def plot_barrier_vs_ligand_distance(
     """Scatter plot: each sampled hop's barrier vs its distance to the nearest ligand.
 
     One colour per surface; hops with no ligand within range (bulk, clean) are drawn at
-    ``no_ligand`` Å. Writes ``path`` (PNG) and returns it.
+    ``no_ligand`` Å, blocked hops (no final state) as crosses. Writes ``path`` (PNG) and
+    returns it.
     """
     import matplotlib
 
@@ -246,7 +265,20 @@ def plot_barrier_vs_ligand_distance(
             continue
         xs = [no_ligand if r.get("ligand_distance") is None else r["ligand_distance"] for r in rows]
         ys = [r["Ea_eV"] for r in rows]
-        ax.scatter(xs, ys, label=tag)
+        blocked = [bool(r.get("blocked")) for r in rows]
+        dots = ax.scatter(
+            [x for x, b in zip(xs, blocked, strict=True) if not b],
+            [y for y, b in zip(ys, blocked, strict=True) if not b],
+            label=tag,
+        )
+        if any(blocked):  # no final state: drawn as crosses at what the band gave
+            ax.scatter(
+                [x for x, b in zip(xs, blocked, strict=True) if b],
+                [y for y, b in zip(ys, blocked, strict=True) if b],
+                marker="x",
+                color=dots.get_facecolor()[0] if len(dots.get_facecolor()) else None,
+                label=f"{tag}: blocked (no final state)",
+            )
     ax.axvline(no_ligand - 0.5, color="0.7", lw=0.8, ls=":")
     ax.set_xlabel(f"distance hop midpoint - nearest ligand atom (Å; {no_ligand:g} = none near)")
     ax.set_ylabel("migration barrier (eV)")
@@ -274,6 +306,7 @@ _CSV_COLUMNS = (
     "Ea_reverse_eV",
     "barrier_eV",
     "barrierless",
+    "blocked",
     "E_f_rich_eV",
     "E_f_poor_eV",
     "E_act_rich_eV",
@@ -311,6 +344,7 @@ def write_migration(
         "lowest_bound_eV",
         "lowest_bound_hop",
         "n_barrierless",
+        "n_blocked",
         "transport_limiting_eV",
         "transport_limiting_estimate_eV",
     )

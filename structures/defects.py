@@ -22,7 +22,7 @@ from ase import Atoms
 from ase.geometry import find_mic
 from ase.mep.neb import IDPP, NEB, idpp_interpolate, interpolate
 
-from pqdflow.errors import EndpointError, InputError
+from pqdflow.errors import EndpointError, InputError, SameStateError
 from pqdflow.structures.ligands import MOLECULAR_ELEMENTS
 from pqdflow.structures.slabs import ligand_indices, reindex_ligands, slab_layers
 
@@ -369,7 +369,8 @@ def check_endpoints(
     Raises
     ------
     EndpointError
-        Naming the first mismatch.
+        Naming the first mismatch; :class:`~pqdflow.errors.SameStateError` when no atom
+        moves (the endpoints are one state).
     """
     if len(initial) != len(final):
         raise EndpointError(
@@ -409,7 +410,7 @@ def check_endpoints(
             "endpoints; only the hopping atom may (the atom order probably differs)"
         )
     if moved[k] < 0.1:
-        raise EndpointError("no atom moves between the endpoints; they are the same state")
+        raise SameStateError("no atom moves between the endpoints; they are the same state")
     return k
 
 

@@ -258,3 +258,37 @@ def test_printed_summary_has_one_line_per_surface_with_its_barriers(slab: Atoms)
     # across the cell, so it limits transport at max(fwd, rev) = 0.006
     assert row.split()[:5] == ["s", "2", "0.004", "0.310", "0.006"]
     assert "(1 barrierless)" in row
+
+
+def test_a_hop_whose_final_state_went_back_is_blocked_not_a_zero_barrier(
+    slab: Atoms, tmp_path: Path
+) -> None:
+    """Endpoints that relaxed into one state: no edge in the network, not the lowest."""
+    hops = sample_hops(slab)
+    net = {"host": "clean", "x": 3.0, "hops": [h.labels() for h in hops], **hop_network(slab, hops)}
+    same = {"passed": False, "reason": "no atom moves", "same_state": True}
+    nebs = [
+        {"Ea_eV": 0.45, "Ea_reverse_eV": 0.2, "meta": {"surface": "s", "hop": hops[0].labels()}},
+        {
+            "Ea_eV": 0.0,
+            "Ea_reverse_eV": 0.0,
+            "meta": {"surface": "s", "hop": hops[1].labels(), "endpoint_check": same},
+        },
+    ]
+    summary = summarize_migration(nebs, {"s": net})["s"]
+    rows = {r["name"]: r for r in summary["hops"]}
+    assert rows[hops[1].name]["blocked"]
+    assert not rows[hops[1].name]["barrierless"]
+    assert not rows[hops[0].name]["blocked"]
+    assert summary["lowest_eV"] == pytest.approx(0.45)  # the 0.0 of the blocked hop is no barrier
+    assert summary["n_blocked"] == 1
+    assert summary["blocked_hops"] == [hops[1].name]
+    # in-plane hops alone percolate at their max(fwd, rev); the blocked up-down hop adds no edge
+    assert summary["transport_limiting_eV"] == pytest.approx(0.45)
+    # a failed check that is not "one state" (a rearrangement) is not a blocked hop
+    other = {**nebs[1], "meta": {**nebs[1]["meta"], "endpoint_check": {"passed": False}}}
+    again = summarize_migration([nebs[0], other], {"s": net})["s"]
+    assert again["n_blocked"] == 0
+    assert again["lowest_eV"] == pytest.approx(0.0)
+    png = plot_barrier_vs_ligand_distance({"s": summary}, tmp_path / "b.png")
+    assert png.read_bytes().startswith(b"\x89PNG")

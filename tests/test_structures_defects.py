@@ -7,7 +7,7 @@ import pytest
 from ase import Atoms
 from ase.geometry import find_mic
 
-from pqdflow.errors import EndpointError, InputError
+from pqdflow.errors import EndpointError, InputError, SameStateError
 from pqdflow.structures.adsorption import build_passivated_surface
 from pqdflow.structures.bulk import CSPBBR3_A, build_mixed_halide
 from pqdflow.structures.defects import (
@@ -157,6 +157,9 @@ def test_endpoints_that_do_not_correspond(bulk: Atoms) -> None:
     order[br[3]], order[br[10]] = br[10], br[3]
     with pytest.raises(EndpointError, match=r"move by more than"):
         check_endpoints(initial, same_species[order])
+    # the final state relaxed back into the initial one: its own error (a blocked hop)
+    with pytest.raises(SameStateError, match=r"same state"):
+        check_endpoints(initial, initial.copy(), hopping_index=hop.hop_index)
 
 
 def test_default_n_images() -> None:

@@ -78,10 +78,12 @@ def _migration_lines(migration: Mapping[str, Mapping[str, Any]]) -> list[str]:
         poor = [h["E_f_poor_eV"] for h in hops if h.get("E_f_poor_eV") is not None]
         formation = f"{min(rich):.2f}..{max(poor):.2f}" if rich and poor else "-"
         flat = int(surf.get("n_barrierless") or 0)
+        blocked = int(surf.get("n_blocked") or 0)
+        notes = [f"{flat} barrierless"] * bool(flat) + [f"{blocked} blocked"] * bool(blocked)
         lines.append(
             f"{tag:<13} {len(hops):>4} {num(surf.get('lowest_eV')):>7} "
             f"{num(surf.get('lowest_bound_eV')):>12} {num(surf.get('transport_limiting_eV')):>9} "
-            f"{formation:>20}" + (f"  ({flat} barrierless)" if flat else "")
+            f"{formation:>20}" + (f"  ({', '.join(notes)})" if notes else "")
         )
     return lines
 

@@ -28,6 +28,7 @@ __all__ = [
     "ParseError",
     "PqdflowError",
     "RunInterrupted",
+    "SameStateError",
     "StudyError",
     "UnbalancedReactionError",
     "UnknownLigandError",
@@ -71,6 +72,14 @@ class ClashError(InputError):
 
 class EndpointError(InputError):
     """NEB endpoints whose atoms do not correspond one to one."""
+
+
+class SameStateError(EndpointError):
+    """NEB endpoints that are one state: no atom moves between them.
+
+    After relaxation this means the planned final state is no minimum (the hopping atom
+    went back): the vacancy cannot sit at the hopping atom's site, and the hop is blocked.
+    """
 
 
 class StudyError(InputError):

@@ -44,6 +44,7 @@ from pqdflow.errors import (
     EndpointError,
     EndpointWarning,
     InputError,
+    SameStateError,
     StudyError,
 )
 from pqdflow.fileio import atomic_write_text, folder_lock
@@ -239,7 +240,12 @@ def run_neb(
             # The rebuilt final endpoint relaxed away too: a real rearrangement on this
             # potential (same atom order by construction), not a bookkeeping error. Run the
             # band, but flag it so the barrier is not read as a clean hop.
-            meta["endpoint_check"] = {"passed": False, "reason": str(again)}
+            meta["endpoint_check"] = {
+                "passed": False,
+                "reason": str(again),
+                # the hopping atom went back: the final state is no minimum, the hop blocked
+                "same_state": isinstance(again, SameStateError),
+            }
             warnings.warn(
                 f"NEB {spec.name!r}: {again}, even after rebuilding the final endpoint in "
                 "the initial's basin; the band is run and flagged "
