@@ -204,8 +204,25 @@ def summarize_neb(doc: NebDoc) -> dict[str, Any]:
     Returns the path name and label, forward/reverse barriers from the highest image and
     from the spline (eV), the highest and climbing image indices, convergence, and the
     difference between this barrier and the one the NEB run reported (eV; ~0 unless the
-    run's own analysis disagrees).
+    run's own analysis disagrees). A hop with no band (its endpoints relaxed into one state,
+    ``n_images`` 0) gives the document's endpoint differences and its reason.
     """
+    if doc.n_images == 0:
+        return {
+            "name": doc.path,
+            "label": doc.label,
+            "backend": doc.backend,
+            "Ea_eV": float(doc.Ea_eV),
+            "Ea_reverse_eV": float(doc.Ea_reverse_eV),
+            "Ea_spline_eV": float(doc.Ea_spline_eV),
+            "Ea_reverse_spline_eV": float(doc.Ea_reverse_spline_eV),
+            "highest_index": None,
+            "climbing_index": None,
+            "climbing_is_highest": False,
+            "converged": False,
+            "reported_minus_recomputed_eV": 0.0,
+            "notes": [doc.stop_reason or "no band was run"],
+        }
     barrier = neb_barrier(
         doc.image_energies,
         doc.reaction_coordinate or None,

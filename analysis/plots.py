@@ -221,8 +221,9 @@ def plot_neb_profiles(
                 np.asarray(spline["s"], float), np.asarray(spline["E"], float), style, color=colour
             )
         else:
-            curve, _ = band_spline(s, e, prof.get("tangential_forces"))
-            if curve is not None and np.all(np.diff(s) > 0):
+            increasing = bool(np.all(np.diff(s) > 0))  # a hop with no band may not be
+            curve = band_spline(s, e, prof.get("tangential_forces"))[0] if increasing else None
+            if curve is not None:
                 grid = np.linspace(s[0], s[-1], 200)
                 ax.plot(grid, curve(grid), style, color=colour)
             else:

@@ -341,3 +341,31 @@ def test_chgnet_four_ligands_bind_with_converged_relaxations(tmp_path: Path) -> 
         assert np.isfinite(entry["E_b_eV"])
         assert abs(entry["E_b_eV"]) < 10.0
         assert entry["all_converged"]
+
+
+def test_a_final_state_that_relaxes_back_into_the_initial_is_flagged_as_one_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pqdflow.errors import EndpointWarning
+
+    _, spec, backend, docs = far_final_endpoint(tmp_path)
+    # the rebuilt final endpoint is the initial state itself (the hopping atom went back)
+    monkeypatch.setattr(steps, "final_in_initial_basin", lambda initial, final, k: initial.copy())
+    with pytest.warns(EndpointWarning, match="same state"):
+        neb = run_neb(spec, docs[spec.initial], docs[spec.final], backend, tmp_path / "n")
+    check = neb.meta["endpoint_check"]
+    assert check["passed"] is False
+    assert check["same_state"] is True
+    from pqdflow.analysis.migration import hop_blocked
+
+    assert hop_blocked(neb.as_dict())
+    # no band between one state: no force call, not converged, and it says why
+    assert neb.n_force_calls == 0
+    assert not neb.converged
+    assert "one state" in neb.stop_reason
+    assert NebDoc.read(tmp_path / "n" / "result.json").meta["endpoint_check"]["same_state"]
+    from pqdflow.analysis.barriers import summarize_neb
+
+    summary = summarize_neb(neb)
+    assert summary["converged"] is False
+    assert "one state" in summary["notes"][0]

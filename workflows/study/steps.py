@@ -32,6 +32,7 @@ from pqdflow.analysis.binding import compute_binding
 from pqdflow.documents.manifest import MANIFEST_FILE, Manifest, ManifestEntry, read_manifest
 from pqdflow.documents.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan, jsonable
 from pqdflow.documents.results import (
+    RESULT_FILE,
     BindingDoc,
     NebDoc,
     RelaxDoc,
@@ -246,6 +247,20 @@ def run_neb(
                 # the hopping atom went back: the final state is no minimum, the hop blocked
                 "same_state": isinstance(again, SameStateError),
             }
+            if isinstance(again, SameStateError):
+                endpoints = {initial_doc.name: initial_doc, final_doc.name: final_doc}
+                meta["unconverged_inputs"] = unconverged_names(list(endpoints), endpoints)
+                warnings.warn(
+                    f"NEB {spec.name!r}: the final endpoint relaxed back into the initial "
+                    "state (the same state), even when rebuilt in the initial's basin: the hop "
+                    "has no final state (blocked); no band is run (meta['endpoint_check'])",
+                    EndpointWarning,
+                    stacklevel=2,
+                )
+                doc = _one_state_document(
+                    spec, initial_doc, final_doc, directory, backend.name, meta
+                )
+                return dataclasses.replace(doc, unconverged_inputs=list(meta["unconverged_inputs"]))
             warnings.warn(
                 f"NEB {spec.name!r}: {again}, even after rebuilding the final endpoint in "
                 "the initial's basin; the band is run and flagged "
@@ -276,6 +291,73 @@ def _on_relaxed_lattice(spec: CalcSpec, step: Step, bulk: RelaxDoc) -> tuple[Cal
         )
         step = dataclasses.replace(step, start_from=start)
     return spec, dataclasses.replace(step, spec=spec)
+
+
+def _one_state_document(
+    spec: NebSpec,
+    initial_doc: RelaxDoc,
+    final_doc: RelaxDoc,
+    directory: Path,
+    backend: str,
+    meta: Mapping[str, Any],
+) -> NebDoc:
+    """Write the NEB document of a hop whose endpoints are one state: no band, not converged.
+
+    The "band" is the two relaxed endpoints (no force call; ``band.extxyz`` holds them);
+    barriers are the energy differences of the endpoints. The migration summary reads
+    ``meta["endpoint_check"]["same_state"]`` and leaves the hop out as blocked.
+    """
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.geometry import find_mic
+
+    from pqdflow.workflows.engine.relax import write_frame
+
+    directory.mkdir(parents=True, exist_ok=True)
+    images = []
+    for doc in (initial_doc, final_doc):
+        image = doc.read_structure()
+        image.calc = SinglePointCalculator(image, energy=doc.energy)
+        images.append(image)
+    tmp = directory / ".band.extxyz.tmp"
+    with tmp.open("w") as handle:
+        for image in images:
+            write_frame(handle, image)
+    tmp.replace(directory / "band.extxyz")
+    shift, _ = find_mic(images[1].positions - images[0].positions, images[0].cell, images[0].pbc)
+    d_e = final_doc.energy - initial_doc.energy
+    forward, reverse = max(d_e, 0.0), max(-d_e, 0.0)
+    reason = "the endpoints are one state: the hop has no final state (blocked); no band run"
+    doc = NebDoc(
+        path=spec.name,
+        label=spec.label,
+        backend=backend,
+        image_energies=[initial_doc.energy, final_doc.energy],
+        reaction_coordinate=[0.0, float(np.linalg.norm(shift))],
+        tangential_forces=[0.0, 0.0],
+        barrier={"forward": forward, "reverse": reverse, "notes": [reason]},
+        Ea_eV=forward,
+        Ea_reverse_eV=reverse,
+        Ea_spline_eV=forward,
+        Ea_reverse_spline_eV=reverse,
+        n_images=0,
+        climbing_index=None,
+        fmax=0.0,
+        fmax_climbing=0.0,
+        converged=False,
+        n_force_calls=0,
+        n_steps=0,
+        initial=initial_doc.name,
+        final=final_doc.name,
+        directory=str(directory.resolve()),
+        start="not run",
+        n_oracle_calls=0,
+        stopped_early=True,
+        stop_reason=reason,
+        meta=dict(meta),
+        provenance=provenance(backend=backend),
+    )
+    doc.write(directory / RESULT_FILE)
+    return doc
 
 
 def execute_step(
