@@ -119,7 +119,9 @@ def transport_limiting_barrier(
 def hop_blocked(neb: Mapping[str, Any]) -> bool:
     """Return True when the band's endpoints relaxed into one state (module docstring)."""
     check = (neb.get("meta") or {}).get("endpoint_check") or {}
-    return check.get("passed") is False and bool(check.get("same_state"))
+    # a band of pqdflow before 'same_state' was recorded: the check's own words say it
+    same = check.get("same_state", "same state" in str(check.get("reason", "")))
+    return check.get("passed") is False and bool(same)
 
 
 def hop_barrier(neb: Mapping[str, Any]) -> float:

@@ -290,5 +290,12 @@ def test_a_hop_whose_final_state_went_back_is_blocked_not_a_zero_barrier(
     again = summarize_migration([nebs[0], other], {"s": net})["s"]
     assert again["n_blocked"] == 0
     assert again["lowest_eV"] == pytest.approx(0.0)
+    # a document written before same_state was recorded: the reason says it
+    older = {
+        "passed": False,
+        "reason": "no atom moves between the endpoints; they are the same state",
+    }
+    old_doc = {**nebs[1], "meta": {**nebs[1]["meta"], "endpoint_check": older}}
+    assert summarize_migration([nebs[0], old_doc], {"s": net})["s"]["n_blocked"] == 1
     png = plot_barrier_vs_ligand_distance({"s": summary}, tmp_path / "b.png")
     assert png.read_bytes().startswith(b"\x89PNG")
