@@ -28,6 +28,7 @@ from pqdflow.structures.slabs import ligand_indices, reindex_ligands, slab_layer
 
 __all__ = [
     "HALIDES",
+    "VACANCY_CLASH_RADIUS",
     "Hop",
     "build_halide_vacancy",
     "build_neb_endpoints",
@@ -38,6 +39,7 @@ __all__ = [
     "hop_distance",
     "interpolate_band",
     "rattle_host",
+    "vacancy_occupant",
 ]
 
 HALIDES: tuple[str, ...] = ("Br", "I")
@@ -412,6 +414,30 @@ def check_endpoints(
     if moved[k] < 0.1:
         raise SameStateError("no atom moves between the endpoints; they are the same state")
     return k
+
+
+#: Å: a non-hydrogen atom this close to a vacancy site occupies it (half a Pb-X bond; the
+#: shortest X...H-N hydrogen bonds of the ammonium ligands are ~2.4 Å, Pb-X bonds 3.0-3.2 Å).
+VACANCY_CLASH_RADIUS: float = 1.6
+
+
+def vacancy_occupant(
+    atoms: Atoms, hopping_index: int, *, radius: float = VACANCY_CLASH_RADIUS
+) -> tuple[int, float] | None:
+    """Return the atom that already sits where the hopping atom was put, if any.
+
+    ``atoms`` is a final-endpoint start (the hopping atom moved onto its vacancy site, e.g.
+    by :func:`final_in_initial_basin`). When the relaxed initial endpoint had that vacancy
+    filled (a ligand's halide or carboxylate O moved into it: the passivation of Fig. 1 of
+    the paper), a non-hydrogen atom lies within ``radius`` Å of the site and the hop has no
+    final state. Returns ``(index, distance)`` of the nearest such atom, or None.
+    """
+    others = [i for i, z in enumerate(atoms.numbers) if i != hopping_index and z != 1]
+    if not others:
+        return None
+    d = atoms.get_distances(hopping_index, others, mic=True)
+    k = int(np.argmin(d))
+    return (others[k], float(d[k])) if d[k] < radius else None
 
 
 def final_in_initial_basin(

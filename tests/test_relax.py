@@ -186,6 +186,18 @@ def test_physics_backends_default_to_one_force_call_per_step() -> None:
     assert get_backend("chgnet", optimizer="fire").describe()["optimizer"] == "fire"
 
 
+def test_physics_bands_have_a_force_call_budget_mock_none() -> None:
+    # a flat ligand-surface path ran FIRE 3948 CHGNet calls to its step limit
+    from pqdflow.workflows.backends import PHYSICS_BAND_BUDGET, get_backend
+
+    assert get_backend("mock").describe()["neb"]["max_force_calls"] is None
+    pytest.importorskip("chgnet")
+    chgnet = get_backend("chgnet").describe()["neb"]
+    assert chgnet["max_force_calls"] == PHYSICS_BAND_BUDGET == 1200
+    bigger = get_backend("chgnet", neb_max_force_calls=5000).describe()["neb"]
+    assert bigger["max_force_calls"] == 5000
+
+
 def test_preconditioned_lbfgs_never_stores_a_zero_step_or_searches_a_nan_direction() -> None:
     from ase.optimize.precon import Exp
 

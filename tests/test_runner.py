@@ -369,3 +369,46 @@ def test_a_final_state_that_relaxes_back_into_the_initial_is_flagged_as_one_stat
     summary = summarize_neb(neb)
     assert summary["converged"] is False
     assert "one state" in summary["notes"][0]
+
+
+def test_a_vacancy_the_relaxed_initial_endpoint_filled_gives_a_blocked_hop(tmp_path: Path) -> None:
+    """Another atom moved into the vacancy: no final relaxation, no band, the hop blocked."""
+    from ase.io import write
+
+    from pqdflow.analysis.migration import hop_blocked
+    from pqdflow.workflows.study.scheduler import schedule
+
+    plan = small_plan()
+    spec = plan.nebs[0]
+    backend = CountingBackend()
+    by_name = {s.name: s for s in schedule(plan)}
+    initial = relax_calculation(plan.get(spec.initial), backend, tmp_path / spec.initial)
+    # the relaxed initial endpoint has another Br (not the hopping one) on the vacancy site
+    atoms = initial.read_structure()
+    final_step = by_name[spec.final]
+    site = final_endpoint_start(
+        atoms, final_step.start_from.initial_start, final_step.spec.atoms, spec.hopping_index
+    ).positions[spec.hopping_index]
+    other = next(i for i, a in enumerate(atoms) if a.symbol == "Br" and i != spec.hopping_index)
+    atoms.positions[other] = site + np.array([0.2, 0.0, 0.0])
+    write(initial.structure_file(), atoms, format="extxyz")
+    docs = {spec.initial: initial}
+    final = steps.execute_step(final_step, backend, docs, tmp_path)
+    assert isinstance(final, RelaxDoc)
+    filled = final.meta["vacancy_filled"]
+    assert filled["index"] == other
+    assert filled["element"] == "Br"
+    # 0.2 Å off the site (the site itself follows the moved neighbourhood a little)
+    assert filled["distance_A"] == pytest.approx(0.2, abs=0.1)
+    assert final.n_force_calls == 0
+    assert spec.final not in backend.relaxed  # nothing was relaxed for it
+    assert final.energy == initial.energy
+    neb = run_neb(spec, initial, final, backend, tmp_path / "band")
+    assert neb.n_force_calls == 0
+    assert backend.nebs == []  # no band was run
+    assert neb.meta["endpoint_check"]["same_state"]
+    assert "filled" in neb.meta["endpoint_check"]["reason"]
+    assert hop_blocked(neb.as_dict())
+    # a rerun reads the finished final endpoint
+    again = steps.execute_step(final_step, backend, docs, tmp_path)
+    assert again.meta["vacancy_filled"] == filled

@@ -236,6 +236,15 @@ def resolve_env(value: Any, env: Mapping[str, Any], *, strict: bool = True) -> A
 #: steps (40 min) without converging (``make study``, 2026-12-01).
 PHYSICS_OPTIMIZER = "bfgs"
 
+#: Force-call budget of one band on the physics backends (``neb_max_force_calls``; None is
+#: no budget). Converged ligand-surface bands of ``make study`` took 567 CHGNet calls (the
+#: control surface, FIRE); on the AnHI-only surface the Br hop nearest to the anilinium has
+#: a flat path (barrier 13 meV, no negative curvature along it) and FIRE spent 3948 calls (15
+#: min) to its step limit without converging (2026-12-01). A band that runs out of budget
+#: stops, says so (``stopped_early``, ``stop_reason``) and is flagged unconverged everywhere
+#: its barrier is used.
+PHYSICS_BAND_BUDGET = 1200
+
 
 def _ase(name: str, calculators: str, **defaults: Any) -> BackendFactory:
     def factory(settings: Mapping[str, Any], env: Mapping[str, Any]) -> Backend:
@@ -251,7 +260,9 @@ def _ase(name: str, calculators: str, **defaults: Any) -> BackendFactory:
 def _gpaw(settings: Mapping[str, Any], env: Mapping[str, Any]) -> Backend:
     from pqdflow.workflows.engine import ase_backend
 
-    parsed = ase_backend.ase_settings({"optimizer": PHYSICS_OPTIMIZER, **settings})
+    parsed = ase_backend.ase_settings(
+        {"optimizer": PHYSICS_OPTIMIZER, "neb_max_force_calls": PHYSICS_BAND_BUDGET, **settings}
+    )
     cell = ase_backend.gpaw_cell_factory(parsed.calculator)
 
     def unused() -> Any:
@@ -292,7 +303,12 @@ register_backend(
 register_backend(
     BackendEntry(
         "chgnet",
-        _ase("chgnet", "chgnet_factory", optimizer=PHYSICS_OPTIMIZER),
+        _ase(
+            "chgnet",
+            "chgnet_factory",
+            optimizer=PHYSICS_OPTIMIZER,
+            neb_max_force_calls=PHYSICS_BAND_BUDGET,
+        ),
         "CHGNet universal ML potential",
     )
 )

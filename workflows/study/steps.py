@@ -50,7 +50,7 @@ from pqdflow.errors import (
 )
 from pqdflow.fileio import atomic_write_text, folder_lock
 from pqdflow.provenance import provenance
-from pqdflow.structures.defects import check_endpoints, final_in_initial_basin
+from pqdflow.structures.defects import check_endpoints, final_in_initial_basin, vacancy_occupant
 from pqdflow.workflows.backends import Backend
 from pqdflow.workflows.study.scheduler import Step, reuse_settings, schedule, step_inputs
 
@@ -212,6 +212,24 @@ def run_neb(
         meta["lattice"] = initial_doc.meta["lattice"]
     if inputs is not None:
         meta["inputs"] = dict(inputs)
+    filled = final_doc.meta.get("vacancy_filled")
+    if filled:
+        # the relaxed initial endpoint filled the vacancy itself: no final state, no band
+        meta["vacancy_filled"] = dict(filled)
+        meta["endpoint_check"] = {
+            "passed": False,
+            "same_state": True,
+            "reason": (
+                f"the vacancy is filled in the relaxed initial endpoint by {filled['element']} "
+                f"(atom {filled['index']}"
+                + (f", {filled['ligand']}" if filled.get("ligand") else "")
+                + f") {filled['distance_A']} Å from the site: the hop has no final state"
+            ),
+        }
+        endpoints = {initial_doc.name: initial_doc}
+        meta["unconverged_inputs"] = unconverged_names(list(endpoints), endpoints)
+        doc = _one_state_document(spec, initial_doc, final_doc, directory, backend.name, meta)
+        return dataclasses.replace(doc, unconverged_inputs=list(meta["unconverged_inputs"]))
     try:
         check_endpoints(initial, final, hopping_index=spec.hopping_index)
     except EndpointError as exc:
@@ -452,8 +470,88 @@ def _execute_in(
             spec.atoms,
             start.hopping_index,
         )
+        occupant = vacancy_occupant(first, start.hopping_index)
+        if occupant is not None:
+            return filled_vacancy_final(
+                spec, docs[start.initial], first, occupant, backend.name, directory, inputs
+            )
         spec = dataclasses.replace(spec, atoms=first)
     return relax_calculation(spec, backend, directory, inputs=inputs)
+
+
+def filled_vacancy_final(
+    spec: CalcSpec,
+    initial_doc: RelaxDoc,
+    start: Atoms,
+    occupant: tuple[int, float],
+    backend: str,
+    directory: Path,
+    inputs: Mapping[str, Any] | None = None,
+) -> RelaxDoc:
+    """Write the final endpoint of a hop whose vacancy the relaxed initial endpoint filled.
+
+    Relaxing the initial endpoint moved another atom (a ligand's halide, an oleate O) into
+    the vacancy site, the passivation of Fig. 1 of the paper; putting the hopping atom there
+    too would stack two atoms (seen: two I 0.96 Å apart, +33 eV on CHGNet). No relaxation is
+    run: the document is the relaxed initial endpoint (same structure and energy, no force
+    call) with ``meta["vacancy_filled"]`` naming the occupant, and the band
+    (:func:`run_neb`) reports the hop as blocked. A finished document is reused.
+    """
+    done = read_finished(directory, RelaxDoc, backend, inputs=inputs)
+    if done is not None:
+        return done
+    from pqdflow.workflows.engine.relax import write_frame
+
+    index, distance = occupant
+    atoms = initial_doc.read_structure()
+    owner = next(
+        (
+            str(record.get("name") or record.get("ligand"))
+            for record in atoms.info.get("ligands", []) or []
+            if index in [int(i) for i in record.get("indices", [])]
+        ),
+        None,
+    )
+    filled = {
+        "index": int(index),
+        "element": str(atoms[index].symbol),
+        "distance_A": round(distance, 3),
+        "ligand": owner,
+        "initial": initial_doc.name,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    atoms.calc = SinglePointCalculator(atoms, energy=initial_doc.energy)
+    atoms.info.update(start.info)
+    tmp = directory / ".final.extxyz.tmp"
+    with tmp.open("w") as handle:
+        write_frame(handle, atoms)
+    tmp.replace(directory / "final.extxyz")
+    meta = {**spec.meta, "vacancy_filled": filled}
+    if inputs is not None:
+        meta["inputs"] = dict(inputs)
+    doc = RelaxDoc(
+        name=spec.name,
+        backend=backend,
+        kind=spec.kind,
+        role=spec.role,
+        energy=initial_doc.energy,
+        formula_units=spec.formula_units,
+        energy_per_formula_unit=initial_doc.energy / spec.formula_units,
+        fmax=initial_doc.fmax,
+        converged=initial_doc.converged,
+        n_steps=0,
+        n_force_calls=0,
+        formula=atoms.get_chemical_formula(),
+        cell=np.asarray(atoms.cell).tolist(),
+        directory=str(directory.resolve()),
+        settings={"not_relaxed": "the vacancy site is occupied in the relaxed initial endpoint"},
+        meta=meta,
+        provenance=provenance(backend=backend),
+    )
+    doc.write(directory / RESULT_FILE)
+    return doc
 
 
 def assemble_results(
