@@ -393,11 +393,14 @@ def test_a_vacancy_the_relaxed_initial_endpoint_filled_gives_a_blocked_hop(tmp_p
     atoms.positions[other] = site + np.array([0.2, 0.0, 0.0])
     write(initial.structure_file(), atoms, format="extxyz")
     docs = {spec.initial: initial}
+    # the planned structure records which ligand the occupant belongs to (extxyz drops it)
+    final_step.spec.atoms.info["ligands"] = [{"name": "AnHI", "indices": [other]}]
     final = steps.execute_step(final_step, backend, docs, tmp_path)
     assert isinstance(final, RelaxDoc)
     filled = final.meta["vacancy_filled"]
     assert filled["index"] == other
     assert filled["element"] == "Br"
+    assert filled["ligand"] == "AnHI"
     # 0.2 Å off the site (the site itself follows the moved neighbourhood a little)
     assert filled["distance_A"] == pytest.approx(0.2, abs=0.1)
     assert final.n_force_calls == 0

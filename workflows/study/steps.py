@@ -507,7 +507,7 @@ def filled_vacancy_final(
     owner = next(
         (
             str(record.get("name") or record.get("ligand"))
-            for record in atoms.info.get("ligands", []) or []
+            for record in start.info.get("ligands", []) or []  # extxyz drops this record
             if index in [int(i) for i in record.get("indices", [])]
         ),
         None,
