@@ -369,6 +369,14 @@ def test_a_final_state_that_relaxes_back_into_the_initial_is_flagged_as_one_stat
     summary = summarize_neb(neb)
     assert summary["converged"] is False
     assert "one state" in summary["notes"][0]
+    # the report writer draws it (two points, the endpoints)
+    from pqdflow.analysis.barriers import BarrierDoc
+
+    assert BarrierDoc.from_dict(neb.barrier).energies == pytest.approx([0.0, 0.0], abs=1e-6)
+    from pqdflow.analysis.report.writers import _plots
+
+    results = StudyResults(study="s", backend="mock", neb=[neb.as_dict()])
+    assert "neb_profiles.png" in _plots(results, tmp_path / "plots")
 
 
 def test_a_vacancy_the_relaxed_initial_endpoint_filled_gives_a_blocked_hop(tmp_path: Path) -> None:

@@ -219,7 +219,10 @@ def _plots(results: StudyResults, out: Path) -> list[str]:
             {
                 "label": n["label"] or n["path"],
                 "reaction_coordinate": n["reaction_coordinate"],
-                "energies": n["barrier"]["energies"],
+                # a band document without barrier energies (a blocked hop of pqdflow before
+                # 2026-12-01): its image energies relative to the initial endpoint
+                "energies": n["barrier"].get("energies")
+                or [e - n["image_energies"][0] for e in n["image_energies"]],
                 "tangential_forces": n.get("tangential_forces"),
                 "climbing_index": n.get("climbing_index"),
                 "unconverged": bool(_neb_flags(n)),

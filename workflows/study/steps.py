@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 from ase import Atoms
 
-from pqdflow.analysis.barriers import summarize_neb
+from pqdflow.analysis.barriers import BarrierDoc, summarize_neb
 from pqdflow.analysis.binding import compute_binding
 from pqdflow.documents.manifest import MANIFEST_FILE, Manifest, ManifestEntry, read_manifest
 from pqdflow.documents.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan, jsonable
@@ -345,14 +345,27 @@ def _one_state_document(
     d_e = final_doc.energy - initial_doc.energy
     forward, reverse = max(d_e, 0.0), max(-d_e, 0.0)
     reason = "the endpoints are one state: the hop has no final state (blocked); no band run"
+    coords = [0.0, float(np.linalg.norm(shift))]
+    barrier = BarrierDoc(
+        energies=[0.0, d_e],
+        reaction_coordinate=coords,
+        reference="initial_state",
+        forward=forward,
+        reverse=reverse,
+        forward_spline=forward,
+        reverse_spline=reverse,
+        highest_index=int(d_e > 0),
+        spline_method="none",
+        notes=[reason],
+    )
     doc = NebDoc(
         path=spec.name,
         label=spec.label,
         backend=backend,
         image_energies=[initial_doc.energy, final_doc.energy],
-        reaction_coordinate=[0.0, float(np.linalg.norm(shift))],
+        reaction_coordinate=coords,
         tangential_forces=[0.0, 0.0],
-        barrier={"forward": forward, "reverse": reverse, "notes": [reason]},
+        barrier=barrier.as_dict(),
         Ea_eV=forward,
         Ea_reverse_eV=reverse,
         Ea_spline_eV=forward,
