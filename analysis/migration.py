@@ -124,6 +124,14 @@ def hop_blocked(neb: Mapping[str, Any]) -> bool:
     return check.get("passed") is False and bool(same)
 
 
+def _filled_by(neb: Mapping[str, Any]) -> str | None:
+    filled = (neb.get("meta") or {}).get("vacancy_filled")
+    if not filled:
+        return None
+    owner = f" ({filled['ligand']})" if filled.get("ligand") else ""
+    return f"{filled.get('element')} atom {filled.get('index')}{owner}"
+
+
 def hop_barrier(neb: Mapping[str, Any]) -> float:
     """Return the barrier of a hop for transport: max(forward, reverse) of its band, eV."""
     return float(max(neb["Ea_eV"], neb.get("Ea_reverse_eV", neb["Ea_eV"])))
@@ -188,6 +196,9 @@ def summarize_migration(
                 "barrier_eV": hop_barrier(neb),
                 "barrierless": hop_barrier(neb) < BARRIERLESS_EV and not hop_blocked(neb),
                 "blocked": hop_blocked(neb),
+                # who filled the vacancy in the relaxed initial endpoint (then E_f below is
+                # that of the filled configuration, not of an open vacancy)
+                "vacancy_filled_by": _filled_by(neb),
                 "converged": bool(neb.get("converged", False)),
                 "unconverged_inputs": list(neb.get("unconverged_inputs", [])),
                 "path": neb.get("path", name),
@@ -309,6 +320,7 @@ _CSV_COLUMNS = (
     "barrier_eV",
     "barrierless",
     "blocked",
+    "vacancy_filled_by",
     "E_f_rich_eV",
     "E_f_poor_eV",
     "E_act_rich_eV",

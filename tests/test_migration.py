@@ -278,6 +278,7 @@ def test_a_hop_whose_final_state_went_back_is_blocked_not_a_zero_barrier(
     summary = summarize_migration(nebs, {"s": net})["s"]
     rows = {r["name"]: r for r in summary["hops"]}
     assert rows[hops[1].name]["blocked"]
+    assert rows[hops[1].name]["vacancy_filled_by"] is None  # relaxed back, nothing moved in
     assert not rows[hops[1].name]["barrierless"]
     assert not rows[hops[0].name]["blocked"]
     assert summary["lowest_eV"] == pytest.approx(0.45)  # the 0.0 of the blocked hop is no barrier
@@ -297,5 +298,9 @@ def test_a_hop_whose_final_state_went_back_is_blocked_not_a_zero_barrier(
     }
     old_doc = {**nebs[1], "meta": {**nebs[1]["meta"], "endpoint_check": older}}
     assert summarize_migration([nebs[0], old_doc], {"s": net})["s"]["n_blocked"] == 1
+    filled = {"element": "I", "index": 66, "ligand": "AnHI", "distance_A": 0.95}
+    by_ligand = {**nebs[1], "meta": {**nebs[1]["meta"], "vacancy_filled": filled}}
+    row = summarize_migration([nebs[0], by_ligand], {"s": net})["s"]["hops"]
+    assert {r["name"]: r for r in row}[hops[1].name]["vacancy_filled_by"] == "I atom 66 (AnHI)"
     png = plot_barrier_vs_ligand_distance({"s": summary}, tmp_path / "b.png")
     assert png.read_bytes().startswith(b"\x89PNG")
