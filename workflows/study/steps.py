@@ -332,9 +332,9 @@ def _one_state_document(
 
     directory.mkdir(parents=True, exist_ok=True)
     images = []
-    for doc in (initial_doc, final_doc):
-        image = doc.read_structure()
-        image.calc = SinglePointCalculator(image, energy=doc.energy)
+    for endpoint in (initial_doc, final_doc):
+        image = endpoint.read_structure()
+        image.calc = SinglePointCalculator(image, energy=endpoint.energy)
         images.append(image)
     tmp = directory / ".band.extxyz.tmp"
     with tmp.open("w") as handle:
