@@ -57,6 +57,7 @@ from pqdflow.workflows.study.scheduler import Step, reuse_settings, schedule, st
 __all__ = [
     "assemble_results",
     "execute_step",
+    "filled_vacancy_final",
     "final_endpoint_start",
     "prepare_run_folder",
     "relax_calculation",
