@@ -199,6 +199,9 @@ def summarize_migration(
                 # who filled the vacancy in the relaxed initial endpoint (then E_f below is
                 # that of the filled configuration, not of an open vacancy)
                 "vacancy_filled_by": _filled_by(neb),
+                # ligand atoms moved this far between the endpoints (> 2 Å: the band includes
+                # a ligand rearrangement, pqdflow.structures.defects.LIGAND_REARRANGEMENT_A)
+                "ligand_rearranged_A": (neb.get("meta") or {}).get("ligand_rearranged_A"),
                 "converged": bool(neb.get("converged", False)),
                 "unconverged_inputs": list(neb.get("unconverged_inputs", [])),
                 "path": neb.get("path", name),
@@ -321,6 +324,7 @@ _CSV_COLUMNS = (
     "barrierless",
     "blocked",
     "vacancy_filled_by",
+    "ligand_rearranged_A",
     "E_f_rich_eV",
     "E_f_poor_eV",
     "E_act_rich_eV",

@@ -28,6 +28,7 @@ from pqdflow.structures.slabs import ligand_indices, reindex_ligands, slab_layer
 
 __all__ = [
     "HALIDES",
+    "LIGAND_REARRANGEMENT_A",
     "VACANCY_CLASH_RADIUS",
     "Hop",
     "build_halide_vacancy",
@@ -38,6 +39,7 @@ __all__ = [
     "final_in_initial_basin",
     "hop_distance",
     "interpolate_band",
+    "ligand_displacement",
     "rattle_host",
     "vacancy_occupant",
 ]
@@ -339,6 +341,26 @@ def _ligand_atoms(atoms: Atoms) -> set[int]:
     for record in atoms.info.get("ligands", []) or []:
         found.update(int(i) for i in record.get("indices", []))
     return found
+
+
+#: Å: ligand atoms moving more than this between relaxed NEB endpoints mean the ligand layer
+#: rearranged, and the band's barrier includes that rearrangement (flagged, not refused).
+LIGAND_REARRANGEMENT_A: float = 2.0
+
+
+def ligand_displacement(initial: Atoms, final: Atoms) -> float:
+    """Largest displacement (Å, minimum image) of a ligand atom between two endpoints.
+
+    :func:`check_endpoints` lets ligand atoms move freely (flexible chains relax differently
+    in the two endpoints); this measures how far they went. 0 without ligand atoms.
+    """
+    ligand = sorted(_ligand_atoms(initial))
+    if not ligand or len(initial) != len(final):
+        return 0.0
+    disp, _ = find_mic(
+        final.positions[ligand] - initial.positions[ligand], initial.cell, initial.pbc
+    )
+    return float(np.linalg.norm(disp, axis=1).max())
 
 
 def check_endpoints(

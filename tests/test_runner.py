@@ -423,3 +423,29 @@ def test_a_vacancy_the_relaxed_initial_endpoint_filled_gives_a_blocked_hop(tmp_p
     # a rerun reads the finished final endpoint
     again = steps.execute_step(final_step, backend, docs, tmp_path)
     assert again.meta["vacancy_filled"] == filled
+
+
+def test_a_band_whose_ligands_rearranged_between_the_endpoints_is_flagged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pqdflow.errors import EndpointWarning
+
+    plan = small_plan()
+    spec = plan.nebs[0]
+    backend = CountingBackend()
+    docs = {
+        name: relax_calculation(plan.get(name), backend, tmp_path / name)
+        for name in (spec.initial, spec.final)
+    }
+    # the small plan has no ligands: stand in for endpoints whose chains moved 3 Å
+    monkeypatch.setattr(steps, "ligand_displacement", lambda initial, final: 3.0)
+    with pytest.warns(EndpointWarning, match="ligand atoms move up to 3.0"):
+        neb = run_neb(spec, docs[spec.initial], docs[spec.final], backend, tmp_path / "n")
+    assert neb.meta["ligand_rearranged_A"] == 3.0
+    from pqdflow.analysis.migration import summarize_migration
+
+    hop = {"name": "h", "vacancy_element": "Br"}
+    row = summarize_migration(
+        [{**neb.as_dict(), "meta": {**neb.meta, "surface": "s", "hop": hop}}], {"s": {}}
+    )["s"]["hops"][0]
+    assert row["ligand_rearranged_A"] == 3.0

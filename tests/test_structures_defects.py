@@ -208,6 +208,11 @@ def test_relaxed_ligands_may_move_but_framework_may_not() -> None:
     flopped = final.copy()
     flopped.positions[ligand] += [2.0, 0.0, 0.0]  # chains relaxed into another conformation
     assert check_endpoints(initial, flopped) == k
+    # allowed, but measured: the band would include the ligand rearrangement
+    from pqdflow.structures.defects import ligand_displacement
+
+    assert ligand_displacement(initial, final) == pytest.approx(0.0, abs=1e-9)
+    assert ligand_displacement(initial, flopped) == pytest.approx(2.0, abs=1e-6)
     framework = [i for i in range(len(final)) if i not in ligand and i != k]
     shifted = final.copy()
     shifted.positions[framework[0]] += [2.0, 0.0, 0.0]

@@ -50,7 +50,13 @@ from pqdflow.errors import (
 )
 from pqdflow.fileio import atomic_write_text, folder_lock
 from pqdflow.provenance import provenance
-from pqdflow.structures.defects import check_endpoints, final_in_initial_basin, vacancy_occupant
+from pqdflow.structures.defects import (
+    LIGAND_REARRANGEMENT_A,
+    check_endpoints,
+    final_in_initial_basin,
+    ligand_displacement,
+    vacancy_occupant,
+)
 from pqdflow.workflows.backends import Backend
 from pqdflow.workflows.study.scheduler import Step, reuse_settings, schedule, step_inputs
 
@@ -287,6 +293,16 @@ def run_neb(
                 EndpointWarning,
                 stacklevel=2,
             )
+    moved = ligand_displacement(initial, final)
+    if moved > LIGAND_REARRANGEMENT_A:
+        # the ligand layer rearranged between the endpoints: the band includes that
+        meta["ligand_rearranged_A"] = round(moved, 3)
+        warnings.warn(
+            f"NEB {spec.name!r}: ligand atoms move up to {moved:.1f} Å between the relaxed "
+            "endpoints; the barrier includes that rearrangement (meta['ligand_rearranged_A'])",
+            EndpointWarning,
+            stacklevel=2,
+        )
     endpoints = {initial_doc.name: initial_doc, final_doc.name: final_doc}
     meta["unconverged_inputs"] = unconverged_names(list(endpoints), endpoints)
     doc = backend.neb(spec, initial_doc, final_doc, directory, meta=meta)
