@@ -248,6 +248,20 @@ def test_empty_study_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def relaxed_endpoints(
+    tmp_path: Path,
+) -> tuple[StudyPlan, NebSpec, CountingBackend, dict[str, RelaxDoc]]:
+    """The small plan's NEB endpoints, relaxed on the counting mock backend."""
+    plan = small_plan()
+    spec = plan.nebs[0]
+    backend = CountingBackend()
+    docs = {
+        name: relax_calculation(plan.get(name), backend, tmp_path / name)
+        for name in (spec.initial, spec.final)
+    }
+    return plan, spec, backend, docs
+
+
 def far_final_endpoint(
     tmp_path: Path,
 ) -> tuple[StudyPlan, NebSpec, CountingBackend, dict[str, RelaxDoc]]:
@@ -257,13 +271,7 @@ def far_final_endpoint(
     """
     from ase.io import write
 
-    plan = small_plan()
-    spec = plan.nebs[0]
-    backend = CountingBackend()
-    docs = {
-        name: relax_calculation(plan.get(name), backend, tmp_path / name)
-        for name in (spec.initial, spec.final)
-    }
+    plan, spec, backend, docs = relaxed_endpoints(tmp_path)
     far = docs[spec.final].read_structure()
     far.positions += [1.8, 0.0, 0.0]
     write(docs[spec.final].structure_file(), far, format="extxyz")
@@ -430,13 +438,7 @@ def test_a_band_whose_ligands_rearranged_between_the_endpoints_is_flagged(
 ) -> None:
     from pqdflow.errors import EndpointWarning
 
-    plan = small_plan()
-    spec = plan.nebs[0]
-    backend = CountingBackend()
-    docs = {
-        name: relax_calculation(plan.get(name), backend, tmp_path / name)
-        for name in (spec.initial, spec.final)
-    }
+    _, spec, backend, docs = relaxed_endpoints(tmp_path)
     # the small plan has no ligands: stand in for endpoints whose chains moved 3 Å
     monkeypatch.setattr(steps, "ligand_displacement", lambda initial, final: 3.0)
     with pytest.warns(EndpointWarning, match="ligand atoms move up to 3.0"):
