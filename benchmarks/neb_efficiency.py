@@ -27,8 +27,11 @@ counted; endpoint relaxations excluded, identical for all):
   barrier measured from an endpoint in another basin than its band mixes the hop with the
   host's relaxation (bulk V_Br seed 0: 23 meV);
 * ``surrogate``: :func:`pqdflow.workflows.engine.surrogate_neb.surrogate_band` (CHGNet band
-  anchored to the oracle's endpoints, one oracle batch on its images, then the climbing
-  image on the oracle until the stopping rule holds);
+  anchored to the oracle's endpoints, one oracle call on its climbing image, then the
+  climbing image on the oracle until the stopping rule holds);
+* ``surrogate_full_batch``: the same with the oracle's first batch on every interior image
+  (``first_batch="all"``; the default before 2026-12-01): whether the oracle's highest image
+  differs from the cheap band's (``climbing_index`` vs ``cheap_climbing_index``);
 * ``pqdflow``: :func:`pqdflow.workflows.engine.neb.optimize_band` on the oracle alone, with the
   barrier stopping rule (default settings);
 * ``pqdflow 0.02``: the same without the stopping rule (the issue's recipe: climbing image
@@ -38,10 +41,12 @@ counted; endpoint relaxations excluded, identical for all):
   calls at the loosest criterion whose barrier is within the tolerance of the reference.
 
 Usage: ``python benchmarks/neb_efficiency.py [--backend ml|mock] [--case NAME ...]
-[--quick] [--tol 0.010] [--cache DIR] [--recipes surrogate,pqdflow,pqdflow_0.02,ase]``.
+[--quick] [--tol 0.010] [--cache DIR]
+[--recipes surrogate,surrogate_full_batch,pqdflow,pqdflow_0.02,ase]``.
 ``--quick`` runs ``bulk-Br-s0`` only; ``--cache`` keeps endpoints, references and ASE's
 ladder between runs (deterministic given the endpoints); ``--recipes`` runs a subset (the
-reference always) and then prints the records only, no aggregate. One line
+reference always); without all of surrogate, pqdflow, pqdflow_0.02 and ase it prints the
+records only, no aggregate. One line
 per case and recipe, then the aggregate; the last printed line is one JSON object.
 """
 
@@ -87,7 +92,9 @@ HOP_SITE_TOL = 0.5
 #: Reference protocol version: 2 settles the endpoints (:func:`settle_endpoints`).
 REF_PROTOCOL = 2
 Factory = Callable[[], Calculator]
-RECIPES = ("surrogate", "pqdflow", "pqdflow_0.02", "ase")
+RECIPES = ("surrogate", "surrogate_full_batch", "pqdflow", "pqdflow_0.02", "ase")
+#: Recipes the aggregate needs.
+CORE_RECIPES = ("surrogate", "pqdflow", "pqdflow_0.02", "ase")
 #: Recipes whose results are deterministic given the cached endpoints (oracle-only runs):
 #: cached with them. The surrogate always runs.
 CACHED_RECIPES = ("pqdflow", "pqdflow_0.02", "ase")
@@ -324,7 +331,7 @@ def pqdflow_plain(ep: dict[str, Any], oracle: Factory, settings: NebSettings) ->
 
 
 def pqdflow_surrogate(
-    ep: dict[str, Any], oracle: Factory, cheap: Factory, tol: float
+    ep: dict[str, Any], oracle: Factory, cheap: Factory, tol: float, first_batch: str = "climbing"
 ) -> dict[str, Any]:
     from pqdflow.workflows.engine.surrogate_neb import SurrogateSettings
 
@@ -334,7 +341,7 @@ def pqdflow_surrogate(
         images,
         cheap,
         counting,
-        SurrogateSettings(barrier_tol=tol),
+        SurrogateSettings(barrier_tol=tol, first_batch=first_batch),
         e_initial=ep["e_i"],
         e_final=ep["e_f"],
         endpoint_forces=(ep["f_i"], ep["f_f"]),
@@ -351,6 +358,9 @@ def pqdflow_surrogate(
         "stop_reason": out.stop_reason,
         "rounds": len(out.rounds),
         "seed": out.seed,
+        "climbing_index": out.climbing_index,
+        "cheap_climbing_index": out.rounds[0]["cheap_climbing_index"],
+        "first_batch_eV": out.rounds[0]["oracle_eV"],
     }
 
 
@@ -451,6 +461,7 @@ def run_case(
     record["info"] = ep["info"]
     timed: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("surrogate", lambda: pqdflow_surrogate(ep, oracle, cheap, tol)),
+        ("surrogate_full_batch", lambda: pqdflow_surrogate(ep, oracle, cheap, tol, "all")),
         ("pqdflow", lambda: pqdflow_plain(ep, oracle, NebSettings(barrier_tol=tol))),
         ("pqdflow_0.02", lambda: pqdflow_plain(ep, oracle, NebSettings(barrier_check=False))),
         ("ase", lambda: ase_ladder(ep, oracle, rb, tol)),
@@ -477,6 +488,13 @@ def run_case(
                 f"converged={result['converged']} [{result['seconds']:.0f} s]",
                 flush=True,
             )
+            if "cheap_climbing_index" in result:
+                print(
+                    f"{tag} {name:13s}: climbing image {result['climbing_index']} (cheap band's "
+                    f"highest {result['cheap_climbing_index']}); first batch "
+                    f"{_mev(result['first_batch_eV'])} meV",
+                    flush=True,
+                )
         else:
             for step in result["ladder"]:
                 print(
@@ -488,6 +506,10 @@ def run_case(
                 print(f"{tag} ase never came within {tol * 1000:.0f} meV of the reference")
         record[name] = result
     return record
+
+
+def _mev(energies: list[float | None]) -> str:
+    return ", ".join("-" if e is None else f"{e * 1000:.0f}" for e in energies)
 
 
 def summarize(records: list[dict[str, Any]], tol: float) -> dict[str, Any]:
@@ -502,7 +524,7 @@ def summarize(records: list[dict[str, Any]], tol: float) -> dict[str, Any]:
         ase_calls.append(acc["calls"])
     sur = [r["surrogate"]["calls"] for r in records]
     plain = [r["pqdflow"]["calls"] for r in records]
-    return {
+    out: dict[str, Any] = {
         "tolerance_eV": tol,
         "cases": [r["case"] for r in records],
         "oracle_calls_surrogate": sur,
@@ -522,6 +544,17 @@ def summarize(records: list[dict[str, Any]], tol: float) -> dict[str, Any]:
         "surrogate_all_within_15meV": all(abs(r["surrogate"]["error"]) <= 0.015 for r in records),
         "ase_never_accurate": short,
     }
+    full = [r["surrogate_full_batch"] for r in records if "surrogate_full_batch" in r]
+    if len(full) == len(records):
+        out["oracle_calls_surrogate_full_batch"] = [f["calls"] for f in full]
+        out["ratio_surrogate_full_batch_vs_ase"] = round(
+            sum(f["calls"] for f in full) / sum(ase_calls), 4
+        )
+        out["errors_meV_surrogate_full_batch"] = [round(f["error"] * 1000, 1) for f in full]
+        out["full_batch_highest_is_cheap_highest"] = [
+            f["climbing_index"] == f["cheap_climbing_index"] for f in full
+        ]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -552,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         for case in CASES
         if case.name in names
     ]
-    if set(recipes) != set(RECIPES):
+    if not set(CORE_RECIPES) <= set(recipes):
         print(json.dumps({"records": records}, default=float))
         return 0
     summary = summarize(records, args.tol)

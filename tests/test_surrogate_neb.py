@@ -23,6 +23,7 @@ from pqdflow.workflows.engine.surrogate_neb import (
     SurrogateOutcome,
     SurrogateSettings,
     calculator_oracle,
+    first_batch_images,
     registry_oracle,
     run_surrogate_band,
     surrogate_band,
@@ -134,6 +135,7 @@ def test_surrogate_out_of_budget_reports_its_last_oracle_point_and_keeps_outputs
         ({"max_oracle_calls": 1}, "max_oracle_calls"),
         ({"check_probes": 1}, "check_probes"),
         ({"barrier_tol": 0.0}, "barrier_tol"),
+        ({"first_batch": "highest"}, "first_batch"),
     ],
 )
 def test_bad_surrogate_settings_are_refused_before_any_call(
@@ -152,6 +154,46 @@ def test_bad_surrogate_settings_are_refused_before_any_call(
             e_final=e_f,
         )
     assert oracle.n_calls == 0
+
+
+def test_first_batch_images_picks_the_cheap_top_its_neighbours_or_all() -> None:
+    assert first_batch_images("climbing", 3, 5) == [3]
+    assert first_batch_images("neighbours", 3, 5) == [2, 3, 4]
+    assert first_batch_images("neighbours", 1, 5) == [1, 2]  # no endpoint sent
+    assert first_batch_images("all", 3, 5) == [1, 2, 3, 4, 5]
+    with pytest.raises(InputError, match="first_batch"):
+        first_batch_images("top", 3, 5)
+
+
+def test_climbing_first_batch_saves_the_other_images_calls_not_the_barrier(
+    oracle_endpoints: tuple[Atoms, Atoms, float, float],
+    surrogate_run: tuple[SurrogateOutcome, CalculatorOracle, float],
+) -> None:
+    initial, final, e_i, e_f = oracle_endpoints
+    climbing_only, _, _ = surrogate_run  # the default: the cheap band's top image only
+    oracle = calculator_oracle(oracle_calculator)
+    images = interpolate_images(initial, final, 3)
+    settings = SurrogateSettings(first_batch="all")
+    full = surrogate_band(images, MockPairCalculator, oracle, settings, e_initial=e_i, e_final=e_f)
+    # on the mock pair the oracle's highest image is the cheap band's: same climbing image,
+    # same rounds after the first batch, so exactly the two other images' calls are saved
+    c = climbing_only.climbing_index
+    assert c == full.climbing_index == climbing_only.rounds[0]["cheap_climbing_index"]
+    assert full.n_oracle_calls - climbing_only.n_oracle_calls == 2
+    assert climbing_only.barrier == pytest.approx(full.barrier, abs=1e-9)
+    assert full.energy_sources == ["oracle"] * 5
+    assert climbing_only.energy_sources == [
+        "oracle" if j in (0, c, 4) else "cheap" for j in range(5)
+    ]
+    first = climbing_only.rounds[0]["oracle_eV"]
+    assert [e is not None for e in first] == [j in (0, c, 4) for j in range(5)]
+    # the unevaluated images carry cheap energies on the oracle's endpoint scale: not the
+    # oracle's (the two potentials differ), but pinned to its endpoints
+    for j in range(1, 4):
+        if j != c:
+            assert climbing_only.energies[j] != pytest.approx(full.energies[j], abs=1e-6)
+    assert climbing_only.energies[0] == e_i
+    assert climbing_only.energies[-1] == e_f
 
 
 def test_registry_oracle_runs_an_in_process_backend_and_refuses_vasp() -> None:
@@ -355,7 +397,8 @@ def test_surrogate_reports_its_last_checked_point_not_an_unchecked_step(
     (check,) = out.rounds[1:]
     assert not out.converged
     assert "above" in out.stop_reason or "barrier check" in out.stop_reason
-    # the first batch and one check's probes; no step was paid for after it
-    assert out.n_oracle_calls == 3 + check["n_probes"]
+    # the first batch (the cheap band's top image) and one check's probes; no step was
+    # paid for after it
+    assert out.n_oracle_calls == 1 + check["n_probes"]
     assert out.barrier_error == pytest.approx(check["error_eV"])
     assert out.barrier == pytest.approx(check["oracle_eV"], abs=1e-12)

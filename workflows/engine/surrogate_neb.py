@@ -10,8 +10,11 @@ the oracle for what only it can settle:
    by a first-order correction that keeps the host in their tilt basins
    (:func:`~pqdflow.workflows.engine.surrogate_seed.seed_band`, cheap calls only),
    converges the band between them.
-2. **First batch.** The oracle evaluates every interior image in one batch (one FireWorks
-   round for VASP).
+2. **First batch.** The oracle evaluates the cheap band's climbing image (its highest
+   image; ``first_batch="climbing"``, the default), that image and its two neighbours
+   (``"neighbours"``) or every interior image (``"all"``) in one batch (one FireWorks round
+   for VASP). The other images keep the cheap band's energies, shifted onto the oracle's
+   endpoint energies (``energy_sources`` says which is which): they only give the tangent.
 3. **Surrogate rounds.** The highest image is the climbing image; its tangent comes from
    its neighbours. At its latest oracle point, the cheap potential's curvature (a few
    finite-difference Hessian-vector products, cheap calls) and the oracle's force give a
@@ -26,8 +29,11 @@ the oracle for what only it can settle:
 
 The reported barrier is always the oracle energy of the climbing image minus the oracle
 energy of the initial endpoint. The other images stay at the cheap band's geometries (they
-give the tangent; their first-batch oracle energies are kept in ``rounds[0]``): the result
-is the first-order saddle the cheap band leads to, as for any climbing-image NEB. An oracle
+give the tangent; first-batch oracle energies are kept in ``rounds[0]``): the result is the
+first-order saddle the cheap band leads to, as for any climbing-image NEB. With the default
+first batch the climbing image is the cheap band's highest image: on a path where the
+oracle puts a distinctly higher saddle at another image than the cheap potential does,
+only ``first_batch="all"`` sees it (the cost: one oracle call per image). An oracle
 budget that runs out stops the band with the last confirmed point and ``stopped_early``.
 
 The oracle is a batch function (:data:`Oracle`): a list of structures in, one
@@ -83,12 +89,17 @@ __all__ = [
     "SurrogateOutcome",
     "SurrogateSettings",
     "calculator_oracle",
+    "first_batch_images",
     "registry_oracle",
     "run_surrogate_band",
     "surrogate_band",
 ]
 
 _LOG = logging.getLogger(__name__)
+
+
+#: Accepted :attr:`SurrogateSettings.first_batch` values.
+FIRST_BATCHES = ("climbing", "neighbours", "all")
 
 
 def _default_cheap() -> NebSettings:
@@ -127,6 +138,11 @@ class SurrogateSettings:
         interpolated from the oracle's endpoints
         (:func:`~pqdflow.workflows.engine.surrogate_seed.anchored_calculators`; no oracle
         calls), so the host stays in the oracle's endpoint basins (default True).
+    first_batch
+        Which images of the cheap band the oracle evaluates first: ``"climbing"`` (the
+        cheap band's highest interior image, one call; default), ``"neighbours"`` (it and
+        its two neighbours) or ``"all"``. The climbing image is the highest of those on the
+        oracle.
     recycle_probes
         Most oracle Hessian-vector products, this check's and earlier ones', whose
         subspace gives the Newton step between two checks
@@ -146,6 +162,7 @@ class SurrogateSettings:
     maxstep: float = 0.2
     cheap: NebSettings = field(default_factory=_default_cheap)
     anchor_cheap: bool = True
+    first_batch: str = "climbing"
     recycle_probes: int = 0
 
     def __post_init__(self) -> None:
@@ -157,6 +174,11 @@ class SurrogateSettings:
                 )
         if self.max_rounds < 0:
             raise InputError(f"surrogate setting max_rounds must be >= 0, got {self.max_rounds}")
+        if self.first_batch not in FIRST_BATCHES:
+            raise InputError(
+                f"surrogate setting first_batch must be one of {list(FIRST_BATCHES)}, "
+                f"got {self.first_batch!r}"
+            )
         if self.recycle_probes < 0:
             raise InputError(
                 f"surrogate setting recycle_probes must be >= 0, got {self.recycle_probes}"
@@ -178,11 +200,14 @@ class SurrogateSettings:
 class SurrogateOutcome(BandOutcome):
     """A surrogate band's result: a :class:`~pqdflow.workflows.engine.neb.BandOutcome` plus.
 
-    ``energies`` are all oracle energies: the endpoints', the first batch's at the cheap
-    band's images and, at the climbing image, the last oracle point (``images`` holds those
-    geometries). ``fmax`` is the largest per-atom oracle force on the other images (not
-    projected: they are not converged on the oracle, they only give the tangent),
-    ``fmax_climbing`` the oracle's climbing force at the climbing image.
+    ``energies``: the oracle's at the endpoints, at the first batch's images and, at the
+    climbing image, its last oracle point (``images`` holds those geometries); the other
+    images' are the cheap band's, shifted onto the oracle's endpoint energies
+    (``energy_sources``: ``"oracle"`` or ``"cheap"`` per image). ``fmax`` is the largest
+    per-atom oracle force on the other first-batch images (not projected: they are not
+    converged on the oracle, they only give the tangent), or the cheap band's ``fmax`` when
+    the oracle evaluated no other image; ``fmax_climbing`` the oracle's climbing force at
+    the climbing image.
     ``n_force_calls`` counts the cheap potential's calls, ``n_oracle_calls`` the oracle's.
     ``barrier`` is the confirmed forward barrier (eV): the climbing image's oracle energy
     minus the initial one.
@@ -294,19 +319,41 @@ def surrogate_band(
     if on_stage is not None:
         on_stage("cheap", images)
     oracle_calc = OracleCalculator(oracle, settings.max_oracle_calls)
-    interior = [image.copy() for image in images[1:-1]]
-    results = oracle_calc.evaluate(interior, [f"image {j}" for j in range(1, n + 1)])
-    batch_e = [e_initial] + [energy for energy, _ in results] + [e_final]
-    c = int(np.argmax(batch_e[1:-1])) + 1
-    rounds: list[dict[str, Any]] = [{"round": 0, "oracle_eV": [e - e_initial for e in batch_e]}]
+    batch_e = _on_oracle_scale(cheap_out.energies, e_initial, e_final)
+    cheap_top = int(np.argmax(batch_e[1:-1])) + 1
+    picked = first_batch_images(settings.first_batch, cheap_top, n)
+    results = dict(
+        zip(
+            picked,
+            oracle_calc.evaluate(
+                [images[j].copy() for j in picked], [f"image {j}" for j in picked]
+            ),
+            strict=True,
+        )
+    )
+    sources = ["oracle"] + ["cheap"] * n + ["oracle"]
+    for j, (energy, _) in results.items():
+        batch_e[j] = energy
+        sources[j] = "oracle"
+    c = max(picked, key=lambda j: batch_e[j])
+    rounds: list[dict[str, Any]] = [
+        {
+            "round": 0,
+            "cheap_climbing_index": cheap_top,
+            "oracle_eV": [
+                e - e_initial if source == "oracle" else None
+                for e, source in zip(batch_e, sources, strict=True)
+            ],
+        }
+    ]
     others = [
         float(np.sqrt((_free(images[j], forces) ** 2).sum(axis=1)).max())
-        for j, (_, forces) in enumerate(results, start=1)
+        for j, (_, forces) in results.items()
         if j != c
     ]
     climbing = images[c]
     tangent = _path_tangent(images, c)
-    x_c, (e_c, f_c) = climbing.positions.copy(), results[c - 1]
+    x_c, (e_c, f_c) = climbing.positions.copy(), results[c]
     cheap_probe = CountingCalculator(cheap_factory())
     estimate: SaddleEstimate | None = None
     memory: list[tuple[np.ndarray, np.ndarray]] = []
@@ -383,11 +430,45 @@ def surrogate_band(
         stopped,
         settings,
         counts=(seeded.n_force_calls + cheap_probe.n_calls, cheap_out.n_force_calls),
-        others_fmax=max(others, default=0.0),
+        others_fmax=max(others) if others else cheap_out.fmax,
+        energy_sources=sources,
         rounds=rounds,
         cheap_barrier=max(cheap_out.energies) - cheap_out.energies[0],
         seed=seeded.seed,
     )
+
+
+def first_batch_images(kind: str, top: int, n: int) -> list[int]:
+    """Interior image indices (1..n) the oracle evaluates first.
+
+    Parameters
+    ----------
+    kind
+        ``"climbing"`` (``top`` alone), ``"neighbours"`` (``top`` and the interior images
+        beside it) or ``"all"``.
+    top
+        Index of the cheap band's highest interior image.
+    n
+        Number of interior images.
+    """
+    if kind == "all":
+        return list(range(1, n + 1))
+    if kind == "neighbours":
+        return [j for j in (top - 1, top, top + 1) if 1 <= j <= n]
+    if kind == "climbing":
+        return [top]
+    raise InputError(f"first_batch must be one of {list(FIRST_BATCHES)}, got {kind!r}")
+
+
+def _on_oracle_scale(energies: list[float], e_initial: float, e_final: float) -> list[float]:
+    """Band energies shifted so the endpoints carry the oracle's energies.
+
+    The shift is interpolated linearly along the image index, as the anchored seed's
+    correction is (zero for an anchored band, whose endpoints already carry them).
+    """
+    n = len(energies) - 1
+    d_i, d_f = e_initial - energies[0], e_final - energies[-1]
+    return [float(e) + (1 - j / n) * d_i + (j / n) * d_f for j, e in enumerate(energies)]
 
 
 def _recording(
@@ -436,6 +517,7 @@ def _outcome(
     *,
     counts: tuple[int, int],
     others_fmax: float,
+    energy_sources: list[str],
     rounds: list[dict[str, Any]],
     cheap_barrier: float,
     seed: str = "",
@@ -484,7 +566,7 @@ def _outcome(
         n_oracle_calls=oracle_calc.n_calls,
         barrier=e_conf - batch_e[0],
         n_oracle_batches=oracle_calc.n_batches,
-        energy_sources=["oracle"] * len(images),
+        energy_sources=list(energy_sources),
         rounds=rounds,
         cheap_barrier=cheap_barrier,
         seed=seed,
