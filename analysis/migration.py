@@ -124,6 +124,12 @@ def hop_blocked(neb: Mapping[str, Any]) -> bool:
     return check.get("passed") is False and bool(same)
 
 
+def _ligands_rebased(neb: Mapping[str, Any]) -> str | None:
+    """The endpoint rebuilt in the other's ligand conformation, if the band used it."""
+    record = (neb.get("meta") or {}).get("ligands_rebased") or {}
+    return str(record["endpoint"]) if record.get("used") else None
+
+
 def _filled_by(neb: Mapping[str, Any]) -> str | None:
     filled = (neb.get("meta") or {}).get("vacancy_filled")
     if not filled:
@@ -202,6 +208,8 @@ def summarize_migration(
                 # ligand atoms moved this far between the endpoints (> 2 Å: the band includes
                 # a ligand rearrangement, pqdflow.structures.defects.LIGAND_REARRANGEMENT_A)
                 "ligand_rearranged_A": (neb.get("meta") or {}).get("ligand_rearranged_A"),
+                # which endpoint was rebuilt in the other's ligand conformation (and used)
+                "ligands_rebased": _ligands_rebased(neb),
                 "converged": bool(neb.get("converged", False)),
                 "unconverged_inputs": list(neb.get("unconverged_inputs", [])),
                 "path": neb.get("path", name),
@@ -325,6 +333,7 @@ _CSV_COLUMNS = (
     "blocked",
     "vacancy_filled_by",
     "ligand_rearranged_A",
+    "ligands_rebased",
     "E_f_rich_eV",
     "E_f_poor_eV",
     "E_act_rich_eV",

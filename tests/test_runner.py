@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,14 @@ from pqdflow.analysis.binding import compute_binding
 from pqdflow.analysis.report import format_table
 from pqdflow.documents.plan import BindingSpec, CalcSpec, NebSpec, StudyPlan
 from pqdflow.documents.results import NebDoc, RelaxDoc, StudyResults
-from pqdflow.errors import EndpointError, InputError, OverwriteError, RunInterrupted, StudyError
+from pqdflow.errors import (
+    EndpointError,
+    EndpointWarning,
+    InputError,
+    OverwriteError,
+    RunInterrupted,
+    StudyError,
+)
 from pqdflow.workflows.backends import get_backend
 from pqdflow.workflows.engine.ase_backend import AseBackend
 from pqdflow.workflows.engine.runner import run_study
@@ -433,17 +441,79 @@ def test_a_vacancy_the_relaxed_initial_endpoint_filled_gives_a_blocked_hop(tmp_p
     assert again.meta["vacancy_filled"] == filled
 
 
+def test_endpoints_whose_ligands_rearranged_get_the_higher_one_rebuilt_in_the_lower(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ase.io import read
+
+    _, spec, backend, docs = relaxed_endpoints(tmp_path)
+    ini, fin = docs[spec.initial], docs[spec.final]
+    higher, lower = (ini, fin) if ini.energy > fin.energy else (fin, ini)
+    side = "initial" if higher is ini else "final"
+    originals = (ini.read_structure().positions, fin.read_structure().positions)
+    seen: list[float] = []
+
+    # the small plan has no ligands: stand in for endpoints whose chains moved 3 Å, and
+    # whose chains agree (0.4 Å) once one endpoint is rebuilt in the other's conformation
+    def displacement(initial: Atoms, final: Atoms) -> float:
+        same = np.allclose(initial.positions, originals[0]) and np.allclose(
+            final.positions, originals[1]
+        )
+        value = 3.0 if same else 0.4
+        seen.append(value)
+        return value
+
+    monkeypatch.setattr(steps, "ligand_displacement", displacement)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EndpointWarning)  # nothing left to flag
+        neb = run_neb(spec, ini, fin, backend, tmp_path / "n")
+    assert seen == [3.0, 0.4, 0.4]
+    record = neb.meta["ligands_rebased"]
+    assert record["endpoint"] == side
+    assert record["from"] == lower.name
+    assert record["used"]
+    assert record["ligand_moved_before_A"] == 3.0
+    assert record["ligand_moved_after_A"] == 0.4
+    assert "ligand_rearranged_A" not in neb.meta
+    assert f"{higher.name}-ligands" in backend.relaxed
+    # the band runs between the lower endpoint and the rebuilt one
+    assert (neb.initial if side == "initial" else neb.final) == f"{higher.name}-ligands"
+    assert (neb.final if side == "initial" else neb.initial) == lower.name
+    # rebuilt from the lower endpoint's relaxed geometry, only the hopping atom moved
+    start = read(tmp_path / "n" / f"{side}-ligands" / "relax.extxyz", index=0)
+    others = [i for i in range(len(start)) if i != spec.hopping_index]
+    low = lower.read_structure()
+    np.testing.assert_allclose(start.positions[others], low.positions[others], atol=1e-6)
+    assert (
+        np.linalg.norm(start.positions[spec.hopping_index] - low.positions[spec.hopping_index]) > 2
+    )
+    assert neb.meta["ligands_rebased"]["energy_after"] == pytest.approx(
+        neb.image_energies[0 if side == "initial" else -1]
+    )
+    from pqdflow.analysis.migration import summarize_migration
+
+    hop = {"name": "h", "vacancy_element": "Br"}
+    row = summarize_migration(
+        [{**neb.as_dict(), "meta": {**neb.meta, "surface": "s", "hop": hop}}], {"s": {}}
+    )["s"]["hops"][0]
+    assert row["ligands_rebased"] == side
+    assert row["ligand_rearranged_A"] is None
+
+
 def test_a_band_whose_ligands_rearranged_between_the_endpoints_is_flagged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pqdflow.errors import EndpointWarning
 
     _, spec, backend, docs = relaxed_endpoints(tmp_path)
-    # the small plan has no ligands: stand in for endpoints whose chains moved 3 Å
+    # the small plan has no ligands: stand in for endpoints whose chains moved 3 Å, also
+    # after rebuilding one endpoint in the other's ligand conformation
     monkeypatch.setattr(steps, "ligand_displacement", lambda initial, final: 3.0)
     with pytest.warns(EndpointWarning, match="ligand atoms move up to 3.0"):
         neb = run_neb(spec, docs[spec.initial], docs[spec.final], backend, tmp_path / "n")
     assert neb.meta["ligand_rearranged_A"] == 3.0
+    assert neb.meta["ligands_rebased"]["used"] is False
+    assert (neb.initial, neb.final) == (spec.initial, spec.final)  # the original pair
     from pqdflow.analysis.migration import summarize_migration
 
     hop = {"name": "h", "vacancy_element": "Br"}

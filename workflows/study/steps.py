@@ -185,6 +185,11 @@ def run_neb(
     rebuilt in the initial's basin and relaxed as tightly as the others (in
     ``directory/final-rebased``). If they still differ by more than the hop, the band is
     run and flagged (``meta["endpoint_check"]``, :class:`~pqdflow.errors.EndpointWarning`).
+    Endpoints whose ligand layers differ (ligand atoms more than
+    :data:`~pqdflow.structures.defects.LIGAND_REARRANGEMENT_A` apart) get the higher one
+    rebuilt in the lower one's ligand conformation (:func:`_rebase_ligands`,
+    ``meta["ligands_rebased"]``); if they still differ, the band is run and flagged
+    (``meta["ligand_rearranged_A"]``).
 
     ``inputs`` is the record of what determines the band (see :func:`relax_calculation`).
 
@@ -295,11 +300,20 @@ def run_neb(
             )
     moved = ligand_displacement(initial, final)
     if moved > LIGAND_REARRANGEMENT_A:
-        # the ligand layer rearranged between the endpoints: the band includes that
+        initial_doc, final_doc, record = _rebase_ligands(
+            spec, initial_doc, final_doc, moved, backend, directory, inputs
+        )
+        meta["ligands_rebased"] = record
+        initial, final = initial_doc.read_structure(), final_doc.read_structure()
+        moved = ligand_displacement(initial, final)
+    if moved > LIGAND_REARRANGEMENT_A:
+        # the ligand layer rearranged between the endpoints, even after rebuilding one of
+        # them in the other's ligand conformation: the band includes that
         meta["ligand_rearranged_A"] = round(moved, 3)
         warnings.warn(
             f"NEB {spec.name!r}: ligand atoms move up to {moved:.1f} Å between the relaxed "
-            "endpoints; the barrier includes that rearrangement (meta['ligand_rearranged_A'])",
+            "endpoints, even with one rebuilt in the other's ligand conformation; the barrier "
+            "includes that rearrangement (meta['ligand_rearranged_A'])",
             EndpointWarning,
             stacklevel=2,
         )
@@ -307,6 +321,81 @@ def run_neb(
     meta["unconverged_inputs"] = unconverged_names(list(endpoints), endpoints)
     doc = backend.neb(spec, initial_doc, final_doc, directory, meta=meta)
     return dataclasses.replace(doc, unconverged_inputs=list(meta["unconverged_inputs"]))
+
+
+def _rebase_ligands(
+    spec: NebSpec,
+    initial_doc: RelaxDoc,
+    final_doc: RelaxDoc,
+    moved: float,
+    backend: Backend,
+    directory: Path,
+    inputs: Mapping[str, Any] | None,
+) -> tuple[RelaxDoc, RelaxDoc, dict[str, Any]]:
+    """Rebuild the higher endpoint in the lower one's ligand conformation and relax it.
+
+    The final endpoint starts from the relaxed initial one, yet on a ligand-covered surface
+    its relaxation can carry the ligand layer into another conformation (measured on the
+    control surface of ``make study``, CHGNet: OAm/OAc atoms 7-8 Å away, the final 0.53 eV
+    lower, and both bands ran to their force-call budget). A band between two ligand
+    conformations mixes that rearrangement into the hop. The higher endpoint is rebuilt from
+    the lower one's relaxed geometry with only the hopping atom moved
+    (:func:`~pqdflow.structures.defects.final_in_initial_basin`) and relaxed as tightly as
+    the endpoints, in ``directory/<initial|final>-ligands``. The rebuilt pair is used when
+    its ligand atoms then stay within
+    :data:`~pqdflow.structures.defects.LIGAND_REARRANGEMENT_A` (``record["used"]``);
+    otherwise the original pair is kept and the band is flagged.
+
+    Returns
+    -------
+    tuple
+        The initial and final documents to run the band between, and the record
+        (``meta["ligands_rebased"]``): which endpoint was rebuilt, the energies and the
+        ligand displacement before and after.
+    """
+    side = "initial" if initial_doc.energy > final_doc.energy else "final"
+    higher, lower = (initial_doc, final_doc) if side == "initial" else (final_doc, initial_doc)
+    planned = higher.read_structure()
+    start = final_in_initial_basin(lower.read_structure(), planned, spec.hopping_index)
+    start.info = dict(planned.info)
+    rebuilt_spec = CalcSpec(
+        name=f"{higher.name}-ligands",
+        kind=higher.kind,  # type: ignore[arg-type]
+        atoms=start,
+        formula_units=higher.formula_units,
+        role=f"neb_{side}",
+        meta={**spec.meta, "ligands_rebased_from": higher.name},
+    )
+    rebuilt = relax_calculation(
+        rebuilt_spec,
+        backend,
+        directory / f"{side}-ligands",
+        inputs=None if inputs is None else {**inputs, "step": f"ligands-{side}"},
+    )
+    pair = (rebuilt, final_doc) if side == "initial" else (initial_doc, rebuilt)
+    after = ligand_displacement(pair[0].read_structure(), pair[1].read_structure())
+    try:
+        check_endpoints(
+            pair[0].read_structure(), pair[1].read_structure(), hopping_index=spec.hopping_index
+        )
+        reason = ""
+    except EndpointError as exc:
+        reason = str(exc)
+    used = after <= LIGAND_REARRANGEMENT_A and not reason
+    record: dict[str, Any] = {
+        "endpoint": side,
+        "from": lower.name,
+        "ligand_moved_before_A": round(moved, 3),
+        "ligand_moved_after_A": round(after, 3),
+        "energy_before": higher.energy,
+        "energy_after": rebuilt.energy,
+        "used": used,
+    }
+    if reason:
+        record["endpoint_check"] = reason
+    if not used:
+        return initial_doc, final_doc, record
+    return pair[0], pair[1], record
 
 
 def _on_relaxed_lattice(spec: CalcSpec, step: Step, bulk: RelaxDoc) -> tuple[CalcSpec, Step]:
