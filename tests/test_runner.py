@@ -521,3 +521,61 @@ def test_a_band_whose_ligands_rearranged_between_the_endpoints_is_flagged(
         [{**neb.as_dict(), "meta": {**neb.meta, "surface": "s", "hop": hop}}], {"s": {}}
     )["s"]["hops"][0]
     assert row["ligand_rearranged_A"] == 3.0
+
+
+def test_neb_initial_endpoint_starts_from_its_relaxed_host_less_the_vacancy_atom(
+    tmp_path: Path,
+) -> None:
+    from ase.io import read
+
+    from pqdflow.workflows.study.planner import plan_study
+    from pqdflow.workflows.study.scheduler import schedule
+    from pqdflow.workflows.study.schema import study_from_dict
+
+    plan = plan_study(
+        study_from_dict(
+            {
+                "name": "host-start",
+                "terminations": ["CsX"],
+                "ligands": {"names": [], "surfaces": []},
+                "neb": {"paths": [{"host": "bulk", "hops": ["VBr-Br-bulk-a"]}]},
+            }
+        )
+    )
+    (neb,) = plan.nebs
+    meta = plan.get(neb.initial).meta["start_from_host"]
+    host_name = plan.meta["hop_networks"]["bulk-x2"]["host_calc"]
+    assert meta == {"host": host_name, "removed_index": neb.meta["vacancy_index"]}
+    assert "start_from_host" not in plan.get(neb.final).meta  # the final starts from the initial
+    by_name = {step.name: step for step in schedule(plan)}
+    assert host_name in by_name[neb.initial].parents
+    order = list(by_name)
+    assert order.index(host_name) < order.index(neb.initial)
+    backend = get_backend("mock", max_steps=300)
+    docs: dict[str, Any] = {}
+    for name in by_name[neb.initial].parents:  # the bulk lattice, then the host
+        docs[name] = steps.execute_step(by_name[name], backend, docs, tmp_path)
+    docs[neb.initial] = steps.execute_step(by_name[neb.initial], backend, docs, tmp_path)
+    host = docs[host_name].read_structure()
+    del host[meta["removed_index"]]
+    start = read(tmp_path / "calcs" / neb.initial / "relax.extxyz", index=0)
+    # the relaxation started on the relaxed host (not the planned, rattled one)
+    np.testing.assert_allclose(start.positions, host.positions, atol=1e-6)
+    np.testing.assert_allclose(start.cell[:], host.cell[:], atol=1e-6)
+    planned = plan.get(neb.initial).atoms
+    assert np.abs(start.positions - planned.positions).max() > 0.01
+    # a vacancy fill (filler atoms appended): they move with the host atoms around them
+    site = plan.get(host_name).atoms.positions[meta["removed_index"]]
+    fill = planned + Atoms("I", positions=[site])
+    filled = steps.host_less_atom(docs[host_name], fill, meta["removed_index"])
+    np.testing.assert_allclose(filled.positions[:-1], host.positions, atol=1e-6)
+    from ase.geometry import find_mic
+
+    to_site, _ = find_mic(planned.positions - site, host.cell, True)
+    moved, _ = find_mic(host.positions - planned.positions, host.cell, True)
+    shift = moved[np.linalg.norm(to_site, axis=1) <= 4.5].mean(axis=0)
+    np.testing.assert_allclose(filled.positions[-1], site + shift, atol=1e-6)
+    assert np.linalg.norm(shift) > 1e-3
+    # a host that is not the planned structure's first atoms is refused, naming the fix
+    with pytest.raises(EndpointError, match="plan the study again"):
+        steps.host_less_atom(docs[host_name], planned[:-1], meta["removed_index"])

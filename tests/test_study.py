@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -340,6 +341,26 @@ def test_formation_references_share_the_bands_dispersion(plan: StudyPlan) -> Non
             assert used.meta["dispersion"] == "none", name
     for net in plan.meta["hop_networks"].values():
         assert plan.get(net["host_calc"]).meta["dispersion"] == "none"
+
+
+def test_vacancy_structures_start_from_their_relaxed_host(plan: StudyPlan) -> None:
+    """NEB initial endpoints and vacancy fills name the host they start from."""
+    hosts = {net["host_calc"] for net in plan.meta["hop_networks"].values()}
+    initials = {n.initial for n in plan.nebs}
+    fills = [c for c in plan.calculations if c.role == "vacancy_fill"]
+    assert fills
+    for calc in [plan.get(name) for name in initials] + fills:
+        start = calc.meta["start_from_host"]
+        assert start["host"] in hosts
+        host = plan.get(start["host"]).atoms
+        removed = start["removed_index"]
+        assert host[removed].symbol in ("Br", "I")  # a halide vacancy
+        m = len(host) - 1
+        kept = [i for i in range(len(host)) if i != removed]
+        assert calc.atoms.get_chemical_symbols()[:m] == [host[i].symbol for i in kept]
+        assert np.abs(calc.atoms.positions[:m] - host.positions[kept]).max() <= 0.5
+    # a final endpoint starts from its initial, never from the host
+    assert not any("start_from_host" in plan.get(n.final).meta for n in plan.nebs)
 
 
 def test_plan_fingerprint_ignores_reaction_labels_but_not_their_energy_settings() -> None:

@@ -84,7 +84,7 @@ def plan_vacancy_fills(planner: _Planner) -> None:
                     atoms,
                     formula_units=1,
                     role="vacancy_fill",
-                    meta={**meta, "where": where},
+                    meta={**meta, "where": where, **planner.host_start(tag, index, atoms)},
                 )
             planner.add_reaction(
                 BindingSpec(

@@ -23,7 +23,12 @@ from pqdflow.structures.bulk import allowed_x
 if TYPE_CHECKING:
     from pqdflow.workflows.study.schema import NebPath, Study
 
-__all__ = ["balance_released", "plan_study"]
+__all__ = ["HOST_START_TOLERANCE", "balance_released", "plan_study"]
+
+#: Å: a planned structure starts from its relaxed NEB host (``meta["start_from_host"]``) when
+#: its first atoms are the planned host's (less one) to within this: the host is rattled
+#: (``neb.rattle``, 0.03 Å by default), the vacancy fills are built on the unrattled one.
+HOST_START_TOLERANCE: float = 0.5
 
 
 def _x_tag(x: float) -> str:
@@ -464,6 +469,34 @@ class _Planner:
         self.add("ref-Pb", "bulk", pb, relax_cell=True, role="reference", meta={"species": "Pb"})
         return name
 
+    def host_start(self, tag: str, vacancy_index: int, atoms: Atoms) -> dict[str, Any]:
+        """``meta["start_from_host"]`` of a structure built from a NEB host less one atom.
+
+        The pristine host is relaxed anyway (formation energies); an NEB initial endpoint
+        (the host less the vacancy's atom) or a vacancy fill (that, plus the filler's atoms
+        appended) then starts from the *relaxed* host instead of the unrelaxed one
+        (:func:`~pqdflow.workflows.study.steps.host_less_atom`): fewer steps, and the host's
+        relaxed ligand conformation, which the formation and filling energies compare with.
+        Only where the planned structure's first atoms are the planned host less that atom
+        (same order, positions within :data:`HOST_START_TOLERANCE` Å: the host's rattle);
+        otherwise empty.
+        """
+        host_name = self.hop_networks.get(tag, {}).get("host_calc")
+        if host_name is None:
+            return {}
+        less = self.calcs[host_name].atoms.copy()
+        del less[vacancy_index]
+        m = len(less)
+        same = (
+            len(atoms) >= m
+            and less.get_chemical_symbols() == atoms.get_chemical_symbols()[:m]
+            and np.allclose(less.cell[:], atoms.cell[:], atol=1e-6)
+            and float(np.abs(less.positions - atoms.positions[:m]).max()) <= HOST_START_TOLERANCE
+        )
+        if not same:
+            return {}
+        return {"start_from_host": {"host": host_name, "removed_index": int(vacancy_index)}}
+
     def neb(self, path: NebPath) -> list[NebSpec]:
         """NEB specs of the hops a path selects, plus the host's hop network in the meta."""
         from pqdflow.structures.defects import build_neb_endpoints, default_n_images
@@ -515,7 +548,13 @@ class _Planner:
             if shared is not None and shared.atoms == initial:  # ASE: same atoms, positions, cell
                 first = shared
             else:
-                first = self.add(f"{name}-initial", kind, initial, role="neb_initial", meta=meta)
+                first = self.add(
+                    f"{name}-initial",
+                    kind,
+                    initial,
+                    role="neb_initial",
+                    meta={**meta, **self.host_start(tag, hop.vacancy_index, initial)},
+                )
                 initials[hop.vacancy_index] = first.name
             last = self.add(f"{name}-final", kind, final, role="neb_final", meta=meta)
             specs.append(

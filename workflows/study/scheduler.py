@@ -176,8 +176,9 @@ def analysis_name(neb: NebSpec) -> str:
 def schedule(plan: StudyPlan) -> list[Step]:
     """Every step of ``plan`` in an order that respects the dependencies.
 
-    Relaxations come first (NEB final endpoints after the other relaxations, each after and
-    starting from its initial endpoint), then the bands (after both endpoints), the binding
+    Relaxations come first (an NEB initial endpoint after the pristine host it starts from,
+    ``meta["start_from_host"]``; NEB final endpoints after the other relaxations, each after
+    and starting from its initial endpoint), then the bands (after both endpoints), the binding
     reactions (after every relaxation they combine) and the NEB analyses (after their band).
 
     Raises
@@ -194,6 +195,10 @@ def schedule(plan: StudyPlan) -> list[Step]:
         # a structure put on a relaxed bulk lattice runs after that bulk (steps.py)
         lattice = (calc.meta.get("lattice") or {}).get("from")
         on = (lattice,) if lattice in names and lattice != calc.name else ()
+        # an NEB initial endpoint that starts from its relaxed pristine host (steps.py)
+        host = (calc.meta.get("start_from_host") or {}).get("host")
+        if host in names and host != calc.name:
+            on = (*on, host)
         neb = finals.get(calc.name)
         if neb is None:
             steps.append(Step("relax", calc.name, on, calc))

@@ -3,8 +3,9 @@
 :func:`execute_step` takes a :class:`~pqdflow.workflows.study.scheduler.Step`, any backend
 of the registry and the documents of the step's parents, and returns the step's document:
 
-* ``relax``: :func:`relax_calculation` (an NEB final endpoint first moved onto its relaxed
-  initial endpoint by :func:`final_endpoint_start`);
+* ``relax``: :func:`relax_calculation` (an NEB initial endpoint first put on its relaxed
+  host by :func:`host_less_atom`, a final endpoint moved onto its relaxed initial endpoint by
+  :func:`final_endpoint_start`);
 * ``neb``: :func:`run_neb` (endpoints that relaxed into different tilt basins are rebased,
   and a band whose endpoints still differ is run and flagged);
 * ``binding``: :func:`~pqdflow.analysis.binding.compute_binding`;
@@ -26,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 from ase import Atoms
+from ase.geometry import find_mic
 
 from pqdflow.analysis.barriers import BarrierDoc, summarize_neb
 from pqdflow.analysis.binding import compute_binding
@@ -65,6 +67,7 @@ __all__ = [
     "execute_step",
     "filled_vacancy_final",
     "final_endpoint_start",
+    "host_less_atom",
     "prepare_run_folder",
     "relax_calculation",
     "run_neb",
@@ -131,6 +134,61 @@ def final_endpoint_start(
         raise EndpointError(f"hopping_index {hopping_index} is outside 0..{n - 1}")
     out = final_in_initial_basin(initial_relaxed, final_start, hopping_index, shell=radius)
     out.info = dict(final_start.info)
+    return out
+
+
+def host_less_atom(
+    host: RelaxDoc, planned: Atoms, removed_index: int, *, shell: float = 4.5
+) -> Atoms:
+    """Return the start of a vacancy structure on its relaxed host: the host less one atom.
+
+    For an NEB initial endpoint (the planned host less the vacancy's atom) this is the
+    relaxed host less that atom. A vacancy-fill structure has the filler's atoms appended
+    after the host's: they keep their planned geometry, shifted by the mean relaxation
+    displacement of the host atoms within ``shell`` Å of them.
+
+    Parameters
+    ----------
+    host
+        The relaxed pristine host.
+    planned
+        The planned structure: the planned host less ``removed_index``, then any appended
+        atoms. Its constraints and ``info`` are kept; the host's atoms' positions and the
+        cell come from the relaxed host.
+    removed_index
+        The vacancy's atom in the host.
+    shell
+        Radius (Å) around the appended atoms whose mean displacement moves them.
+
+    Raises
+    ------
+    EndpointError
+        A host whose atoms, less that one, are not the first atoms of the planned structure.
+    """
+    relaxed = host.read_structure()
+    if not 0 <= removed_index < len(relaxed):
+        raise EndpointError(
+            f"start_from_host: atom {removed_index} is outside host {host.name!r} "
+            f"({len(relaxed)} atoms)"
+        )
+    del relaxed[removed_index]
+    m = len(relaxed)
+    if len(planned) < m or relaxed.get_chemical_symbols() != planned.get_chemical_symbols()[:m]:
+        raise EndpointError(
+            f"start_from_host: host {host.name!r} less atom {removed_index} is not the start "
+            "of the planned structure's atoms; plan the study again"
+        )
+    positions = np.array(planned.positions, dtype=float)
+    if len(planned) > m:
+        moved, _ = find_mic(relaxed.positions - positions[:m], relaxed.cell, relaxed.pbc)
+        centre = positions[m:].mean(axis=0)
+        near, _ = find_mic(positions[:m] - centre, relaxed.cell, relaxed.pbc)
+        close = np.linalg.norm(near, axis=1) <= shell
+        positions[m:] += moved[close].mean(axis=0) if close.any() else 0.0
+    positions[:m] = relaxed.positions
+    out = planned.copy()
+    out.set_cell(relaxed.cell)
+    out.set_positions(positions, apply_constraint=False)
     return out
 
 
@@ -581,6 +639,11 @@ def _execute_in(
     lattice = spec.meta.get("lattice") or {}
     if lattice.get("from") in docs:
         spec, step = _on_relaxed_lattice(spec, step, docs[lattice["from"]])
+    host = spec.meta.get("start_from_host") or {}
+    if host.get("host") in docs:
+        spec = dataclasses.replace(
+            spec, atoms=host_less_atom(docs[host["host"]], spec.atoms, host["removed_index"])
+        )
     if step.start_from is not None:
         start = step.start_from
         first = final_endpoint_start(
