@@ -462,6 +462,33 @@ def test_band_with_stopping_rule_reaches_the_saddle_the_force_rule_misses() -> N
     assert new.n_force_calls == sum(new.stage_force_calls.values())
 
 
+@pytest.mark.parametrize("barrier", [0.006, 0.05])
+def test_a_flat_band_stops_once_its_highest_image_bounds_the_barrier(barrier: float) -> None:
+    images, reference = soft_mode_band(0.36, n_spectators=1)  # 3 meV from the spectator
+    soft = {**SOFT, "barrier": barrier}
+    out = optimize_band(
+        images,
+        [SoftModeCalculator(reference, **soft) for _ in range(3)],
+        NebSettings(saddle_first=False),
+        e_initial=0.0,
+        e_final=0.0,
+    )
+    assert out.converged
+    top = max(out.energies)
+    if barrier < NebSettings().barrier_tol:
+        # stopped on the bound: the highest image within the tolerance of the endpoints, and
+        # (mountain pass) never below the true saddle
+        assert out.check["history"][-1] == {"status": "flat path", "upper_bound_eV": top}
+        assert out.barrier_error == top
+        assert barrier <= top <= NebSettings().barrier_tol
+        assert "check" not in out.stage_force_calls  # no probes were needed
+    else:
+        # a real barrier: the stopping rule's probes and Newton steps, never the bound
+        assert out.check["history"][-1].get("status") != "flat path"
+        assert abs(top - barrier) <= 0.010
+        assert out.stage_force_calls["check"] > 0
+
+
 def test_budget_limited_band_says_it_stopped_early_with_an_estimated_error() -> None:
     images, reference = soft_mode_band(0.36)
     budget = 10

@@ -430,7 +430,8 @@ def test_a_vacancy_the_relaxed_initial_endpoint_filled_gives_a_blocked_hop(tmp_p
     assert final.n_force_calls == 0
     assert spec.final not in backend.relaxed  # nothing was relaxed for it
     assert final.energy == initial.energy
-    neb = run_neb(spec, initial, final, backend, tmp_path / "band")
+    with pytest.warns(EndpointWarning, match=r"filled in the relaxed initial.*\(blocked\)"):
+        neb = run_neb(spec, initial, final, backend, tmp_path / "band")
     assert neb.n_force_calls == 0
     assert backend.nebs == []  # no band was run
     assert neb.meta["endpoint_check"]["same_state"]

@@ -71,11 +71,12 @@ from pqdflow.workflows.engine.neb_band import (
     resolve_optimizer,
     tangential_forces,
 )
-from pqdflow.workflows.engine.neb_stopping import refine_climbing_image
+from pqdflow.workflows.engine.neb_stopping import BarrierCheck, refine_climbing_image
 from pqdflow.workflows.engine.relax import RESULT_FILE, write_frame
 
 __all__ = [
     "COVALENT_ELEMENTS",
+    "FLAT_BAND_FMAX",
     "BandOutcome",
     "NebSettings",
     "TieredNEB",
@@ -86,6 +87,13 @@ __all__ = [
     "run_band",
     "write_band_document",
 ]
+
+#: eV/Å: the flat-path rule of :func:`optimize_band` applies once no image's NEB force
+#: exceeds this (a band roughly on its path, not one still far from it). On the AnHI-only
+#: surface of ``make study`` (CHGNet, 2026-12-01) the Br hop beside the anilinium had a 13
+#: meV barrier and no negative curvature along its path; FIRE spent 3948 force calls (15
+#: min) to its step limit on it.
+FLAT_BAND_FMAX: float = 0.1
 
 
 @dataclass
@@ -294,6 +302,23 @@ def optimize_band(
     )
     if on_stage is not None:
         on_stage("start", images)
+    # the flat-path rule: a band whose highest image stays within barrier_tol of the higher
+    # endpoint bounds the barrier from above (the mountain-pass property: every continuous
+    # path between the two minima rises at least to the lowest saddle), so the barrier is
+    # known within the tolerance (it lies in [0, bound]) without a converged climbing image
+    flat_bound: list[float] = []
+
+    def band_stop() -> bool:
+        if stop is not None and stop():
+            return True
+        if not checking or neb.energies is None:
+            return False
+        bound = float(max(neb.energies[1:-1])) - max(e_initial, e_final)
+        if bound > settings.barrier_tol or float(neb.image_fmax().max()) > FLAT_BAND_FMAX:
+            return False
+        flat_bound.append(max(bound, 0.0))
+        return True
+
     if settings.loose_fmax > 0:
         before = calls()
         loose: BaseNEB
@@ -305,9 +330,11 @@ def optimize_band(
             neb.climb = settings.climb
             loose = neb
         opt = _optimizer(resolve_optimizer(settings.loose_optimizer, images), loose, settings)
-        steps, hit = _run_optimizer(opt, settings.loose_fmax, settings.max_steps, stop)
+        steps, hit = _run_optimizer(
+            opt, settings.loose_fmax, settings.max_steps, band_stop if loose is neb else stop
+        )
         n_steps += steps
-        budget_hit |= hit
+        budget_hit |= hit and not flat_bound
         stage_calls["loose"] = calls() - before
         if on_stage is not None:
             on_stage("loose", images)
@@ -318,26 +345,38 @@ def optimize_band(
 
     def converge_band() -> None:
         nonlocal n_steps, budget_hit
+        if flat_bound:
+            return
+        neb.get_forces()  # current energies (cached per image: what the optimiser starts from)
+        if band_stop() and flat_bound:
+            return
         target = float(neb.climb_fmax) if settings.climb else settings.fmax
         before = calls()
         opt = _optimizer(band_optimizer, neb, settings)
-        steps, hit = _run_optimizer(opt, target, settings.max_steps, stop)
+        steps, hit = _run_optimizer(opt, target, settings.max_steps, band_stop)
         n_steps += steps
-        budget_hit |= hit
+        budget_hit |= hit and not flat_bound
         stage_calls["band"] = stage_calls.get("band", 0) + calls() - before
         if getattr(opt, "stalled", False) and not hit:
             # the quasi-Newton model broke down (stiff ligand bonds next to soft tilts): it
             # left its best band in place; FIRE finishes from there
             before = calls()
             fire = _optimizer("fire", neb, settings)
-            steps, hit = _run_optimizer(fire, target, settings.max_steps, stop)
+            steps, hit = _run_optimizer(fire, target, settings.max_steps, band_stop)
             n_steps += steps
-            budget_hit |= hit
+            budget_hit |= hit and not flat_bound
             stage_calls["fire_fallback"] = stage_calls.get("fire_fallback", 0) + calls() - before
 
     converge_band()
     check = None
-    if checking:
+    if flat_bound:
+        check = BarrierCheck(
+            estimate=None,
+            within_tolerance=True,
+            tolerance=settings.barrier_tol,
+            history=[{"status": "flat path", "upper_bound_eV": flat_bound[-1]}],
+        )
+    elif checking:
         inner = counted[int(neb.imax) - 1].inner if probe is None else probe
         probes.append(CountingCalculator(inner))
         max_calls = settings.max_force_calls
@@ -353,6 +392,20 @@ def optimize_band(
             budget_left=None if max_calls is None else lambda: max_calls - calls(),
         )
         stage_calls["check"] = probes[-1].n_calls
+        if not check.within_tolerance:
+            neb.get_forces()
+            if band_stop() and flat_bound:  # the refinement left a band that bounds it
+                check = BarrierCheck(
+                    estimate=None,
+                    within_tolerance=True,
+                    tolerance=settings.barrier_tol,
+                    rounds=check.rounds,
+                    newton_steps=check.newton_steps,
+                    history=[
+                        *check.history,
+                        {"status": "flat path", "upper_bound_eV": flat_bound[-1]},
+                    ],
+                )
     norms = neb.image_fmax()
     climbing = int(neb.imax) if settings.climb else None
     if climbing is not None:
@@ -365,7 +418,7 @@ def optimize_band(
     forces_met = fmax <= settings.fmax and (
         climbing is None or fmax_climbing <= float(neb.climb_fmax)
     )
-    converged = forces_met and (check is None or check.within_tolerance)
+    converged = bool(flat_bound) or (forces_met and (check is None or check.within_tolerance))
     reasons = []
     if not converged:
         if budget_hit or (check is not None and check.budget_spent):
@@ -392,7 +445,7 @@ def optimize_band(
         stage_force_calls=stage_calls,
         start=start,
         optimizer=band_optimizer,
-        barrier_error=None if check is None else check.error,
+        barrier_error=flat_bound[-1] if flat_bound else (None if check is None else check.error),
         check={} if check is None else check.as_dict(),
         stopped_early=not converged,
         stop_reason="; ".join(reasons),

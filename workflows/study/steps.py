@@ -298,6 +298,12 @@ def run_neb(
         }
         endpoints = {initial_doc.name: initial_doc}
         meta["unconverged_inputs"] = unconverged_names(list(endpoints), endpoints)
+        warnings.warn(
+            f"NEB {spec.name!r}: {meta['endpoint_check']['reason']} (blocked); no band is "
+            "run (meta['vacancy_filled'])",
+            EndpointWarning,
+            stacklevel=2,
+        )
         doc = _one_state_document(spec, initial_doc, final_doc, directory, backend.name, meta)
         return dataclasses.replace(doc, unconverged_inputs=list(meta["unconverged_inputs"]))
     try:
