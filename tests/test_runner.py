@@ -546,7 +546,7 @@ def test_neb_initial_endpoint_starts_from_its_relaxed_host_less_the_vacancy_atom
     (neb,) = plan.nebs
     meta = plan.get(neb.initial).meta["start_from_host"]
     host_name = plan.meta["hop_networks"]["bulk-x2"]["host_calc"]
-    assert meta == {"host": host_name, "removed_index": neb.meta["vacancy_index"]}
+    assert meta == {"host": host_name, "removed": [neb.meta["vacancy_index"]]}
     assert "start_from_host" not in plan.get(neb.final).meta  # the final starts from the initial
     by_name = {step.name: step for step in schedule(plan)}
     assert host_name in by_name[neb.initial].parents
@@ -558,7 +558,7 @@ def test_neb_initial_endpoint_starts_from_its_relaxed_host_less_the_vacancy_atom
         docs[name] = steps.execute_step(by_name[name], backend, docs, tmp_path)
     docs[neb.initial] = steps.execute_step(by_name[neb.initial], backend, docs, tmp_path)
     host = docs[host_name].read_structure()
-    del host[meta["removed_index"]]
+    del host[meta["removed"]]
     start = read(tmp_path / "calcs" / neb.initial / "relax.extxyz", index=0)
     # the relaxation started on the relaxed host (not the planned, rattled one)
     np.testing.assert_allclose(start.positions, host.positions, atol=1e-6)
@@ -566,9 +566,9 @@ def test_neb_initial_endpoint_starts_from_its_relaxed_host_less_the_vacancy_atom
     planned = plan.get(neb.initial).atoms
     assert np.abs(start.positions - planned.positions).max() > 0.01
     # a vacancy fill (filler atoms appended): they move with the host atoms around them
-    site = plan.get(host_name).atoms.positions[meta["removed_index"]]
+    site = plan.get(host_name).atoms.positions[meta["removed"][0]]
     fill = planned + Atoms("I", positions=[site])
-    filled = steps.host_less_atom(docs[host_name], fill, meta["removed_index"])
+    filled = steps.start_on_host(docs[host_name], fill, meta["removed"], slab=False)
     np.testing.assert_allclose(filled.positions[:-1], host.positions, atol=1e-6)
     from ase.geometry import find_mic
 
@@ -579,4 +579,38 @@ def test_neb_initial_endpoint_starts_from_its_relaxed_host_less_the_vacancy_atom
     assert np.linalg.norm(shift) > 1e-3
     # a host that is not the planned structure's first atoms is refused, naming the fix
     with pytest.raises(EndpointError, match="plan the study again"):
-        steps.host_less_atom(docs[host_name], planned[:-1], meta["removed_index"])
+        steps.start_on_host(docs[host_name], planned[:-1], meta["removed"], slab=False)
+
+
+def test_adsorbed_cell_starts_from_its_relaxed_slab_with_the_ligand_moved_rigidly(
+    tmp_path: Path,
+) -> None:
+    from pqdflow.workflows.study.planner import removed_prefix, start_from_host
+
+    plan = small_plan()
+    slab, ads = plan.get("slab"), plan.get("ads-MA")
+    removed = removed_prefix(slab.atoms, ads.atoms)
+    assert removed is not None
+    (cs,) = removed  # the exchanged surface Cs
+    assert slab.atoms[cs].symbol == "Cs"
+    assert start_from_host("slab", slab.atoms, ads.atoms) == {
+        "start_from_host": {"host": "slab", "removed": [cs]}
+    }
+    # a structure that is not the slab plus appended atoms has no host start
+    assert removed_prefix(slab.atoms, ads.atoms[::-1]) is None
+    assert start_from_host("slab", slab.atoms, ads.atoms, [cs + 1]) == {}
+    relaxed = relax_calculation(slab, get_backend("mock", max_steps=300), tmp_path / "slab")
+    tall = ads.atoms.copy()
+    tall.cell[2, 2] += 3.0  # more vacuum above the ligand than the clean slab has
+    start = steps.start_on_host(relaxed, tall, [cs], slab=True)
+    host = relaxed.read_structure()
+    del host[cs]
+    m = len(host)
+    np.testing.assert_allclose(start.positions[:m], host.positions, atol=1e-9)
+    assert start.cell[2, 2] == pytest.approx(tall.cell[2, 2])  # the planned vacuum kept
+    np.testing.assert_allclose(start.cell[:2], host.cell[:2])
+    # the methylammonium moved as one body, by the mean displacement of the slab around it
+    before, after = tall.positions[m:], start.positions[m:]
+    shift = after - before
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[0], shift.shape), atol=1e-9)
+    assert np.linalg.norm(shift[0]) > 1e-4

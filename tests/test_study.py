@@ -353,7 +353,7 @@ def test_vacancy_structures_start_from_their_relaxed_host(plan: StudyPlan) -> No
         start = calc.meta["start_from_host"]
         assert start["host"] in hosts
         host = plan.get(start["host"]).atoms
-        removed = start["removed_index"]
+        (removed,) = start["removed"]
         assert host[removed].symbol in ("Br", "I")  # a halide vacancy
         m = len(host) - 1
         kept = [i for i in range(len(host)) if i != removed]
@@ -361,6 +361,22 @@ def test_vacancy_structures_start_from_their_relaxed_host(plan: StudyPlan) -> No
         assert np.abs(calc.atoms.positions[:m] - host.positions[kept]).max() <= 0.5
     # a final endpoint starts from its initial, never from the host
     assert not any("start_from_host" in plan.get(n.final).meta for n in plan.nebs)
+
+
+def test_adsorbed_binding_cells_start_from_their_clean_slab(plan: StudyPlan) -> None:
+    bindings = [b for b in plan.bindings if b.meta.get("channel") == "binding"]
+    assert bindings
+    for spec in bindings:
+        ads, slab = plan.get(spec.adsorbed), plan.get(spec.slab)
+        start = ads.meta["start_from_host"]
+        assert start["host"] == slab.name
+        # the exchanged surface atoms (none where a ligand adds on top of Pb)
+        top = slab.atoms.positions[:, 2].max()
+        for i in start["removed"]:
+            assert slab.atoms[i].symbol in ("Cs", "Br")
+            assert slab.atoms.positions[i, 2] > top - 1.0
+        n_kept = len(slab.atoms) - len(start["removed"])
+        assert set(ads.atoms.get_chemical_symbols()[n_kept:]) & {"C", "N", "H", "O", "Si"}
 
 
 def test_plan_fingerprint_ignores_reaction_labels_but_not_their_energy_settings() -> None:

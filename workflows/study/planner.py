@@ -23,12 +23,58 @@ from pqdflow.structures.bulk import allowed_x
 if TYPE_CHECKING:
     from pqdflow.workflows.study.schema import NebPath, Study
 
-__all__ = ["HOST_START_TOLERANCE", "balance_released", "plan_study"]
+__all__ = [
+    "HOST_START_TOLERANCE",
+    "balance_released",
+    "plan_study",
+    "removed_prefix",
+    "start_from_host",
+]
 
 #: Å: a planned structure starts from its relaxed NEB host (``meta["start_from_host"]``) when
 #: its first atoms are the planned host's (less one) to within this: the host is rattled
 #: (``neb.rattle``, 0.03 Å by default), the vacancy fills are built on the unrattled one.
 HOST_START_TOLERANCE: float = 0.5
+
+
+def removed_prefix(host: Atoms, atoms: Atoms, tolerance: float = 0.5) -> list[int] | None:
+    """Host atoms missing from ``atoms``, if ``atoms`` starts with the rest of the host.
+
+    ``atoms`` must begin with the host's atoms less some of them, in the host's order and
+    within ``tolerance`` Å of their host positions (minimum image), everything after them
+    appended; returns the host indices left out, or None where ``atoms`` is not built so.
+    """
+    from ase.geometry import find_mic
+
+    removed: list[int] = []
+    j = 0
+    for i, atom in enumerate(host):
+        if j < len(atoms) and atoms[j].symbol == atom.symbol:
+            d, _ = find_mic(atoms.positions[j] - atom.position, host.cell, host.pbc)
+            if float(np.linalg.norm(d)) <= tolerance:
+                j += 1
+                continue
+        removed.append(i)
+    if j != len(host) - len(removed) or j == 0:
+        return None
+    return removed
+
+
+def start_from_host(
+    host_name: str, host: Atoms, atoms: Atoms, removed: list[int] | None = None
+) -> dict[str, Any]:
+    """``meta["start_from_host"]`` of ``atoms`` built from ``host`` (empty if it is not).
+
+    ``atoms`` must be the planned ``host`` less the ``removed`` atoms (found by
+    :func:`removed_prefix` when None) in the host's order, positions within
+    :data:`HOST_START_TOLERANCE` Å, the same in-plane cell, and any further atoms appended.
+    """
+    found = removed_prefix(host, atoms, HOST_START_TOLERANCE)
+    if found is None or (removed is not None and sorted(found) != sorted(removed)):
+        return {}
+    if not np.allclose(host.cell[:2], atoms.cell[:2], atol=1e-6):
+        return {}
+    return {"start_from_host": {"host": host_name, "removed": [int(i) for i in found]}}
 
 
 def _x_tag(x: float) -> str:
@@ -351,6 +397,7 @@ class _Planner:
         from pqdflow.workflows.study.fills import plan_vacancy_fills
 
         plan_vacancy_fills(self)
+        self.slab_starts()
         self.set_dispersion(nebs)
         return StudyPlan(
             name=study.name,
@@ -365,6 +412,23 @@ class _Planner:
                 "study": study.model_dump(mode="json"),
             },
         )
+
+    def slab_starts(self) -> None:
+        """Start each adsorbed binding structure from its relaxed clean slab.
+
+        Every adsorbed cell of a binding reaction is its clean slab (same termination and
+        composition) less the exchanged surface atoms, with the ligands appended
+        (:func:`start_from_host` finds the removed atoms); its relaxation then starts from
+        the relaxed slab with the ligands placed on it
+        (:func:`~pqdflow.workflows.study.steps.start_on_host`), as adsorption workflows do.
+        """
+        for spec in self.bindings:
+            if spec.meta.get("channel") != "binding" or spec.slab not in self.calcs:
+                continue
+            ads, slab = self.calcs[spec.adsorbed], self.calcs[spec.slab]
+            if "start_from_host" in ads.meta or ads.kind != "adsorbed":
+                continue
+            ads.meta = {**ads.meta, **start_from_host(slab.name, slab.atoms, ads.atoms)}
 
     def set_dispersion(self, nebs: list[NebSpec]) -> None:
         """Record ``meta["dispersion"]`` (``"d3bj"`` / ``"none"``) on every calculation.
@@ -475,27 +539,14 @@ class _Planner:
         The pristine host is relaxed anyway (formation energies); an NEB initial endpoint
         (the host less the vacancy's atom) or a vacancy fill (that, plus the filler's atoms
         appended) then starts from the *relaxed* host instead of the unrelaxed one
-        (:func:`~pqdflow.workflows.study.steps.host_less_atom`): fewer steps, and the host's
+        (:func:`~pqdflow.workflows.study.steps.start_on_host`): fewer steps, and the host's
         relaxed ligand conformation, which the formation and filling energies compare with.
-        Only where the planned structure's first atoms are the planned host less that atom
-        (same order, positions within :data:`HOST_START_TOLERANCE` Å: the host's rattle);
-        otherwise empty.
+        Empty where the planned structure is not built that way (:func:`start_from_host`).
         """
         host_name = self.hop_networks.get(tag, {}).get("host_calc")
         if host_name is None:
             return {}
-        less = self.calcs[host_name].atoms.copy()
-        del less[vacancy_index]
-        m = len(less)
-        same = (
-            len(atoms) >= m
-            and less.get_chemical_symbols() == atoms.get_chemical_symbols()[:m]
-            and np.allclose(less.cell[:], atoms.cell[:], atol=1e-6)
-            and float(np.abs(less.positions - atoms.positions[:m]).max()) <= HOST_START_TOLERANCE
-        )
-        if not same:
-            return {}
-        return {"start_from_host": {"host": host_name, "removed_index": int(vacancy_index)}}
+        return start_from_host(host_name, self.calcs[host_name].atoms, atoms, [vacancy_index])
 
     def neb(self, path: NebPath) -> list[NebSpec]:
         """NEB specs of the hops a path selects, plus the host's hop network in the meta."""

@@ -3,9 +3,9 @@
 :func:`execute_step` takes a :class:`~pqdflow.workflows.study.scheduler.Step`, any backend
 of the registry and the documents of the step's parents, and returns the step's document:
 
-* ``relax``: :func:`relax_calculation` (an NEB initial endpoint first put on its relaxed
-  host by :func:`host_less_atom`, a final endpoint moved onto its relaxed initial endpoint by
-  :func:`final_endpoint_start`);
+* ``relax``: :func:`relax_calculation` (a structure built on a relaxed host, an NEB initial
+  endpoint, a vacancy fill or an adsorbed cell, first put on it by :func:`start_on_host`; an
+  NEB final endpoint moved onto its relaxed initial endpoint by :func:`final_endpoint_start`);
 * ``neb``: :func:`run_neb` (endpoints that relaxed into different tilt basins are rebased,
   and a band whose endpoints still differ is run and flagged);
 * ``binding``: :func:`~pqdflow.analysis.binding.compute_binding`;
@@ -67,10 +67,10 @@ __all__ = [
     "execute_step",
     "filled_vacancy_final",
     "final_endpoint_start",
-    "host_less_atom",
     "prepare_run_folder",
     "relax_calculation",
     "run_neb",
+    "start_on_host",
     "step_directory",
 ]
 
@@ -137,59 +137,89 @@ def final_endpoint_start(
     return out
 
 
-def host_less_atom(
-    host: RelaxDoc, planned: Atoms, removed_index: int, *, shell: float = 4.5
-) -> Atoms:
-    """Return the start of a vacancy structure on its relaxed host: the host less one atom.
+#: Å: appended atoms closer than this are one group (a ligand), moved rigidly onto the host.
+GROUP_BOND_A = 2.0
 
-    For an NEB initial endpoint (the planned host less the vacancy's atom) this is the
-    relaxed host less that atom. A vacancy-fill structure has the filler's atoms appended
-    after the host's: they keep their planned geometry, shifted by the mean relaxation
-    displacement of the host atoms within ``shell`` Å of them.
+
+def start_on_host(
+    host: RelaxDoc, planned: Atoms, removed: list[int], *, slab: bool, shell: float = 4.5
+) -> Atoms:
+    """Return the start of a structure built on a host: the relaxed host, less some atoms.
+
+    ``planned`` is the planned host less the ``removed`` atoms (a vacancy; the surface atoms
+    a ligand exchanged), in the host's order, with any further atoms appended (a vacancy
+    filler, adsorbed ligands). The host's atoms take their relaxed positions; each appended
+    group (atoms within :data:`GROUP_BOND_A` of each other: one ligand) keeps its planned
+    geometry, shifted rigidly by the mean relaxation displacement of the host atoms within
+    ``shell`` Å of it. A bulk cell takes the relaxed host's cell; a slab keeps its planned
+    cell height (the vacuum above ligands) with the host's in-plane vectors.
 
     Parameters
     ----------
     host
-        The relaxed pristine host.
+        The relaxed host (pristine NEB host, clean slab).
     planned
-        The planned structure: the planned host less ``removed_index``, then any appended
-        atoms. Its constraints and ``info`` are kept; the host's atoms' positions and the
-        cell come from the relaxed host.
-    removed_index
-        The vacancy's atom in the host.
+        The planned structure; its constraints and ``info`` are kept.
+    removed
+        Host indices left out of ``planned``.
+    slab
+        A slab (keep the planned cell height) rather than a bulk cell.
     shell
-        Radius (Å) around the appended atoms whose mean displacement moves them.
+        Radius (Å) around an appended group whose mean displacement moves it.
 
     Raises
     ------
     EndpointError
-        A host whose atoms, less that one, are not the first atoms of the planned structure.
+        A host whose atoms, less ``removed``, are not the first atoms of ``planned``.
     """
     relaxed = host.read_structure()
-    if not 0 <= removed_index < len(relaxed):
+    bad = [i for i in removed if not 0 <= i < len(relaxed)]
+    if bad:
         raise EndpointError(
-            f"start_from_host: atom {removed_index} is outside host {host.name!r} "
-            f"({len(relaxed)} atoms)"
+            f"start_from_host: atoms {bad} are outside host {host.name!r} ({len(relaxed)} atoms)"
         )
-    del relaxed[removed_index]
+    del relaxed[sorted(set(removed))]
     m = len(relaxed)
     if len(planned) < m or relaxed.get_chemical_symbols() != planned.get_chemical_symbols()[:m]:
         raise EndpointError(
-            f"start_from_host: host {host.name!r} less atom {removed_index} is not the start "
+            f"start_from_host: host {host.name!r} less atoms {sorted(removed)} is not the start "
             "of the planned structure's atoms; plan the study again"
         )
     positions = np.array(planned.positions, dtype=float)
     if len(planned) > m:
         moved, _ = find_mic(relaxed.positions - positions[:m], relaxed.cell, relaxed.pbc)
-        centre = positions[m:].mean(axis=0)
-        near, _ = find_mic(positions[:m] - centre, relaxed.cell, relaxed.pbc)
-        close = np.linalg.norm(near, axis=1) <= shell
-        positions[m:] += moved[close].mean(axis=0) if close.any() else 0.0
+        for group in _bonded_groups(positions[m:]):
+            centre = positions[m + group].mean(axis=0)
+            near, _ = find_mic(positions[:m] - centre, relaxed.cell, relaxed.pbc)
+            close = np.linalg.norm(near, axis=1) <= shell
+            if close.any():
+                positions[m + group] += moved[close].mean(axis=0)
     positions[:m] = relaxed.positions
     out = planned.copy()
-    out.set_cell(relaxed.cell)
+    cell = np.array(relaxed.cell[:])
+    if slab:
+        cell[2] = planned.cell[2]  # the planned vacuum (taller above ligands)
+    out.set_cell(cell)
     out.set_positions(positions, apply_constraint=False)
     return out
+
+
+def _bonded_groups(positions: np.ndarray) -> list[np.ndarray]:
+    """Index arrays of the connected groups of ``positions`` (links under GROUP_BOND_A)."""
+    n = len(positions)
+    label = list(range(n))
+
+    def root(i: int) -> int:
+        while label[i] != i:
+            label[i] = label[label[i]]
+            i = label[i]
+        return i
+
+    d = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=2)
+    for i, j in zip(*np.nonzero(np.triu(d < GROUP_BOND_A, k=1)), strict=True):
+        label[root(int(i))] = root(int(j))
+    roots = [root(i) for i in range(n)]
+    return [np.array([i for i in range(n) if roots[i] == r]) for r in dict.fromkeys(roots)]
 
 
 def relax_calculation(
@@ -648,7 +678,13 @@ def _execute_in(
     host = spec.meta.get("start_from_host") or {}
     if host.get("host") in docs:
         spec = dataclasses.replace(
-            spec, atoms=host_less_atom(docs[host["host"]], spec.atoms, host["removed_index"])
+            spec,
+            atoms=start_on_host(
+                docs[host["host"]],
+                spec.atoms,
+                list(host["removed"]),
+                slab=spec.kind in ("slab", "adsorbed"),
+            ),
         )
     if step.start_from is not None:
         start = step.start_from
