@@ -347,11 +347,13 @@ def optimize_band(
         nonlocal n_steps, budget_hit
         if flat_bound:
             return
-        neb.get_forces()  # current energies (cached per image: what the optimiser starts from)
-        if band_stop() and flat_bound:
-            return
         target = float(neb.climb_fmax) if settings.climb else settings.fmax
         before = calls()
+        if checking:
+            neb.get_forces()  # current energies (cached: the optimiser starts from them)
+            if band_stop() and flat_bound:
+                stage_calls["band"] = stage_calls.get("band", 0) + calls() - before
+                return
         opt = _optimizer(band_optimizer, neb, settings)
         steps, hit = _run_optimizer(opt, target, settings.max_steps, band_stop)
         n_steps += steps
