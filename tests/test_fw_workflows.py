@@ -98,7 +98,8 @@ def test_hand_made_plan_graph_is_exact(tmp_path: Path) -> None:
     # nothing else hangs off the relaxations
     assert set(wf.links[relax["slab-Cu"]]) == {binding}
     assert set(wf.links[relax["neb-Cu-initial"]]) == {neb, relax["neb-Cu-final"]}
-    # priority = calculations on the longest chain to an end: the NEB chain goes first
+    # priority = cost of the dearest chain to an end (small cells: one unit per
+    # calculation): the NEB chain goes first
     priority = {fw.fw_id: fw.spec["_priority"] for fw in wf.fws}
     assert priority[relax["neb-Cu-initial"]] == 3  # initial -> final -> band
     assert priority[relax["neb-Cu-final"]] == 2
@@ -226,3 +227,33 @@ def test_neb_analysis_recomputes_the_barrier_from_energies() -> None:
     assert out["highest_index"] == 2
     assert out["climbing_is_highest"] is True
     assert out["reported_minus_recomputed_eV"] == pytest.approx(0.0)
+
+
+def test_priorities_put_the_ligand_bands_ahead_of_the_one_step_relaxations() -> None:
+    """Critical-path order on the default study: a ready ligand band starts before fills."""
+    from pqdflow.workflows.fireworks.builder import _chain_costs
+    from pqdflow.workflows.study.planner import plan_study
+    from pqdflow.workflows.study.scheduler import schedule
+    from pqdflow.workflows.study.schema import example_study
+
+    plan = plan_study(example_study())
+    steps = schedule(plan)
+    cost = _chain_costs(steps)
+    kind = {s.name: s.kind for s in steps}
+    ligand_bands = [n.name for n in plan.nebs if n.meta["host"] != "bulk"]
+    bulk_bands = [n.name for n in plan.nebs if n.meta["host"] == "bulk"]
+    # the fills and the binding cells: one relaxation each, then only a reaction energy
+    one_step = [
+        c.name
+        for c in plan.calculations
+        if c.role == "vacancy_fill" or (c.role == "model" and c.kind == "adsorbed")
+    ]
+    assert len(one_step) == 14
+    assert min(cost[b] for b in ligand_bands) > max(cost[r] for r in one_step)
+    assert min(cost[b] for b in ligand_bands) > max(cost[b] for b in bulk_bands)
+    for neb in plan.nebs:  # along a chain the cost only grows towards its start
+        assert cost[neb.final] > cost[neb.name] > 0
+        assert cost[neb.initial] > cost[neb.final]
+        host = plan.get(neb.initial).meta["start_from_host"]["host"]
+        assert cost[host] > cost[neb.initial]
+    assert all(cost[s] == 0 for s in kind if kind[s] in ("binding", "neb_analysis"))

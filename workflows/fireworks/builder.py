@@ -23,7 +23,7 @@ from typing import Any
 
 from fireworks import Firework, LaunchPad, Workflow
 
-from pqdflow.documents.plan import StudyPlan
+from pqdflow.documents.plan import CalcSpec, NebSpec, StudyPlan
 from pqdflow.errors import InputError
 from pqdflow.workflows.backends import backend_entry, check_plan_support
 from pqdflow.workflows.fireworks.tasks import StepTask
@@ -105,14 +105,14 @@ def build_workflow(
         options["inputs"] = VaspInputOptions.from_plan(plan).as_dict()
     fws: dict[str, Firework] = {}
     steps = schedule(plan)
-    priority = _chain_lengths(steps)
+    priority = _chain_costs(steps)
     for step in steps:
         task: dict[str, Any] = {"step": step.as_dict(), "root": root_str}
         if step.kind in ("relax", "neb"):
             task |= {"backend": backend, "backend_options": options}
         spec: dict[str, Any] = {
             "_pqdflow": {"study": plan.name, "kind": step.kind, "name": step.name},
-            # long chains first (NEB endpoint -> final endpoint -> band): they set the wall time
+            # expensive chains first (NEB host -> endpoints -> band): they set the wall time
             "_priority": priority[step.name],
         }
         category = cats.get(_CATEGORY_OF[step.kind])
@@ -134,22 +134,59 @@ def build_workflow(
     return Workflow(list(fws.values()), name=f"pqdflow: {plan.name} ({backend})", metadata=metadata)
 
 
-def _chain_lengths(steps: list[Step]) -> dict[str, int]:
-    """Count the calculations on the longest chain from each step to an end of the graph.
+#: Rough force calls of one step, for the Firework priority (:func:`_chain_costs`), measured
+#: with CHGNet in ``make study`` (2026-12-01): relaxations took 20-80 BFGS steps on bulk cells
+#: and molecules and 100-560 on slabs with ligands; bands 35-40 image calls on bulk hosts and
+#: 160-1200 on ligand-covered hosts.
+STEP_CALLS: dict[tuple[str, bool], int] = {
+    ("relax", False): 60,
+    ("relax", True): 300,
+    ("neb", False): 40,
+    ("neb", True): 700,
+    ("single_point", False): 1,
+    ("single_point", True): 1,
+}
+
+
+def _step_cost(step: Step, plan_atoms: dict[str, int], organic: set[str]) -> int:
+    """Estimated cost of one step: force calls times atoms per call (0 for analyses)."""
+    if step.kind not in ("relax", "neb", "single_point"):
+        return 0
+    name = step.spec.initial if isinstance(step.spec, NebSpec) else step.name
+    atoms = plan_atoms.get(name, 1)
+    return STEP_CALLS[(step.kind, name in organic)] * atoms
+
+
+def _chain_costs(steps: list[Step]) -> dict[str, int]:
+    """Estimated cost of the most expensive chain from each step to an end of the graph.
 
     The Firework priority: a launcher takes READY Fireworks with the highest first, so the
-    NEB chains (initial endpoint, final endpoint, band) start before the one-step relaxations.
+    expensive chains (ligand-covered NEB host -> initial endpoint -> final endpoint -> band)
+    start before cheap one-step relaxations, and a long band starts as soon as its endpoints
+    are done (critical-path order). A step's cost is its rough number of force calls
+    (:data:`STEP_CALLS`, organic or not) times its atoms, in thousands (at least 1 for a
+    calculation, so the order of equal chains is by length).
     """
+    from pqdflow.structures.ligands import MOLECULAR_ELEMENTS
+
+    plan_atoms: dict[str, int] = {}
+    organic: set[str] = set()
+    for s in steps:
+        if s.kind == "relax" and isinstance(s.spec, CalcSpec):
+            plan_atoms[s.name] = len(s.spec.atoms)
+            symbols = set(s.spec.atoms.get_chemical_symbols())
+            if symbols & MOLECULAR_ELEMENTS and symbols & {"Pb"}:
+                organic.add(s.name)  # a ligand-covered slab: soft and slow
     children: dict[str, list[str]] = {s.name: [] for s in steps}
     for s in steps:
         for parent in s.parents:
             children[parent].append(s.name)
-    kind = {s.name: s.kind for s in steps}
-    length: dict[str, int] = {}
+    cost: dict[str, int] = {}
     for s in reversed(steps):  # schedule() lists parents before children
-        own = 1 if kind[s.name] in ("relax", "neb", "single_point") else 0
-        length[s.name] = own + max((length[c] for c in children[s.name]), default=0)
-    return length
+        own = _step_cost(s, plan_atoms, organic)
+        own = max(1, round(own / 1000)) if own else 0
+        cost[s.name] = own + max((cost[c] for c in children[s.name]), default=0)
+    return cost
 
 
 def find_workflow(lp: LaunchPad, fingerprint: str) -> int | None:
