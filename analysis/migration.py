@@ -125,7 +125,7 @@ def hop_blocked(neb: Mapping[str, Any]) -> bool:
 
 
 def _ligands_rebased(neb: Mapping[str, Any]) -> str | None:
-    """The endpoint rebuilt in the other's ligand conformation, if the band used it."""
+    """Return the endpoint rebuilt in the other's ligand conformation, if the band used it."""
     record = (neb.get("meta") or {}).get("ligands_rebased") or {}
     return str(record["endpoint"]) if record.get("used") else None
 
