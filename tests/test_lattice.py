@@ -55,8 +55,11 @@ def test_surfaces_and_endpoints_wait_for_their_bulk() -> None:
     plan = plan_study(study)
     steps = {s.name: s for s in schedule(plan)}
     for name in ("slab-PbX2-x3", "control-PbX2-x3"):
-        assert steps[name].parents == ("bulk-x3",)
+        assert steps[name].parents[0] == "bulk-x3"
         assert plan.get(name).meta["lattice"] == {"from": "bulk-x3", "a_planned": vegard_a(3.0)}
+    # the passivated surface also starts from the relaxed clean slab
+    assert steps["slab-PbX2-x3"].parents == ("bulk-x3",)
+    assert steps["control-PbX2-x3"].parents == ("bulk-x3", "slab-PbX2-x3")
     final = steps[plan.nebs[0].final]
     assert final.parents == (plan.nebs[0].initial, "bulk-x3")
     vegard = study_from_dict({**study.model_dump(mode="json"), "slab": {"lattice": "vegard"}})
