@@ -144,8 +144,8 @@ class SurrogateSettings:
         its two neighbours) or ``"all"``. The climbing image is the highest of those on the
         oracle. Measured on the six cases of ``benchmarks/neb_efficiency.py`` (SevenNet
         oracle, CHGNet seed, 2026-12-01): with ``"all"`` the oracle's highest image was the
-        cheap band's in every case and the barriers were identical, at 195 oracle calls
-        instead of 171.
+        cheap band's in every case and the barriers were identical, at 189 oracle calls
+        instead of 165.
     recycle_probes
         Most oracle Hessian-vector products, this check's and earlier ones', whose
         subspace gives the Newton step between two checks
