@@ -37,7 +37,9 @@ __all__ = [
 HOST_START_TOLERANCE: float = 0.5
 
 
-def removed_prefix(host: Atoms, atoms: Atoms, tolerance: float = 0.5) -> list[int] | None:
+def removed_prefix(
+    host: Atoms, atoms: Atoms, tolerance: float = HOST_START_TOLERANCE
+) -> list[int] | None:
     """Host atoms missing from ``atoms``, if ``atoms`` starts with the rest of the host.
 
     ``atoms`` must begin with the host's atoms less some of them, in the host's order and
@@ -69,7 +71,7 @@ def start_from_host(
     :func:`removed_prefix` when None) in the host's order, positions within
     :data:`HOST_START_TOLERANCE` Å, the same in-plane cell, and any further atoms appended.
     """
-    found = removed_prefix(host, atoms, HOST_START_TOLERANCE)
+    found = removed_prefix(host, atoms)
     if found is None or (removed is not None and sorted(found) != sorted(removed)):
         return {}
     if not np.allclose(host.cell[:2], atoms.cell[:2], atol=1e-6):

@@ -206,20 +206,11 @@ def start_on_host(
 
 def _bonded_groups(positions: np.ndarray) -> list[np.ndarray]:
     """Index arrays of the connected groups of ``positions`` (links under GROUP_BOND_A)."""
-    n = len(positions)
-    label = list(range(n))
-
-    def root(i: int) -> int:
-        while label[i] != i:
-            label[i] = label[label[i]]
-            i = label[i]
-        return i
+    from scipy.sparse.csgraph import connected_components
 
     d = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=2)
-    for i, j in zip(*np.nonzero(np.triu(d < GROUP_BOND_A, k=1)), strict=True):
-        label[root(int(i))] = root(int(j))
-    roots = [root(i) for i in range(n)]
-    return [np.array([i for i in range(n) if roots[i] == r]) for r in dict.fromkeys(roots)]
+    _, labels = connected_components(d < GROUP_BOND_A, directed=False)
+    return [np.flatnonzero(labels == k) for k in dict.fromkeys(labels.tolist())]
 
 
 def relax_calculation(
