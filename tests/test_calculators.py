@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import molecule
+from ase.calculators.calculator import all_changes
 from ase.optimize import FIRE
 from scipy.optimize import minimize_scalar
 
@@ -160,7 +161,7 @@ def test_unknown_parameter_is_an_error() -> None:
 
 def test_counting_wrapper_counts_only_real_evaluations() -> None:
     atoms = cubic(5.9)
-    counted = CountingCalculator(MockPairCalculator())
+    counted = CountingCalculator(MockPairCalculator(), stress=True)
     atoms.calc = counted
     atoms.get_potential_energy()
     atoms.get_forces()
@@ -169,3 +170,32 @@ def test_counting_wrapper_counts_only_real_evaluations() -> None:
     atoms.positions[0, 0] += 0.01
     atoms.get_forces()
     assert counted.n_calls == 2
+
+
+class _Recording(MockPairCalculator):
+    """The mock, remembering which properties each evaluation was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[list[str]] = []
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):  # type: ignore[no-untyped-def]
+        self.asked.append(sorted(properties))
+        super().calculate(atoms, properties, system_changes)
+
+
+def test_counting_wrapper_asks_for_stress_only_when_wanted() -> None:
+    atoms = cubic(5.9)
+    inner = _Recording()
+    atoms.calc = CountingCalculator(inner)
+    atoms.get_potential_energy()
+    atoms.get_forces()
+    assert inner.asked == [["energy", "forces"]]  # no stress asked of a fixed cell
+    atoms.positions[0, 0] += 0.01
+    atoms.get_stress()  # asked for explicitly: computed
+    assert inner.asked[-1] == ["energy", "forces", "stress"]
+    inner = _Recording()
+    atoms.calc = CountingCalculator(inner, stress=True)  # a cell relaxation
+    atoms.get_forces()
+    atoms.get_stress()
+    assert inner.asked == [["energy", "forces", "stress"]]

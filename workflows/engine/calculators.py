@@ -391,22 +391,28 @@ class CountingCalculator(Calculator):
     """Wrap any ASE calculator and count its energy/force evaluations.
 
     ASE's result cache is kept: asking again for the same structure costs nothing and is
-    not counted. Every evaluation asks the wrapped calculator for energy and forces (and
-    stress where it implements it), so a later energy request never triggers a second
-    evaluation.
+    not counted. Every evaluation asks the wrapped calculator for energy and forces, so a
+    later energy or force request never triggers a second evaluation; the stress only when
+    it is requested or ``stress`` is set (a cell relaxation asks for both each step). A
+    calculator that computes only what it is asked for (CHGNet's stress is a second
+    backward pass) then spends nothing on a stress no one reads.
 
     Parameters
     ----------
     inner
         The calculator that does the work.
+    stress
+        Ask for the stress in every evaluation (where the wrapped calculator implements it
+        and the cell is 3D-periodic).
     """
 
     nolabel = True
 
-    def __init__(self, inner: Calculator) -> None:
+    def __init__(self, inner: Calculator, *, stress: bool = False) -> None:
         super().__init__()
         self.inner = inner
         self.implemented_properties = list(inner.implemented_properties)
+        self.stress = bool(stress)
         self.n_calls = 0
 
     def calculate(
@@ -420,7 +426,7 @@ class CountingCalculator(Calculator):
         assert self.atoms is not None
         self.n_calls += 1
         wanted = {"energy", "forces", *properties}
-        if "stress" in self.inner.implemented_properties and self.atoms.pbc.all():
+        if self.stress and self.atoms.pbc.all():
             wanted.add("stress")
         wanted &= set(self.inner.implemented_properties)
         self.inner.calculate(self.atoms.copy(), sorted(wanted), list(all_changes))

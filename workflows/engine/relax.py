@@ -231,7 +231,7 @@ def relax_structure(
     directory.mkdir(parents=True, exist_ok=True)
     work = atoms.copy()
     fallback = ""
-    counted = CountingCalculator(calculator)
+    counted = CountingCalculator(calculator, stress=relax_cell)
     work.calc = counted
     target: Any = FrechetCellFilter(work) if relax_cell else work
     traj_path = directory / "relax.extxyz"
