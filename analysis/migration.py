@@ -24,6 +24,10 @@ initial's basin (the band's ``meta["endpoint_check"]["same_state"]``), is ``bloc
 vacancy is no minimum at the hopping atom's site, so the hop has no final state and no
 barrier. It is left out of the lowest barriers and of the transport network (no edge), and
 counted in ``n_blocked``; its row keeps what the band gave.
+
+A hop whose final endpoint relaxed on by a second hop (another atom took the hopping atom's
+site: ``meta["endpoint_check"]["cascade"]``) names that atom in ``cascade_by``; its band
+crosses both hops and is flagged, not a clean elementary barrier.
 """
 
 from __future__ import annotations
@@ -138,6 +142,14 @@ def _filled_by(neb: Mapping[str, Any]) -> str | None:
     return f"{filled.get('element')} atom {filled.get('index')}{owner}"
 
 
+def _cascade_by(neb: Mapping[str, Any]) -> str | None:
+    """Return the second atom that took the hopping atom's site in the final endpoint."""
+    cascade = ((neb.get("meta") or {}).get("endpoint_check") or {}).get("cascade")
+    if not cascade:
+        return None
+    return f"{cascade.get('element')} atom {cascade.get('index')}"
+
+
 def hop_barrier(neb: Mapping[str, Any]) -> float:
     """Return the barrier of a hop for transport: max(forward, reverse) of its band, eV."""
     return float(max(neb["Ea_eV"], neb.get("Ea_reverse_eV", neb["Ea_eV"])))
@@ -210,6 +222,9 @@ def summarize_migration(
                 "ligand_rearranged_A": (neb.get("meta") or {}).get("ligand_rearranged_A"),
                 # which endpoint was rebuilt in the other's ligand conformation (and used)
                 "ligands_rebased": _ligands_rebased(neb),
+                # a second atom took the hopping atom's site while the final endpoint relaxed:
+                # the band crosses two hops (pqdflow.errors.VacancyCascadeError)
+                "cascade_by": _cascade_by(neb),
                 "converged": bool(neb.get("converged", False)),
                 "unconverged_inputs": list(neb.get("unconverged_inputs", [])),
                 "path": neb.get("path", name),
@@ -334,6 +349,7 @@ _CSV_COLUMNS = (
     "vacancy_filled_by",
     "ligand_rearranged_A",
     "ligands_rebased",
+    "cascade_by",
     "E_f_rich_eV",
     "E_f_poor_eV",
     "E_act_rich_eV",

@@ -22,7 +22,7 @@ from ase import Atoms
 from ase.geometry import find_mic
 from ase.mep.neb import IDPP, NEB, idpp_interpolate, interpolate
 
-from pqdflow.errors import EndpointError, InputError, SameStateError
+from pqdflow.errors import EndpointError, InputError, SameStateError, VacancyCascadeError
 from pqdflow.structures.ligands import MOLECULAR_ELEMENTS
 from pqdflow.structures.slabs import ligand_indices, reindex_ligands, slab_layers
 
@@ -394,7 +394,9 @@ def check_endpoints(
     ------
     EndpointError
         Naming the first mismatch; :class:`~pqdflow.errors.SameStateError` when no atom
-        moves (the endpoints are one state).
+        moves (the endpoints are one state); :class:`~pqdflow.errors.VacancyCascadeError`
+        when another framework atom ends within :data:`VACANCY_CLASH_RADIUS` of the hopping
+        atom's starting site (the vacancy moved on by a second hop).
     """
     if len(initial) != len(final):
         raise EndpointError(
@@ -429,9 +431,27 @@ def check_endpoints(
             raise EndpointError(f"hopping_index {k} is outside 0..{len(initial) - 1}")
     big = [int(i) for i in np.flatnonzero(framework & (moved > max_other_displacement)) if i != k]
     if big:
+        # did one of them end on the hopping atom's starting site? (the vacancy moved on)
+        to_site, _ = find_mic(
+            final.positions[big] - initial.positions[k], initial.cell, initial.pbc
+        )
+        gaps = np.linalg.norm(to_site, axis=1)
+        nearest = int(np.argmin(gaps))
+        if gaps[nearest] < VACANCY_CLASH_RADIUS:
+            j = big[nearest]
+            raise VacancyCascadeError(
+                f"atoms {big} move by more than {max_other_displacement} Å between the "
+                f"endpoints: {s1[j]} {j} ends {gaps[nearest]:.2f} Å from the hopping atom's "
+                "starting site, so the vacancy moved on by a second hop while the final "
+                "endpoint relaxed (the planned final state is no minimum)",
+                index=j,
+                element=s1[j],
+                distance_A=round(float(gaps[nearest]), 3),
+            )
         raise EndpointError(
             f"atoms {big} move by more than {max_other_displacement} Å between the "
-            "endpoints; only the hopping atom may (the atom order probably differs)"
+            "endpoints; only the hopping atom may (the framework rearranged, or the two "
+            "endpoints list their atoms in different orders)"
         )
     if moved[k] < 0.1:
         raise SameStateError("no atom moves between the endpoints; they are the same state")

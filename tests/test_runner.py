@@ -319,6 +319,43 @@ def test_endpoints_that_stay_apart_after_rebasing_are_run_and_flagged(
     assert NebDoc.read(tmp_path / "n" / "result.json").meta["endpoint_check"]["passed"] is False
 
 
+def test_a_final_endpoint_that_relaxed_on_by_a_second_hop_is_run_and_flagged(
+    tmp_path: Path,
+) -> None:
+    """Another Br took the hopping atom's site: no rebuilds (both would start from that
+    state), the band runs between the two minima, flagged as a cascade."""
+    from ase.io import write
+
+    from pqdflow.analysis.migration import summarize_migration
+    from pqdflow.errors import EndpointWarning
+
+    _, spec, backend, docs = relaxed_endpoints(tmp_path)
+    initial = docs[spec.initial].read_structure()
+    final = docs[spec.final].read_structure()
+    k = spec.hopping_index
+    gaps = np.linalg.norm(initial.positions - initial.positions[k], axis=1)
+    j = next(int(i) for i in np.argsort(gaps) if i != k and initial[i].symbol == initial[k].symbol)
+    final.positions[j] = initial.positions[k] + [0.25, 0.0, 0.0]
+    write(docs[spec.final].structure_file(), final, format="extxyz")
+    relaxed_before = list(backend.relaxed)
+    with pytest.warns(EndpointWarning, match=r"vacancy moved on by a second hop"):
+        neb = run_neb(spec, docs[spec.initial], docs[spec.final], backend, tmp_path / "band")
+    check = neb.meta["endpoint_check"]
+    assert check["passed"] is False
+    assert check["cascade"] == {"index": j, "element": initial[k].symbol, "distance_A": 0.25}
+    assert backend.relaxed == relaxed_before  # neither endpoint rebuilt nor relaxed again
+    assert not (tmp_path / "band" / "final-rebased").exists()
+    assert "final_rebased" not in neb.meta
+    assert "ligands_rebased" not in neb.meta
+    assert backend.nebs == [spec.name]  # the band was run between the two minima
+    assert neb.final == spec.final
+    meta = {**neb.meta, "surface": "s", "hop": {"name": "h", "vacancy_element": "Br"}}
+    summary = summarize_migration([{**neb.as_dict(), "meta": meta}], {"s": {}})
+    assert summary["s"]["hops"][0]["cascade_by"] == f"{initial[k].symbol} atom {j}"
+    table = format_table(StudyResults(study="s", backend="mock", neb=[neb.as_dict()]))
+    assert f"(two hops: {initial[k].symbol} {j} took the site)" in table
+
+
 def test_final_endpoint_starts_from_the_relaxed_initial() -> None:
     plan = small_plan()
     ini, fin = plan.get("neb-i").atoms, plan.get("neb-f").atoms

@@ -7,7 +7,7 @@ import pytest
 from ase import Atoms
 from ase.geometry import find_mic
 
-from pqdflow.errors import EndpointError, InputError, SameStateError
+from pqdflow.errors import EndpointError, InputError, SameStateError, VacancyCascadeError
 from pqdflow.structures.adsorption import build_passivated_surface
 from pqdflow.structures.bulk import CSPBBR3_A, build_mixed_halide
 from pqdflow.structures.defects import (
@@ -160,6 +160,31 @@ def test_endpoints_that_do_not_correspond(bulk: Atoms) -> None:
     # the final state relaxed back into the initial one: its own error (a blocked hop)
     with pytest.raises(SameStateError, match=r"same state"):
         check_endpoints(initial, initial.copy(), hopping_index=hop.hop_index)
+
+
+def test_a_second_atom_on_the_hopping_atoms_site_is_a_vacancy_cascade(bulk: Atoms) -> None:
+    hop = enumerate_halide_hops(bulk)[0]
+    initial, final = build_neb_endpoints(
+        bulk, vacancy_index=hop.vacancy_index, hop_index=hop.hop_index
+    )
+    k = initial.info["neb"]["hopping_index"]
+    symbols = initial.get_chemical_symbols()
+    # the nearest other halide of the hopping atom's species
+    gaps = _mic_disp(initial[[k] * len(initial)], initial)
+    others = [i for i in np.argsort(gaps) if i != k and symbols[i] == symbols[k]]
+    j = int(others[0])
+    cascade = final.copy()
+    cascade.positions[j] = initial.positions[k] + [0.3, 0.0, 0.0]  # it took the site
+    with pytest.raises(VacancyCascadeError, match=rf"{symbols[k]} {j} ends 0.30 Å") as info:
+        check_endpoints(initial, cascade)
+    assert (info.value.index, info.value.element) == (j, symbols[k])
+    assert info.value.distance_A == pytest.approx(0.3, abs=1e-3)
+    assert isinstance(info.value, EndpointError)
+    # moved as far but elsewhere: not a cascade, the plain mismatch
+    elsewhere = final.copy()
+    elsewhere.positions[j] = initial.positions[j] + [0.0, 0.0, 2.0]
+    with pytest.raises(EndpointError, match=r"framework rearranged, or the two endpoints"):
+        check_endpoints(initial, elsewhere)
 
 
 def test_default_n_images() -> None:

@@ -121,6 +121,9 @@ def format_table(results: StudyResults) -> str:
             bad = _neb_flags(n)
             mark = "*" if bad else " "
             state = f"NO: {', '.join(bad)}" if bad else "yes"
+            cascade = ((n.get("meta") or {}).get("endpoint_check") or {}).get("cascade")
+            if cascade:  # the final endpoint relaxed on: the band crosses two hops
+                state += f" (two hops: {cascade['element']} {cascade['index']} took the site)"
             lines.append(
                 f"{n['path']:<22} {n['label']:<9} {n['Ea_eV']:>8.3f}{mark}"
                 f"{n['Ea_reverse_eV']:>11.3f}  {state}"

@@ -34,6 +34,7 @@ __all__ = [
     "UnknownLigandError",
     "UnknownSiteError",
     "UnknownTerminationError",
+    "VacancyCascadeError",
     "VibrationalError",
 ]
 
@@ -80,6 +81,22 @@ class SameStateError(EndpointError):
     After relaxation this means the planned final state is no minimum (the hopping atom
     went back): the vacancy cannot sit at the hopping atom's site, and the hop is blocked.
     """
+
+
+class VacancyCascadeError(EndpointError):
+    """NEB endpoints where another framework atom took the hopping atom's starting site.
+
+    The planned final state (the vacancy at the hopping atom's site) is no minimum: while
+    the final endpoint relaxed, a second atom hopped into that site and the vacancy moved on.
+    A band between the endpoints crosses two hops. ``index``, ``element`` and
+    ``distance_A`` name the second atom and how close it ends to the site.
+    """
+
+    def __init__(self, message: str, *, index: int, element: str, distance_A: float) -> None:
+        super().__init__(message)
+        self.index = index
+        self.element = element
+        self.distance_A = distance_A
 
 
 class StudyError(InputError):

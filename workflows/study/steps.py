@@ -49,6 +49,7 @@ from pqdflow.errors import (
     InputError,
     SameStateError,
     StudyError,
+    VacancyCascadeError,
 )
 from pqdflow.fileio import atomic_write_text, folder_lock
 from pqdflow.provenance import provenance
@@ -268,7 +269,11 @@ def run_neb(
     :data:`~pqdflow.structures.defects.LIGAND_REARRANGEMENT_A` apart) get the higher one
     rebuilt in the lower one's ligand conformation (:func:`_rebase_ligands`,
     ``meta["ligands_rebased"]``); if they still differ, the band is run and flagged
-    (``meta["ligand_rearranged_A"]``).
+    (``meta["ligand_rearranged_A"]``). Where a second framework atom took the hopping atom's
+    site in the relaxed final endpoint (:class:`~pqdflow.errors.VacancyCascadeError`: the
+    planned final state is no minimum), neither rebuild is tried (both would start from that
+    state); the band is run between the two minima and flagged
+    (``meta["endpoint_check"]["cascade"]``).
 
     ``inputs`` is the record of what determines the band (see :func:`relax_calculation`).
 
@@ -327,8 +332,27 @@ def run_neb(
         )
         doc = _one_state_document(spec, initial_doc, final_doc, directory, backend.name, meta)
         return dataclasses.replace(doc, unconverged_inputs=list(meta["unconverged_inputs"]))
+    cascade: VacancyCascadeError | None = None
     try:
         check_endpoints(initial, final, hopping_index=spec.hopping_index)
+    except VacancyCascadeError as exc:
+        # A second atom took the hopping atom's site while the final endpoint relaxed: the
+        # planned final state is no minimum. A rebuild in the initial's basin starts from that
+        # same state (and one in the other's ligand conformation would put two atoms on one
+        # site): run the band between the two minima and flag it.
+        cascade = exc
+        meta["endpoint_check"] = {
+            "passed": False,
+            "reason": str(exc),
+            "same_state": False,
+            "cascade": {"index": exc.index, "element": exc.element, "distance_A": exc.distance_A},
+        }
+        warnings.warn(
+            f"NEB {spec.name!r}: {exc}; the band is run between the two minima and flagged "
+            "(meta['endpoint_check']['cascade']): its barrier is that of two hops",
+            EndpointWarning,
+            stacklevel=2,
+        )
     except EndpointError as exc:
         # The endpoints relaxed into different tilt basins: a band between them would mix a
         # collective distortion into the hop. Rebuild the final endpoint in the initial's
@@ -384,7 +408,7 @@ def run_neb(
                 stacklevel=2,
             )
     moved = ligand_displacement(initial, final)
-    if moved > LIGAND_REARRANGEMENT_A:
+    if moved > LIGAND_REARRANGEMENT_A and cascade is None:
         initial_doc, final_doc, record = _rebase_ligands(
             spec, initial_doc, final_doc, moved, backend, directory, inputs
         )
@@ -395,10 +419,11 @@ def run_neb(
         # the ligand layer rearranged between the endpoints, even after rebuilding one of
         # them in the other's ligand conformation: the band includes that
         meta["ligand_rearranged_A"] = round(moved, 3)
+        tried = "" if cascade else ", even with one rebuilt in the other's ligand conformation"
         warnings.warn(
             f"NEB {spec.name!r}: ligand atoms move up to {moved:.1f} Å between the relaxed "
-            "endpoints, even with one rebuilt in the other's ligand conformation; the barrier "
-            "includes that rearrangement (meta['ligand_rearranged_A'])",
+            f"endpoints{tried}; the barrier includes that rearrangement "
+            "(meta['ligand_rearranged_A'])",
             EndpointWarning,
             stacklevel=2,
         )
