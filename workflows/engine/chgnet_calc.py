@@ -137,11 +137,11 @@ class InferenceCHGNetCalculator(Calculator):
             else:
                 self._store(out)
                 return
-        self._store(self._predict_graph(properties))
+        self._store(self._predict_graph(self.atoms, properties))
 
-    def _predict_graph(self, properties: list[str]) -> dict[str, Any]:
+    def _predict_graph(self, atoms: Atoms, properties: list[str]) -> dict[str, Any]:
         task = "efs" if "stress" in properties else "ef"
-        structure = AseAtomsAdaptor.get_structure(self.atoms)
+        structure = AseAtomsAdaptor.get_structure(atoms)
         graph = self.model.graph_converter(structure)
         pred = self.model.predict_graph(graph, task=task)
         scale = float(len(structure)) if self.model.is_intensive else 1.0
