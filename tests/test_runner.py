@@ -356,6 +356,35 @@ def test_a_final_endpoint_that_relaxed_on_by_a_second_hop_is_run_and_flagged(
     assert f"(two hops: {initial[k].symbol} {j} took the site)" in table
 
 
+def test_a_rebuilt_final_endpoint_that_relaxes_on_is_flagged_as_a_cascade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tilt basins first, then the rebuilt final endpoint relaxes on by a second hop."""
+    from pqdflow.errors import EndpointWarning
+
+    plan, spec, backend, docs = far_final_endpoint(tmp_path)
+    initial = docs[spec.initial].read_structure()
+    k = spec.hopping_index
+    site = plan.get(spec.final).atoms.positions[k]  # the vacancy the hopping atom fills
+    gaps = np.linalg.norm(initial.positions - initial.positions[k], axis=1)
+    j = next(
+        int(i) for i in np.argsort(gaps) if i != k and initial[i].symbol == initial[k].symbol
+    )
+
+    def relaxes_on(ini: Atoms, fin: Atoms, hop: int) -> Atoms:
+        start = ini.copy()
+        start.positions[hop] = site  # the planned final state ...
+        start.positions[j] = ini.positions[hop]  # ... where a second Br took the site
+        return start
+
+    monkeypatch.setattr(steps, "final_in_initial_basin", relaxes_on)
+    with pytest.warns(EndpointWarning, match="move by more than"):
+        neb = run_neb(spec, docs[spec.initial], docs[spec.final], backend, tmp_path / "n")
+    assert neb.final == f"{spec.final}-rebased"
+    assert neb.meta["endpoint_check"]["cascade"]["index"] == j
+    assert "ligands_rebased" not in neb.meta
+
+
 def test_final_endpoint_starts_from_the_relaxed_initial() -> None:
     plan = small_plan()
     ini, fin = plan.get("neb-i").atoms, plan.get("neb-f").atoms

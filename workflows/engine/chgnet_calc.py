@@ -11,11 +11,12 @@ graph converter, and
 * builds no second-order graph;
 * skips the backward pass entirely for an energy-only request.
 
-Measured (``benchmarks/chgnet_calculator.py``, CHGNet 0.3.0, one CPU thread, medians of 6
-calls): the 94-atom control surface with an oleate over a V_Br took 0.42 s per force call
-through ``CHGNetCalculator`` and 0.18 s here; the 84-atom AnHI NEB host 0.17 s and 0.11 s;
-the 40-atom bulk host 0.040 s and 0.023 s. Energies are identical; forces agree to 2e-5 eV/Å
-(float32 summation order). The benchmark repeats the comparison on the machine it runs on.
+Measured (``benchmarks/chgnet_calculator.py``, CHGNet 0.3.0, one CPU thread, medians of 7
+calls, 2026-12-01): the 94-atom control surface with an oleate fill took 0.292 s per force
+call through ``CHGNetCalculator`` and 0.156 s here; the 83-atom ligand-covered NEB endpoint
+0.179 s and 0.088 s; the 40-atom bulk NEB host 0.047 s and 0.029 s. Energies are identical;
+forces agree to 4e-5 eV/Å (float32 summation order). The benchmark repeats the comparison on
+the machine it runs on.
 
 The prediction goes through ``CHGNet._compute`` on chgnet's own ``BatchedGraph``, the path
 ``CHGNet.forward`` takes. Should a chgnet release change that internal interface, the
@@ -44,9 +45,10 @@ _GPA = 1.0 / _EV_PER_A3_IN_GPA
 
 
 def predict_chgnet(model: Any, atoms: Atoms, properties: list[str]) -> dict[str, Any]:
-    """Return CHGNet's ``energy`` (eV) and, as requested, ``forces`` (eV/Å), ``stress``.
+    """Return CHGNet's ``energy`` (eV) and, as requested, ``forces`` and ``stress_gpa``.
 
-    ``stress`` is ASE's Voigt order in eV/Å³. One forward pass and at most one backward
+    ``forces`` in eV/Å, shape ``(n_atoms, 3)``; ``stress_gpa`` the 3x3 stress in GPa
+    (CHGNet's convention, ``(1/V) dE/d(strain)``). One forward pass and at most one backward
     pass, without a second-order graph (see the module docstring).
 
     Raises
@@ -111,7 +113,7 @@ class InferenceCHGNetCalculator(Calculator):
         super().__init__(**kwargs)
         self.model = model
         self.stress_weight = float(stress_weight)
-        self._fallback: Any = None
+        self._fallback = False  # set once the internal interface turned out to differ
 
     def calculate(
         self,
@@ -123,7 +125,7 @@ class InferenceCHGNetCalculator(Calculator):
         properties = list(properties or ["energy", "forces"])
         super().calculate(atoms, properties, system_changes)
         assert self.atoms is not None
-        if self._fallback is None:
+        if not self._fallback:
             try:
                 out = predict_chgnet(self.model, self.atoms, properties)
             except (AttributeError, TypeError) as exc:

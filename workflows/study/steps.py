@@ -386,6 +386,13 @@ def run_neb(
                 # the hopping atom went back: the final state is no minimum, the hop blocked
                 "same_state": isinstance(again, SameStateError),
             }
+            if isinstance(again, VacancyCascadeError):  # the rebuilt one relaxed on
+                cascade = again
+                meta["endpoint_check"]["cascade"] = {
+                    "index": again.index,
+                    "element": again.element,
+                    "distance_A": again.distance_A,
+                }
             if isinstance(again, SameStateError):
                 endpoints = {initial_doc.name: initial_doc, final_doc.name: final_doc}
                 meta["unconverged_inputs"] = unconverged_names(list(endpoints), endpoints)
