@@ -367,9 +367,7 @@ def test_a_rebuilt_final_endpoint_that_relaxes_on_is_flagged_as_a_cascade(
     k = spec.hopping_index
     site = plan.get(spec.final).atoms.positions[k]  # the vacancy the hopping atom fills
     gaps = np.linalg.norm(initial.positions - initial.positions[k], axis=1)
-    j = next(
-        int(i) for i in np.argsort(gaps) if i != k and initial[i].symbol == initial[k].symbol
-    )
+    j = next(int(i) for i in np.argsort(gaps) if i != k and initial[i].symbol == initial[k].symbol)
 
     def relaxes_on(ini: Atoms, fin: Atoms, hop: int) -> Atoms:
         start = ini.copy()
