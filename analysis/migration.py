@@ -45,6 +45,7 @@ __all__ = [
     "BARRIERLESS_EV",
     "hop_barrier",
     "hop_blocked",
+    "hop_cascade",
     "plot_barrier_vs_ligand_distance",
     "summarize_migration",
     "transport_limiting_barrier",
@@ -142,8 +143,8 @@ def _filled_by(neb: Mapping[str, Any]) -> str | None:
     return f"{filled.get('element')} atom {filled.get('index')}{owner}"
 
 
-def _cascade_by(neb: Mapping[str, Any]) -> str | None:
-    """Return the second atom that took the hopping atom's site in the final endpoint."""
+def hop_cascade(neb: Mapping[str, Any]) -> str | None:
+    """Return the second atom that took the hopping atom's site (``"Br atom 45"``), if any."""
     cascade = ((neb.get("meta") or {}).get("endpoint_check") or {}).get("cascade")
     if not cascade:
         return None
@@ -224,7 +225,7 @@ def summarize_migration(
                 "ligands_rebased": _ligands_rebased(neb),
                 # a second atom took the hopping atom's site while the final endpoint relaxed:
                 # the band crosses two hops (pqdflow.errors.VacancyCascadeError)
-                "cascade_by": _cascade_by(neb),
+                "cascade_by": hop_cascade(neb),
                 "converged": bool(neb.get("converged", False)),
                 "unconverged_inputs": list(neb.get("unconverged_inputs", [])),
                 "path": neb.get("path", name),

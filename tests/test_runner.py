@@ -353,7 +353,7 @@ def test_a_final_endpoint_that_relaxed_on_by_a_second_hop_is_run_and_flagged(
     summary = summarize_migration([{**neb.as_dict(), "meta": meta}], {"s": {}})
     assert summary["s"]["hops"][0]["cascade_by"] == f"{initial[k].symbol} atom {j}"
     table = format_table(StudyResults(study="s", backend="mock", neb=[neb.as_dict()]))
-    assert f"(two hops: {initial[k].symbol} {j} took the site)" in table
+    assert f"(two hops: {initial[k].symbol} atom {j} took the site)" in table
 
 
 def test_a_rebuilt_final_endpoint_that_relaxes_on_is_flagged_as_a_cascade(

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pqdflow.analysis.migration import hop_cascade
 from pqdflow.analysis.plots import composition_label, plot_binding_energies, plot_neb_profiles
 from pqdflow.analysis.rates import HopVibDoc
 from pqdflow.analysis.report.tree import StudyReport
@@ -121,9 +122,9 @@ def format_table(results: StudyResults) -> str:
             bad = _neb_flags(n)
             mark = "*" if bad else " "
             state = f"NO: {', '.join(bad)}" if bad else "yes"
-            cascade = ((n.get("meta") or {}).get("endpoint_check") or {}).get("cascade")
+            cascade = hop_cascade(n)
             if cascade:  # the final endpoint relaxed on: the band crosses two hops
-                state += f" (two hops: {cascade['element']} {cascade['index']} took the site)"
+                state += f" (two hops: {cascade} took the site)"
             lines.append(
                 f"{n['path']:<22} {n['label']:<9} {n['Ea_eV']:>8.3f}{mark}"
                 f"{n['Ea_reverse_eV']:>11.3f}  {state}"

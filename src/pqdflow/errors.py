@@ -98,6 +98,10 @@ class VacancyCascadeError(EndpointError):
         self.element = element
         self.distance_A = distance_A
 
+    def as_dict(self) -> dict[str, int | str | float]:
+        """Return the record a band keeps (``meta["endpoint_check"]["cascade"]``)."""
+        return {"index": self.index, "element": self.element, "distance_A": self.distance_A}
+
 
 class StudyError(InputError):
     """A study file that does not validate (unknown key, wrong type, empty study)."""

@@ -345,7 +345,7 @@ def run_neb(
             "passed": False,
             "reason": str(exc),
             "same_state": False,
-            "cascade": {"index": exc.index, "element": exc.element, "distance_A": exc.distance_A},
+            "cascade": exc.as_dict(),
         }
         warnings.warn(
             f"NEB {spec.name!r}: {exc}; the band is run between the two minima and flagged "
@@ -388,11 +388,7 @@ def run_neb(
             }
             if isinstance(again, VacancyCascadeError):  # the rebuilt one relaxed on
                 cascade = again
-                meta["endpoint_check"]["cascade"] = {
-                    "index": again.index,
-                    "element": again.element,
-                    "distance_A": again.distance_A,
-                }
+                meta["endpoint_check"]["cascade"] = again.as_dict()
             if isinstance(again, SameStateError):
                 endpoints = {initial_doc.name: initial_doc, final_doc.name: final_doc}
                 meta["unconverged_inputs"] = unconverged_names(list(endpoints), endpoints)
